@@ -1,0 +1,148 @@
+import type { Level } from './log.js';
+
+/** How connections reach workers: see the README's "BALANCE" section. */
+export type Balance = 'reuseport' | 'round-robin';
+
+export interface HttpLimits {
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxHeaderSize: number;
+  readonly maxConnections: number;
+  readonly maxBodyBytes: number;
+}
+
+export interface Config {
+  readonly port: number;
+  /** undefined: every interface, IPv4 and IPv6. */
+  readonly host: string | undefined;
+  /** 'auto' is resolved by cpu-count.ts in the primary. */
+  readonly workers: number | 'auto';
+  readonly workersFrom: 'WORKERS' | 'WEB_CONCURRENCY' | 'default';
+  readonly balance: Balance;
+  readonly logLevel: Level;
+  readonly metrics: boolean;
+  readonly shutdownDelayMs: number;
+  readonly drainTimeoutMs: number;
+  readonly bootTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly crashLoopLimit: number;
+  readonly http: HttpLimits;
+}
+
+export const MAX_WORKERS = 1024;
+
+/** A configuration variable the service cannot accept. */
+export class ConfigError extends Error {
+  readonly code = 'ERR_MYSERVICE_CONFIG';
+  override name = 'ConfigError';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** An unset or empty variable means the default (Compose passes `${VAR}` through as ""). */
+function raw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function integer(env: Env, name: string, min: number, max: number, fallback: number, unit = ''): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}${unit}, got "${env[name]}"`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, accepted: readonly T[], fallback: T): T {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const found = accepted.find((a) => a === value.toLowerCase());
+  if (found === undefined) {
+    const list = accepted.map((a) => `"${a}"`).join(', ');
+    throw new ConfigError(`${name} must be one of ${list}, got "${env[name]}"`);
+  }
+  return found;
+}
+
+function workerCount(env: Env): Pick<Config, 'workers' | 'workersFrom'> {
+  const name = raw(env, 'WORKERS') !== undefined ? 'WORKERS' : 'WEB_CONCURRENCY';
+  const value = raw(env, name);
+  if (value === undefined) return { workers: 'auto', workersFrom: 'default' };
+  if (value.toLowerCase() === 'auto') return { workers: 'auto', workersFrom: name };
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_WORKERS) {
+    throw new ConfigError(
+      `${name} must be "auto" or an integer from 1 to ${MAX_WORKERS}, got "${env[name]}"`,
+    );
+  }
+  return { workers: n, workersFrom: name };
+}
+
+function host(env: Env): string | undefined {
+  const value = raw(env, 'HOST');
+  if (value === undefined) return undefined;
+  // A hostname is resolved by listen(); reject only what can never be an address.
+  if (!/^[A-Za-z0-9.:_%[\]-]+$/.test(value)) {
+    throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"`);
+  }
+  return value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
+}
+
+const MINUTE = 60_000;
+
+/** Parses and validates the environment once; every error names the variable and the value. */
+export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = process.platform): Config {
+  const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 100, 20_000, 10_000, ' (milliseconds)');
+  const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 100, 10 * MINUTE, 30_000, ' (milliseconds)');
+  if (requestTimeoutMs < headersTimeoutMs) {
+    throw new ConfigError(
+      `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${headersTimeoutMs}), got "${requestTimeoutMs}"`,
+    );
+  }
+  const heartbeatIntervalMs = integer(env, 'HEARTBEAT_INTERVAL_MS', 50, MINUTE, 1_000, ' (milliseconds)');
+  const heartbeatTimeoutMs = integer(
+    env,
+    'HEARTBEAT_TIMEOUT_MS',
+    100,
+    10 * MINUTE,
+    10_000,
+    ' (milliseconds)',
+  );
+  if (heartbeatTimeoutMs <= heartbeatIntervalMs) {
+    throw new ConfigError(
+      `HEARTBEAT_TIMEOUT_MS must be greater than HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs}), got "${heartbeatTimeoutMs}"`,
+    );
+  }
+  const config: Config = {
+    port: integer(env, 'PORT', 1, 65_535, 5000),
+    host: host(env),
+    ...workerCount(env),
+    balance: oneOf<Balance>(
+      env,
+      'BALANCE',
+      ['reuseport', 'round-robin'],
+      platform === 'linux' ? 'reuseport' : 'round-robin',
+    ),
+    logLevel: oneOf<Level>(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'fatal'], 'info'),
+    metrics: oneOf(env, 'METRICS', ['on', 'off'], 'on') === 'on',
+    shutdownDelayMs: integer(env, 'SHUTDOWN_DELAY_MS', 0, MINUTE, 0, ' (milliseconds)'),
+    drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 100, 10 * MINUTE, 8_000, ' (milliseconds)'),
+    bootTimeoutMs: integer(env, 'BOOT_TIMEOUT_MS', 1, 10 * MINUTE, 10_000, ' (milliseconds)'),
+    heartbeatIntervalMs,
+    heartbeatTimeoutMs,
+    crashLoopLimit: integer(env, 'CRASH_LOOP_LIMIT', 1, 1000, 5),
+    http: {
+      headersTimeoutMs,
+      requestTimeoutMs,
+      keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 0, 10 * MINUTE, 5_000, ' (milliseconds)'),
+      maxHeaderSize: integer(env, 'MAX_HEADER_SIZE', 1024, 1024 * 1024, 16 * 1024, ' (bytes)'),
+      maxConnections: integer(env, 'MAX_CONNECTIONS', 1, 1_000_000, 10_000),
+      maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 0, 1024 * 1024, 1024, ' (bytes)'),
+    },
+  };
+  return Object.freeze({ ...config, http: Object.freeze(config.http) });
+}

@@ -1,0 +1,16 @@
+/** Exit codes of the primary; documented in the README's "Operating" section. */
+export const ExitCode = {
+  ok: 0,
+  /** Unexpected internal error (a bug): an uncaught exception in the primary. */
+  internal: 1,
+  /** A configuration variable is invalid; nothing was started. */
+  config: 2,
+  /** The address or port cannot be bound (in use, not on this machine, not permitted). */
+  bind: 3,
+  /** Workers kept failing before they became ready (crash loop); see CRASH_LOOP_LIMIT. */
+  crashLoop: 4,
+  /** Shutdown had to kill workers: DRAIN_TIMEOUT_MS passed or a second stop signal came. */
+  forcedStop: 5,
+} as const;
+
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];

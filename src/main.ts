@@ -1,0 +1,37 @@
+/** Entry point: the primary or a worker, by node:cluster's role; `--healthcheck` for Docker. */
+import cluster from 'node:cluster';
+import { type Config, ConfigError, parseConfig } from './config.js';
+import { ExitCode } from './exit-codes.js';
+import { errorFields, log, setLogLevel } from './log.js';
+
+async function main(): Promise<void> {
+  if (cluster.isWorker) {
+    const { runWorker } = await import('./worker/worker.js');
+    const { WORKER_CONFIG_ENV, WORKER_SLOT_ENV } = await import('./primary/primary.js');
+    // The primary parsed and validated the environment once; workers take its result.
+    const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? '{}') as Config;
+    setLogLevel(config.logLevel);
+    runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? 0));
+    return;
+  }
+  let config: Config;
+  try {
+    config = parseConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log('fatal', err.message, { code: err.code });
+    process.exit(ExitCode.config);
+  }
+  setLogLevel(config.logLevel);
+  if (process.argv.includes('--healthcheck')) {
+    const { runHealthcheck } = await import('./healthcheck.js');
+    process.exit(await runHealthcheck(config));
+  }
+  const { runPrimary } = await import('./primary/primary.js');
+  runPrimary(config);
+}
+
+main().catch((err: unknown) => {
+  log('fatal', 'failed to start', errorFields(err));
+  process.exit(ExitCode.internal);
+});

@@ -1,0 +1,106 @@
+/** Renders the Prometheus text exposition format (0.0.4) from every worker's stats and the supervisor's. */
+import type { WorkerStats } from '../protocol.js';
+import type { RestartCause, SupervisorSnapshot } from './supervisor.js';
+
+export interface WorkerSample {
+  readonly slot: number;
+  readonly pid: number;
+  readonly stats: WorkerStats;
+}
+
+export interface MetricsInput {
+  readonly supervisor: SupervisorSnapshot;
+  readonly workers: readonly WorkerSample[];
+  readonly primaryStartSeconds: number;
+  readonly primaryRssBytes: number;
+}
+
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+const CAUSES: readonly RestartCause[] = ['crash', 'hung', 'boot', 'roll', 'scale'];
+
+class Exposition {
+  readonly #lines: string[] = [];
+
+  family(name: string, type: 'counter' | 'gauge', help: string, samples: readonly [string, number][]): void {
+    this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) this.#lines.push(`${name}${labels} ${formatValue(value)}`);
+  }
+
+  toString(): string {
+    return `${this.#lines.join('\n')}\n`;
+  }
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (!Number.isFinite(value)) return value > 0 ? '+Inf' : '-Inf';
+  return String(value);
+}
+
+function workerLabels(w: WorkerSample, extra = ''): string {
+  return `{slot="${w.slot}",pid="${w.pid}"${extra}}`;
+}
+
+/** Pure: the /metrics body. The same input gives the same text, whichever worker asked. */
+export function renderMetrics(input: MetricsInput): string {
+  const out = new Exposition();
+  const workers = [...input.workers].sort((a, b) => a.slot - b.slot || a.pid - b.pid);
+  out.family(
+    'myservice_http_requests_total',
+    'counter',
+    'Requests answered by each worker (probes and /metrics excluded).',
+    workers.map((w) => [workerLabels(w), w.stats.requests]),
+  );
+  out.family(
+    'myservice_http_responses_total',
+    'counter',
+    'Responses by status class, summed over the workers now running.',
+    CLASSES.map((c, i) => [
+      `{code="${c}"}`,
+      workers.reduce((sum, w) => sum + (w.stats.responses[i] ?? 0), 0),
+    ]),
+  );
+  out.family(
+    'myservice_worker_restarts_total',
+    'counter',
+    'Workers replaced since start, by cause (crash, hung, boot failure, rolling restart, scale).',
+    CAUSES.map((c) => [`{cause="${c}"}`, input.supervisor.restarts[c]]),
+  );
+  out.family('myservice_workers_configured', 'gauge', 'Workers the primary aims to run.', [
+    ['', input.supervisor.configured],
+  ]);
+  out.family('myservice_workers', 'gauge', 'Worker processes by state.', [
+    ...(['starting', 'listening', 'stopping'] as const).map((state): [string, number] => [
+      `{state="${state}"}`,
+      input.supervisor.workers.filter((w) => w.state === state).length,
+    ]),
+  ]);
+  out.family(
+    'myservice_worker_resident_memory_bytes',
+    'gauge',
+    'Resident set size of each worker.',
+    workers.map((w) => [workerLabels(w), w.stats.rssBytes]),
+  );
+  out.family(
+    'myservice_worker_heap_used_bytes',
+    'gauge',
+    'V8 heap in use by each worker.',
+    workers.map((w) => [workerLabels(w), w.stats.heapUsedBytes]),
+  );
+  out.family(
+    'myservice_worker_event_loop_delay_seconds',
+    'gauge',
+    'Event-loop delay percentiles of each worker since it started (perf_hooks.monitorEventLoopDelay).',
+    workers.flatMap((w): [string, number][] => [
+      [workerLabels(w, ',quantile="0.5"'), w.stats.loopDelayP50Seconds],
+      [workerLabels(w, ',quantile="0.99"'), w.stats.loopDelayP99Seconds],
+    ]),
+  );
+  out.family('process_start_time_seconds', 'gauge', 'Start time of the primary since the Unix epoch.', [
+    ['', input.primaryStartSeconds],
+  ]);
+  out.family('process_resident_memory_bytes', 'gauge', 'Resident set size of the primary.', [
+    ['', input.primaryRssBytes],
+  ]);
+  return out.toString();
+}

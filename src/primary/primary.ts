@@ -1,0 +1,198 @@
+/** The primary: forks workers and performs what the supervisor decides. It never serves a request. */
+import cluster, { type Worker } from 'node:cluster';
+import type { Config } from '../config.js';
+import { detectOwnCpuLimit } from '../cpu-count.js';
+import { ExitCode } from '../exit-codes.js';
+import { errorFields, log } from '../log.js';
+import { isWorkerMessage, type PrimaryMessage, type WorkerStats } from '../protocol.js';
+import { renderMetrics, type WorkerSample } from './metrics.js';
+import { enableRequestMigration } from './migrate-req.js';
+import {
+  type Action,
+  type ControlSignal,
+  DEFAULT_BACKOFF,
+  Supervisor,
+  type SupervisorEvent,
+} from './supervisor.js';
+
+const CONTROL_SIGNALS: readonly ControlSignal[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'];
+const STATS_TIMEOUT_MS = 1_000;
+
+/** Environment variables that carry the parsed config and the slot to a worker. */
+export const WORKER_CONFIG_ENV = 'MYSERVICE_WORKER_CONFIG';
+export const WORKER_SLOT_ENV = 'MYSERVICE_WORKER_SLOT';
+
+interface StatsCollection {
+  readonly answers: Map<Worker, WorkerStats>;
+  /** Resolves the collection once every asked worker has answered or exited. */
+  readonly settle: () => void;
+}
+
+function sendTo(worker: Worker, message: PrimaryMessage): void {
+  if (worker.isConnected()) worker.send(message);
+}
+
+/** Runs this process as the primary until the supervisor decides to exit. */
+export function runPrimary(config: Config): void {
+  const started = Date.now();
+  const cpu = config.workers === 'auto' ? detectOwnCpuLimit() : undefined;
+  const count = cpu ? cpu.workers : (config.workers as number);
+  const workersReason = cpu ? cpu.reason : `${config.workersFrom}=${count}`;
+  log('info', `starting ${count} worker${count === 1 ? '' : 's'}: ${workersReason}`, {
+    workers: count,
+    workersReason,
+    config,
+    node: process.version,
+  });
+  if (config.balance === 'reuseport') enableRequestMigration();
+
+  // Must be set before the first fork; SCHED_NONE leaves accepting to the workers' own sockets.
+  cluster.schedulingPolicy = config.balance === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+  const workerEnv = { [WORKER_CONFIG_ENV]: JSON.stringify(config) };
+
+  const supervisor = new Supervisor(
+    {
+      workers: count,
+      bootTimeoutMs: config.bootTimeoutMs,
+      heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      drainTimeoutMs: config.drainTimeoutMs,
+      shutdownDelayMs: config.shutdownDelayMs,
+      crashLoopLimit: config.crashLoopLimit,
+      backoff: DEFAULT_BACKOFF,
+    },
+    Date.now,
+  );
+  const handles = new Map<number, Worker>();
+  const slots = new Map<Worker, number>();
+  let timer: NodeJS.Timeout | undefined;
+  let nextStatsId = 1;
+  /** Stats collections in progress: who has yet to answer, and what has come back. */
+  const pendingStats = new Map<number, StatsCollection>();
+
+  function dispatch(event: SupervisorEvent): void {
+    perform(supervisor.handle(event));
+    clearTimeout(timer);
+    const deadline = supervisor.nextDeadline();
+    if (deadline !== undefined)
+      timer = setTimeout(() => dispatch({ type: 'tick' }), Math.max(0, deadline - Date.now()));
+  }
+
+  function perform(actions: readonly Action[]): void {
+    for (const action of actions) {
+      switch (action.type) {
+        case 'spawn':
+          spawnWorker(action.id, action.slot);
+          break;
+        case 'drain': {
+          const w = handles.get(action.id);
+          if (w) sendTo(w, { type: 'drain', delayMs: action.delayMs });
+          break;
+        }
+        case 'kill':
+          killWorker(action.id);
+          break;
+        case 'log':
+          log(action.level, action.msg, action.fields);
+          break;
+        case 'exit':
+          process.exit(action.code);
+      }
+    }
+  }
+
+  function spawnWorker(id: number, slot: number): void {
+    const worker = cluster.fork({ ...workerEnv, [WORKER_SLOT_ENV]: String(slot) });
+    handles.set(id, worker);
+    slots.set(worker, slot);
+    worker.on('message', (message: unknown) => {
+      if (!isWorkerMessage(message)) return;
+      switch (message.type) {
+        case 'ready':
+        case 'heartbeat':
+          dispatch({ type: message.type, id });
+          break;
+        case 'fatal':
+          dispatch({ type: 'fatal', id, code: message.code, message: message.message });
+          break;
+        case 'stats': {
+          const collection = pendingStats.get(message.requestId);
+          collection?.answers.set(worker, message.stats);
+          collection?.settle();
+          break;
+        }
+        case 'metrics-request':
+          collectMetrics().then(
+            (text) => sendTo(worker, { type: 'metrics-response', requestId: message.requestId, text }),
+            (err: unknown) => {
+              log('error', 'metrics collection failed', errorFields(err));
+              sendTo(worker, { type: 'metrics-response', requestId: message.requestId, text: null });
+            },
+          );
+          break;
+      }
+    });
+    // 'exit', not 'disconnect': the slot is free only once the process is gone.
+    worker.on('exit', (code, signal) => {
+      handles.delete(id);
+      slots.delete(worker);
+      for (const collection of pendingStats.values()) collection.settle();
+      dispatch({ type: 'exit', id, code, signal });
+    });
+    worker.on('error', (err) => log('warn', 'worker IPC error', { slot, ...errorFields(err) }));
+    dispatch({ type: 'spawned', id, pid: worker.process.pid ?? 0 });
+  }
+
+  function idOf(worker: Worker): number {
+    for (const [id, w] of handles) if (w === worker) return id;
+    return -1;
+  }
+
+  function killWorker(id: number): void {
+    const w = handles.get(id);
+    if (!w) return;
+    try {
+      w.process.kill('SIGKILL');
+    } catch (err) {
+      // Already gone: its 'exit' event is on its way.
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+
+  /** Asks every live worker for its stats; a worker that does not answer in time is left out. */
+  async function collectMetrics(): Promise<string> {
+    const requestId = nextStatsId++;
+    const answers = new Map<Worker, WorkerStats>();
+    const asked = [...handles.values()].filter((w) => w.isConnected());
+    await new Promise<void>((resolve) => {
+      const timeout = setTimeout(resolve, STATS_TIMEOUT_MS);
+      const settle = (): void => {
+        if (asked.every((w) => answers.has(w) || !handles.has(idOf(w)))) {
+          clearTimeout(timeout);
+          resolve();
+        }
+      };
+      pendingStats.set(requestId, { answers, settle });
+      for (const w of asked) sendTo(w, { type: 'collect-stats', requestId });
+      settle();
+    });
+    pendingStats.delete(requestId);
+    const samples: WorkerSample[] = [...answers].map(([w, stats]) => ({
+      slot: slots.get(w) ?? -1,
+      pid: w.process.pid ?? 0,
+      stats,
+    }));
+    return renderMetrics({
+      supervisor: supervisor.snapshot(),
+      workers: samples,
+      primaryStartSeconds: started / 1000,
+      primaryRssBytes: process.memoryUsage.rss(),
+    });
+  }
+
+  for (const signal of CONTROL_SIGNALS) process.on(signal, () => dispatch({ type: 'signal', signal }));
+  process.on('uncaughtException', (err) => {
+    log('fatal', 'uncaught exception in the primary', errorFields(err));
+    process.exit(ExitCode.internal);
+  });
+  dispatch({ type: 'start' });
+}

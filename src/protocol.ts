@@ -1,0 +1,54 @@
+/**
+ * The IPC protocol between the primary and its workers, defined once. Every message is a
+ * plain object with a `type`; anything else on the channel (node:cluster's own internal
+ * messages, a library's) is ignored by the guards below.
+ */
+
+/** What a worker measures about itself, sent when the primary collects metrics. */
+export interface WorkerStats {
+  readonly requests: number;
+  /** Responses by status class, index 0 = 1xx … 4 = 5xx. */
+  readonly responses: readonly number[];
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly loopDelayP50Seconds: number;
+  readonly loopDelayP99Seconds: number;
+}
+
+export type WorkerMessage =
+  /** Listening and able to serve. */
+  | { readonly type: 'ready' }
+  /** The event loop is turning; sent every HEARTBEAT_INTERVAL_MS. */
+  | { readonly type: 'heartbeat' }
+  /** The worker cannot ever serve (bind failed): the primary must not retry. */
+  | { readonly type: 'fatal'; readonly code: string; readonly message: string }
+  | { readonly type: 'stats'; readonly requestId: number; readonly stats: WorkerStats }
+  /** A client asked this worker for /metrics; the primary aggregates every worker's. */
+  | { readonly type: 'metrics-request'; readonly requestId: number };
+
+export type PrimaryMessage =
+  /** Stop accepting, finish in-flight requests, exit 0. delayMs: keep serving (readiness 503) first. */
+  | { readonly type: 'drain'; readonly delayMs: number }
+  | { readonly type: 'collect-stats'; readonly requestId: number }
+  | { readonly type: 'metrics-response'; readonly requestId: number; readonly text: string | null };
+
+type Tagged = { readonly type: string };
+
+function tagged(value: unknown): value is Tagged {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'
+  );
+}
+
+const workerTypes: ReadonlySet<string> = new Set(['ready', 'heartbeat', 'fatal', 'stats', 'metrics-request']);
+const primaryTypes: ReadonlySet<string> = new Set(['drain', 'collect-stats', 'metrics-response']);
+
+/** True for a message a worker sent under this protocol. */
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return tagged(value) && workerTypes.has(value.type);
+}
+
+/** True for a message the primary sent under this protocol. */
+export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
+  return tagged(value) && primaryTypes.has(value.type);
+}

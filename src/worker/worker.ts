@@ -1,0 +1,116 @@
+/** Inside a cluster worker: serve the greeting, report readiness and heartbeats, drain on request. */
+import { hostname } from 'node:os';
+import type { Config } from '../config.js';
+import { ExitCode } from '../exit-codes.js';
+import { errorFields, log } from '../log.js';
+import { isPrimaryMessage, type WorkerMessage } from '../protocol.js';
+import { RequestStats } from './request-stats.js';
+import { closeGracefully, createGreetingServer, type Readiness } from './server.js';
+
+const METRICS_TIMEOUT_MS = 2_000;
+
+function send(message: WorkerMessage): void {
+  // send() throws once the channel is closed; the 'disconnect' handler below exits then.
+  if (process.connected) process.send?.(message);
+}
+
+/** Runs this process as worker `slot` of the cluster. */
+export function runWorker(config: Config, slot: number): void {
+  let readiness: Readiness = 'starting';
+  const stats = new RequestStats();
+  const pendingMetrics = new Map<number, (text: string | null) => void>();
+  let nextRequestId = 1;
+
+  process.on('uncaughtException', (err) => {
+    log('fatal', 'uncaught exception in worker; exiting so the primary replaces it', {
+      slot,
+      ...errorFields(err),
+    });
+    process.exit(ExitCode.internal);
+  });
+  // A worker without its primary must not keep serving as an orphan.
+  process.on('disconnect', () => process.exit(ExitCode.ok));
+  // Ctrl-C signals the whole process group; the primary decides how workers stop.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => drain(0));
+
+  const metrics = config.metrics
+    ? () =>
+        new Promise<string | null>((resolve) => {
+          const requestId = nextRequestId++;
+          const timer = setTimeout(() => {
+            pendingMetrics.delete(requestId);
+            resolve(null);
+          }, METRICS_TIMEOUT_MS);
+          pendingMetrics.set(requestId, (text) => {
+            clearTimeout(timer);
+            resolve(text);
+          });
+          send({ type: 'metrics-request', requestId });
+        })
+    : undefined;
+
+  const server = createGreetingServer({
+    hostname: hostname(),
+    pid: process.pid,
+    limits: config.http,
+    stats,
+    readiness: () => readiness,
+    metrics,
+  });
+
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    if (readiness === 'starting') {
+      send({ type: 'fatal', code: err.code ?? 'UNKNOWN', message: err.message });
+      process.exit(ExitCode.bind);
+    }
+    throw err;
+  });
+
+  let heartbeat: NodeJS.Timeout | undefined;
+  server.on('listening', () => {
+    readiness = 'ready';
+    stats.watchEventLoop();
+    send({ type: 'ready' });
+    heartbeat = setInterval(() => send({ type: 'heartbeat' }), config.heartbeatIntervalMs);
+  });
+
+  let draining = false;
+  function drain(delayMs: number): void {
+    if (draining) return;
+    draining = true;
+    readiness = 'draining';
+    // Unref'd: once every connection is gone, nothing else may hold the process open.
+    setTimeout(() => {
+      closeGracefully(server, () => {
+        clearInterval(heartbeat);
+        process.exit(ExitCode.ok);
+      });
+    }, delayMs).unref();
+  }
+
+  process.on('message', (message: unknown) => {
+    if (!isPrimaryMessage(message)) return;
+    switch (message.type) {
+      case 'drain':
+        drain(message.delayMs);
+        break;
+      case 'collect-stats':
+        send({ type: 'stats', requestId: message.requestId, stats: stats.snapshot() });
+        break;
+      case 'metrics-response':
+        pendingMetrics.get(message.requestId)?.(message.text);
+        pendingMetrics.delete(message.requestId);
+        break;
+    }
+  });
+
+  const { port, host } = config;
+  if (config.balance === 'reuseport') {
+    // Each worker owns a SO_REUSEPORT socket and the kernel spreads connections: the primary is
+    // out of the data path. exclusive keeps node:cluster from sharing a handle through the primary.
+    server.listen({ port, host, reusePort: true, exclusive: true, backlog: 511 });
+  } else {
+    server.listen({ port, host, backlog: 511 });
+  }
+}
