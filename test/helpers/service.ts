@@ -1,0 +1,159 @@
+/** Starts the compiled service in a real process and reads its JSON log lines (Puma's integration helpers, in spirit). */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly pid: number;
+  readonly [field: string]: unknown;
+}
+
+/** A free TCP port on loopback. With reuseport, port 0 would give every worker its own port. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  await once(server, 'close');
+  if (typeof address !== 'object' || address === null) throw new Error('no port');
+  return address.port;
+}
+
+export class Service {
+  readonly logs: LogLine[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: { test: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  #buffer = '';
+
+  readonly proc: ChildProcess;
+  readonly port: number;
+
+  constructor(proc: ChildProcess, port: number) {
+    this.proc = proc;
+    this.port = port;
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+    proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => this.#read(chunk));
+    proc.stderr?.setEncoding('utf8').on('data', (chunk: string) => this.stderr.push(chunk));
+  }
+
+  get pid(): number {
+    return this.proc.pid ?? 0;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  #read(chunk: string): void {
+    this.#buffer += chunk;
+    let nl = this.#buffer.indexOf('\n');
+    while (nl !== -1) {
+      const text = this.#buffer.slice(0, nl);
+      this.#buffer = this.#buffer.slice(nl + 1);
+      nl = this.#buffer.indexOf('\n');
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { level: 0, msg: text, pid: 0 };
+      }
+      this.logs.push(line);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.test(line)) return true;
+        w.resolve(line);
+        return false;
+      });
+    }
+  }
+
+  /** Resolves with the first log line (past or future) that matches; rejects if the process exits first. */
+  waitForLog(test: (l: LogLine) => boolean, what = 'log line'): Promise<LogLine> {
+    const seen = this.logs.find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ test, resolve });
+      this.exited.then(({ code, signal }) =>
+        reject(new Error(`service exited (${code ?? signal}) before ${what}; logs:\n${this.dump()}`)),
+      );
+    });
+  }
+
+  /** Waits for `count` further log lines with this msg (counting from now). */
+  async waitForMsgCount(msg: string, count: number): Promise<void> {
+    const base = this.logs.filter((l) => l.msg === msg).length;
+    await this.waitForLog(() => this.logs.filter((l) => l.msg === msg).length >= base + count, `${count}× "${msg}"`);
+  }
+
+  /** Pids of workers that logged ready and have not exited since. */
+  liveWorkerPids(): number[] {
+    const live = new Set<number>();
+    for (const l of this.logs) {
+      if (l.msg === 'worker ready') live.add(l.workerPid as number);
+      else if (typeof l.workerPid === 'number' && l.code !== undefined) live.delete(l.workerPid);
+    }
+    return [...live];
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.proc.kill(signal);
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited after `ms`. */
+  async stop(ms = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill('SIGTERM');
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), ms);
+      const result = await this.exited;
+      clearTimeout(timer);
+      return result;
+    }
+    return this.exited;
+  }
+
+  dump(): string {
+    return [...this.logs.map((l) => JSON.stringify(l)), ...this.stderr].join('\n');
+  }
+}
+
+export interface StartOptions {
+  readonly env?: Record<string, string>;
+  /** Wait for this many 'worker ready' lines (default: WORKERS from env, or none). */
+  readonly ready?: number;
+  readonly port?: number;
+  readonly args?: readonly string[];
+}
+
+/** Spawns `node dist/src/main.js` with a clean environment plus `env`, on a free port. */
+export async function startService(options: StartOptions = {}): Promise<Service> {
+  const port = options.port ?? (await freePort());
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ...options.env,
+  };
+  const proc = spawn(process.execPath, [MAIN, ...(options.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const service = new Service(proc, port);
+  const ready = options.ready ?? (options.env?.WORKERS ? Number(options.env.WORKERS) : 0);
+  if (ready > 0) await service.waitForMsgCount('worker ready', ready);
+  return service;
+}
+
+/** True while a process with this pid exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}
