@@ -129,6 +129,8 @@ export interface StartOptions {
   readonly ready?: number;
   readonly port?: number;
   readonly args?: readonly string[];
+  /** A shell prefix run before node (`$0 "$@"` is the node command), e.g. to join a cgroup. */
+  readonly wrap?: string;
 }
 
 /** Spawns `node dist/src/main.js` with a clean environment plus `env`, on a free port. */
@@ -140,7 +142,11 @@ export async function startService(options: StartOptions = {}): Promise<Service>
     HOST: '127.0.0.1',
     ...options.env,
   };
-  const proc = spawn(process.execPath, [MAIN, ...(options.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, MAIN, ...(options.args ?? [])];
+  const [file, args] = options.wrap
+    ? ['/bin/sh', ['-c', options.wrap, ...argv]]
+    : [process.execPath, argv.slice(1)];
+  const proc = spawn(file as string, args as string[], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const service = new Service(proc, port);
   const ready = options.ready ?? (options.env?.WORKERS ? Number(options.env.WORKERS) : 0);
   if (ready > 0) await service.waitForMsgCount('worker ready', ready);

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, parseConfig } from '../src/config.js';
+
+describe('parseConfig', () => {
+  it('has the documented defaults', () => {
+    const c = parseConfig({}, 'linux');
+    assert.equal(c.port, 5000);
+    assert.equal(c.host, undefined);
+    assert.equal(c.workers, 'auto');
+    assert.equal(c.workersFrom, 'default');
+    assert.equal(c.balance, 'reuseport');
+    assert.equal(c.drainTimeoutMs, 8000);
+    assert.equal(c.http.headersTimeoutMs, 10_000);
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.http));
+  });
+
+  it('defaults BALANCE to round-robin off Linux', () => {
+    assert.equal(parseConfig({}, 'darwin').balance, 'round-robin');
+  });
+
+  it('reads WORKERS, then WEB_CONCURRENCY', () => {
+    assert.deepEqual(pick(parseConfig({ WORKERS: '3' })), { workers: 3, workersFrom: 'WORKERS' });
+    assert.deepEqual(pick(parseConfig({ WEB_CONCURRENCY: '4' })), { workers: 4, workersFrom: 'WEB_CONCURRENCY' });
+    assert.deepEqual(pick(parseConfig({ WORKERS: 'auto', WEB_CONCURRENCY: '4' })), { workers: 'auto', workersFrom: 'WORKERS' });
+    assert.deepEqual(pick(parseConfig({ WORKERS: '', WEB_CONCURRENCY: '2' })), { workers: 2, workersFrom: 'WEB_CONCURRENCY' });
+  });
+
+  it('unwraps a bracketed IPv6 HOST', () => {
+    assert.equal(parseConfig({ HOST: '[::1]' }).host, '::1');
+    assert.equal(parseConfig({ HOST: '0.0.0.0' }).host, '0.0.0.0');
+  });
+
+  const errors: [Record<string, string>, string][] = [
+    [{ WORKERS: 'abc' }, 'WORKERS must be "auto" or an integer from 1 to 1024, got "abc"'],
+    [{ WORKERS: '0' }, 'WORKERS must be "auto" or an integer from 1 to 1024, got "0"'],
+    [{ WORKERS: '1025' }, 'WORKERS must be "auto" or an integer from 1 to 1024, got "1025"'],
+    [{ WORKERS: '2.5' }, 'WORKERS must be "auto" or an integer from 1 to 1024, got "2.5"'],
+    [{ WEB_CONCURRENCY: '-1' }, 'WEB_CONCURRENCY must be "auto" or an integer from 1 to 1024, got "-1"'],
+    [{ PORT: '0' }, 'PORT must be an integer from 1 to 65535, got "0"'],
+    [{ PORT: '70000' }, 'PORT must be an integer from 1 to 65535, got "70000"'],
+    [{ PORT: '50x' }, 'PORT must be an integer from 1 to 65535, got "50x"'],
+    [{ BALANCE: 'random' }, 'BALANCE must be one of "reuseport", "round-robin", got "random"'],
+    [{ HOST: 'not a host' }, 'HOST must be an IP address or a hostname, got "not a host"'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of "debug", "info", "warn", "error", "fatal", got "loud"'],
+    [{ DRAIN_TIMEOUT_MS: '5s' }, 'DRAIN_TIMEOUT_MS must be an integer from 100 to 600000 (milliseconds), got "5s"'],
+    [{ HEADERS_TIMEOUT_MS: '60000' }, 'HEADERS_TIMEOUT_MS must be an integer from 100 to 20000 (milliseconds), got "60000"'],
+    [
+      { HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '1000' },
+      'REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (5000), got "1000"',
+    ],
+    [
+      { HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '1000' },
+      'HEARTBEAT_TIMEOUT_MS must be greater than HEARTBEAT_INTERVAL_MS (1000), got "1000"',
+    ],
+  ];
+  for (const [env, message] of errors) {
+    it(`rejects ${JSON.stringify(env)}`, () => {
+      assert.throws(
+        () => parseConfig(env),
+        (err: unknown) => err instanceof ConfigError && err.message === message && err.code === 'ERR_MYSERVICE_CONFIG',
+      );
+    });
+  }
+});
+
+function pick(c: ReturnType<typeof parseConfig>): Pick<typeof c, 'workers' | 'workersFrom'> {
+  return { workers: c.workers, workersFrom: c.workersFrom };
+}

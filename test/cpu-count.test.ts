@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { countCpuList, detectCpuLimit } from '../src/cpu-count.js';
+import { startService } from './helpers/service.js';
+
+/** A fixture tree: absolute path → file text; anything else does not exist. */
+function tree(files: Record<string, string>): (path: string) => string | undefined {
+  return (path) => files[path];
+}
+
+const status = (list: string): string => `Name:\tnode\nCpus_allowed:\tff\nCpus_allowed_list:\t${list}\nVoluntary_ctxt_switches:\t3\n`;
+
+const V1_MOUNTS = [
+  '31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
+  '32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct',
+  '34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset',
+].join('\n');
+
+/** Inside a Docker container on a v1 host: the container's cgroup is bind-mounted as the mount's root. */
+const V1_DOCKER_MOUNTS =
+  '1290 1281 0:29 /docker/0123abcd /sys/fs/cgroup/cpu,cpuacct ro,nosuid - cgroup cpu rw,cpu,cpuacct';
+
+const V2_MOUNTS = '30 23 0:27 / /sys/fs/cgroup rw,nosuid,nodev,noexec - cgroup2 cgroup2 rw,nsdelegate';
+
+describe('countCpuList', () => {
+  it('counts ranges and single CPUs', () => {
+    assert.equal(countCpuList('0-3,8,10-11'), 7);
+    assert.equal(countCpuList('0'), 1);
+    assert.equal(countCpuList('0-1\n'), 2);
+    assert.equal(countCpuList('3-1'), undefined);
+    assert.equal(countCpuList('x'), undefined);
+  });
+});
+
+describe('detectCpuLimit over fixture trees', () => {
+  it('cgroup v1 with a 1.5-CPU quota: ceil gives 2 workers', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-15'),
+        '/proc/self/cgroup': '12:cpu,cpuacct:/\n3:cpuset:/\n',
+        '/proc/self/mountinfo': V1_MOUNTS,
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '150000\n',
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+      }),
+      16,
+    );
+    assert.equal(limit.workers, 2);
+    assert.equal(limit.quota, 1.5);
+    assert.equal(
+      limit.reason,
+      'affinity 0-15 = 16 CPUs; cgroup v1 cpu.cfs_quota_us 150000/100000 = 1.5 CPUs → 2 workers',
+    );
+  });
+
+  it('cgroup v1 inside Docker: the mount root is the container cgroup, --cpus 0.5 gives 1', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-1'),
+        '/proc/self/cgroup': '4:cpu,cpuacct:/docker/0123abcd\n',
+        '/proc/self/mountinfo': V1_DOCKER_MOUNTS,
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '50000',
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000',
+      }),
+      2,
+    );
+    assert.equal(limit.workers, 1);
+    assert.match(limit.reason, /0\.5 CPUs → 1 worker$/);
+  });
+
+  it('cgroup v1 unlimited (-1) leaves the affinity count', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-3'),
+        '/proc/self/cgroup': '4:cpu,cpuacct:/\n',
+        '/proc/self/mountinfo': V1_MOUNTS,
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '-1',
+        '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000',
+      }),
+      8,
+    );
+    assert.equal(limit.workers, 4);
+    assert.equal(limit.quota, undefined);
+    assert.equal(limit.reason, 'affinity 0-3 = 4 CPUs; no CPU quota → 4 workers');
+  });
+
+  it('cgroup v2: the tightest cpu.max among the cgroup and its ancestors wins', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-31'),
+        '/proc/self/cgroup': '0::/kubepods/pod1/ctr\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max': 'max 100000\n',
+        '/sys/fs/cgroup/kubepods/pod1/cpu.max': '250000 100000\n',
+        '/sys/fs/cgroup/kubepods/cpu.max': '800000 100000\n',
+      }),
+      32,
+    );
+    assert.equal(limit.workers, 3);
+    assert.equal(limit.reason, 'affinity 0-31 = 32 CPUs; cgroup v2 cpu.max 250000/100000 = 2.5 CPUs → 3 workers');
+  });
+
+  it('cgroup v2 unlimited (max) everywhere', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-7'),
+        '/proc/self/cgroup': '0::/user.slice\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/user.slice/cpu.max': 'max 100000',
+      }),
+      8,
+    );
+    assert.equal(limit.workers, 8);
+  });
+
+  it('affinity tighter than the quota wins (--cpuset-cpus 0 with --cpus 2)', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0'),
+        '/proc/self/cgroup': '0::/\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/cpu.max': '200000 100000',
+      }),
+      4,
+    );
+    assert.equal(limit.workers, 1);
+    assert.equal(limit.affinity, 1);
+  });
+
+  it('a tiny quota still gives one worker; nothing readable gives the host count', () => {
+    const tiny = detectCpuLimit(
+      tree({
+        '/proc/self/cgroup': '0::/\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/cpu.max': '1000 100000',
+      }),
+      4,
+    );
+    assert.equal(tiny.workers, 1);
+    assert.equal(detectCpuLimit(tree({}), 6).workers, 6);
+    assert.equal(detectCpuLimit(tree({}), 6).reason, '6 CPUs available; no CPU quota → 6 workers');
+  });
+
+  it('an exact integer quota is not rounded up (--cpus 2 → 2)', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/cgroup': '0::/\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/cpu.max': '200000 100000',
+      }),
+      16,
+    );
+    assert.equal(limit.workers, 2);
+  });
+});
+
+describe('detectCpuLimit in a real cgroup v1 (what docker run --cpus does)', () => {
+  const base = '/sys/fs/cgroup/cpu';
+  const made: string[] = [];
+  after(() => {
+    for (const dir of made) rmdirSync(dir);
+  });
+
+  function makeCgroup(quota: number): string | undefined {
+    const dir = `${base}/myservice-test-${process.pid}-${quota}`;
+    try {
+      mkdirSync(dir);
+      made.push(dir);
+      writeFileSync(`${dir}/cpu.cfs_period_us`, '100000');
+      writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
+      return dir;
+    } catch {
+      return undefined;
+    }
+  }
+
+  for (const [quota, workers] of [
+    [50_000, 1],
+    [150_000, 2],
+  ] as const) {
+    it(`quota ${quota}/100000 → ${workers} worker(s), logged with the reasoning`, async (t) => {
+      const dir = makeCgroup(quota);
+      if (!dir) {
+        t.skip(`cannot create a cgroup under ${base} (needs root and a writable cgroup v1 cpu controller)`);
+        return;
+      }
+      // Join the cgroup first, then exec node: the primary starts inside the quota.
+      const service = await startService({
+        env: { WORKERS: 'auto' },
+        ready: 0,
+        wrap: `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
+      });
+      try {
+        const start = await service.waitForLog((l) => l.msg.startsWith('starting'));
+        assert.equal(start.workers, workers, service.dump());
+        assert.match(
+          String(start.workersReason),
+          new RegExp(`cgroup v1 cpu.cfs_quota_us ${quota}/100000 = ${quota / 100_000} CPUs → ${workers} worker`),
+        );
+        await service.waitForMsgCount('worker ready', workers);
+      } finally {
+        assert.equal((await service.stop()).code, 0);
+      }
+    });
+  }
+});

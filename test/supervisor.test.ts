@@ -1,0 +1,325 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ExitCode } from '../src/exit-codes.js';
+import {
+  type Action,
+  DEFAULT_BACKOFF,
+  Supervisor,
+  type SupervisorEvent,
+  type SupervisorOptions,
+} from '../src/primary/supervisor.js';
+
+const OPTIONS: SupervisorOptions = {
+  workers: 2,
+  bootTimeoutMs: 5_000,
+  heartbeatTimeoutMs: 3_000,
+  drainTimeoutMs: 8_000,
+  shutdownDelayMs: 0,
+  crashLoopLimit: 5,
+  backoff: DEFAULT_BACKOFF,
+};
+
+/** A supervisor on a fake clock, with fake workers that become ready or exit when told. */
+class Harness {
+  clock = 0;
+  readonly supervisor: Supervisor;
+  readonly actions: Action[] = [];
+  readonly live = new Map<number, number>(); // id → slot
+  maxLive = 0;
+
+  constructor(options: Partial<SupervisorOptions> = {}) {
+    this.supervisor = new Supervisor({ ...OPTIONS, ...options }, () => this.clock);
+  }
+
+  send(event: SupervisorEvent): Action[] {
+    const out = this.supervisor.handle(event);
+    this.actions.push(...out);
+    for (const a of out) if (a.type === 'spawn') this.live.set(a.id, a.slot);
+    this.maxLive = Math.max(this.maxLive, this.live.size);
+    return out;
+  }
+
+  spawned(from = 0): Extract<Action, { type: 'spawn' }>[] {
+    return this.actions.slice(from).filter((a) => a.type === 'spawn');
+  }
+
+  of<T extends Action['type']>(type: T, from = 0): Extract<Action, { type: T }>[] {
+    return this.actions.slice(from).filter((a): a is Extract<Action, { type: T }> => a.type === type);
+  }
+
+  readyAll(): void {
+    for (const id of this.live.keys()) this.send({ type: 'ready', id });
+  }
+
+  exit(id: number, code: number | null = 1, signal: string | null = null): Action[] {
+    this.live.delete(id);
+    return this.send({ type: 'exit', id, code, signal });
+  }
+
+  /** Advances the clock to the supervisor's next deadline (or by ms) and ticks. */
+  advance(ms?: number): Action[] {
+    const next = this.supervisor.nextDeadline();
+    this.clock = ms === undefined ? (next ?? this.clock) : this.clock + ms;
+    return this.send({ type: 'tick' });
+  }
+
+  idsInSlot(slot: number): number[] {
+    return [...this.live].filter(([, s]) => s === slot).map(([id]) => id);
+  }
+
+  exitCode(): number | undefined {
+    return this.of('exit').at(-1)?.code;
+  }
+}
+
+function started(options: Partial<SupervisorOptions> = {}): Harness {
+  const h = new Harness(options);
+  h.send({ type: 'start' });
+  h.readyAll();
+  return h;
+}
+
+describe('Supervisor', () => {
+  it('spawns one worker per slot at start', () => {
+    const h = new Harness({ workers: 3 });
+    h.send({ type: 'start' });
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1, 2],
+    );
+  });
+
+  it('replaces a crashed worker in its slot after a back-off that doubles, then resets', () => {
+    const h = started();
+    const [first] = h.idsInSlot(1);
+    h.exit(first as number);
+    assert.equal(h.supervisor.nextDeadline(), 100);
+    const before = h.actions.length;
+    h.advance();
+    assert.deepEqual(
+      h.spawned(before).map((a) => a.slot),
+      [1],
+    );
+    // Crash again right after becoming ready: 200 ms, then 400 ms.
+    for (const expected of [200, 400]) {
+      const [id] = h.idsInSlot(1);
+      h.send({ type: 'ready', id: id as number });
+      h.exit(id as number);
+      assert.equal(h.of('log').at(-1)?.fields.restartInMs, expected);
+      h.advance();
+    }
+    // Up for longer than resetAfterMs: back to 100 ms.
+    const [id] = h.idsInSlot(1);
+    h.send({ type: 'ready', id: id as number });
+    h.clock += DEFAULT_BACKOFF.resetAfterMs;
+    h.send({ type: 'heartbeat', id: id as number });
+    h.exit(id as number, null, 'SIGKILL');
+    assert.equal(h.of('log').at(-1)?.fields.restartInMs, 100);
+    assert.equal(h.supervisor.snapshot().restarts.crash, 4);
+  });
+
+  it('caps the back-off at 10 s', () => {
+    const h = started({ crashLoopLimit: 1000 });
+    for (let i = 0; i < 10; i++) {
+      const [id] = h.idsInSlot(0);
+      h.send({ type: 'ready', id: id as number });
+      h.exit(id as number);
+      h.advance();
+    }
+    assert.equal(h.of('log').filter((l) => l.msg === 'worker exited unexpectedly').at(-1)?.fields.restartInMs, 10_000);
+  });
+
+  it('gives up with the crash-loop exit code after CRASH_LOOP_LIMIT boot failures in a row', () => {
+    const h = new Harness({ workers: 2, crashLoopLimit: 3 });
+    h.send({ type: 'start' });
+    for (let i = 0; i < 20 && h.exitCode() === undefined; i++) {
+      const [id] = h.live.keys();
+      h.exit(id as number);
+      if (h.supervisor.phase === 'running') h.advance();
+    }
+    // The last live worker is killed; when it exits, the primary exits.
+    for (const id of [...h.live.keys()]) h.exit(id, null, 'SIGKILL');
+    assert.equal(h.exitCode(), ExitCode.crashLoop);
+    assert.ok(h.spawned().length <= 2 + 3, `forks bounded: ${h.spawned().length}`);
+    assert.ok(h.of('log').some((l) => l.level === 'fatal' && /3 workers in a row failed/.test(l.msg)));
+  });
+
+  it('a ready worker resets the boot-failure streak', () => {
+    const h = new Harness({ workers: 1, crashLoopLimit: 2 });
+    h.send({ type: 'start' });
+    for (let i = 0; i < 5; i++) {
+      const [id] = h.live.keys();
+      h.exit(id as number); // boot failure
+      h.advance();
+      const [next] = h.live.keys();
+      h.send({ type: 'ready', id: next as number });
+      h.exit(next as number); // crash after ready
+      h.advance();
+    }
+    assert.equal(h.exitCode(), undefined);
+  });
+
+  it('kills a worker that does not become ready within the boot timeout', () => {
+    const h = new Harness({ workers: 1 });
+    h.send({ type: 'start' });
+    assert.equal(h.supervisor.nextDeadline(), OPTIONS.bootTimeoutMs);
+    const out = h.advance();
+    assert.deepEqual(
+      out.filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: 1 }],
+    );
+    h.exit(1, null, 'SIGKILL');
+    assert.equal(h.supervisor.snapshot().restarts.boot, 1);
+  });
+
+  it('kills a hung worker (no heartbeat) and replaces it', () => {
+    const h = started();
+    h.clock = 2_000;
+    h.send({ type: 'heartbeat', id: 1 });
+    const out = h.advance(); // worker 2 is silent since t=0
+    assert.deepEqual(
+      out.filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: 2 }],
+    );
+    h.exit(2, null, 'SIGKILL');
+    h.advance();
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1, 1],
+    );
+    assert.equal(h.supervisor.snapshot().restarts.hung, 1);
+  });
+
+  it('SIGTERM drains every worker and exits 0 once they are gone', () => {
+    const h = started();
+    const out = h.send({ type: 'signal', signal: 'SIGTERM' });
+    assert.deepEqual(
+      out.filter((a) => a.type === 'drain'),
+      [
+        { type: 'drain', id: 1, delayMs: 0 },
+        { type: 'drain', id: 2, delayMs: 0 },
+      ],
+    );
+    h.exit(1, 0);
+    assert.equal(h.exitCode(), undefined);
+    h.exit(2, 0);
+    assert.equal(h.exitCode(), ExitCode.ok);
+  });
+
+  it('a worker that outlives the drain timeout is killed and the exit code says so', () => {
+    const h = started();
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.exit(1, 0);
+    assert.equal(h.supervisor.nextDeadline(), OPTIONS.drainTimeoutMs);
+    const out = h.advance();
+    assert.deepEqual(
+      out.filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: 2 }],
+    );
+    h.exit(2, null, 'SIGKILL');
+    assert.equal(h.exitCode(), ExitCode.forcedStop);
+  });
+
+  it('a second stop signal kills at once', () => {
+    const h = started();
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    const out = h.send({ type: 'signal', signal: 'SIGINT' });
+    assert.equal(out.filter((a) => a.type === 'kill').length, 2);
+    h.exit(1, null, 'SIGKILL');
+    h.exit(2, null, 'SIGKILL');
+    assert.equal(h.exitCode(), ExitCode.forcedStop);
+  });
+
+  it('does not respawn while stopping', () => {
+    const h = started();
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.exit(1, 1);
+    assert.equal(h.spawned().length, 2);
+    assert.equal(h.supervisor.nextDeadline(), OPTIONS.drainTimeoutMs);
+  });
+
+  it('a fatal bind error stops the service with the bind exit code and no respawn', () => {
+    const h = new Harness({ workers: 2 });
+    h.send({ type: 'start' });
+    h.send({ type: 'fatal', id: 1, code: 'EADDRINUSE', message: 'listen EADDRINUSE' });
+    h.exit(1, ExitCode.bind);
+    h.exit(2, null, 'SIGKILL');
+    assert.equal(h.exitCode(), ExitCode.bind);
+    assert.equal(h.spawned().length, 2);
+  });
+
+  it('SIGHUP replaces workers one slot at a time: new ready, then old drained', () => {
+    const h = started({ workers: 3 });
+    const from = h.actions.length;
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    for (let slot = 0; slot < 3; slot++) {
+      const [oldId, newId] = h.idsInSlot(slot) as [number, number];
+      assert.ok(newId > oldId, `slot ${slot} has a new worker starting`);
+      assert.equal(h.live.size, 4, 'never more than one extra worker');
+      const out = h.send({ type: 'ready', id: newId });
+      assert.deepEqual(
+        out.filter((a) => a.type === 'drain'),
+        [{ type: 'drain', id: oldId, delayMs: 0 }],
+      );
+      h.exit(oldId, 0);
+    }
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [0, 1, 2],
+    );
+    assert.ok(h.of('log', from).some((l) => l.msg === 'rolling restart complete'));
+    assert.equal(h.supervisor.snapshot().restarts.roll, 3);
+    assert.equal(h.maxLive, 4);
+  });
+
+  it('SIGHUP during a roll schedules exactly one more roll', () => {
+    const h = started({ workers: 2 });
+    const from = h.actions.length;
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    for (let step = 0; step < 4; step++) {
+      const ids = [...h.live.keys()].sort((a, b) => a - b);
+      const newest = ids.at(-1) as number;
+      const oldId = h.idsInSlot(h.live.get(newest) as number)[0] as number;
+      h.send({ type: 'ready', id: newest });
+      h.exit(oldId, 0);
+      assert.ok(h.live.size <= 3);
+    }
+    assert.equal(h.spawned(from).length, 4, 'two rolls of two workers');
+    assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length, 2);
+    assert.equal(h.live.size, 2);
+  });
+
+  it('a replacement that fails to boot aborts the roll and keeps the old worker', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    h.exit(newId, 1);
+    assert.ok(h.live.has(oldId));
+    assert.equal(h.of('drain').length, 0);
+    assert.ok(h.of('log').some((l) => /rolling restart aborted/.test(l.msg)));
+  });
+
+  it('SIGTTIN adds a worker, SIGTTOU removes one, never below one', () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    assert.equal(h.supervisor.snapshot().configured, 3);
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1, 2],
+    );
+    h.readyAll();
+    for (let i = 0; i < 3; i++) {
+      const out = h.send({ type: 'signal', signal: 'SIGTTOU' });
+      for (const d of out.filter((a) => a.type === 'drain')) h.exit(d.id, 0);
+    }
+    assert.equal(h.supervisor.snapshot().configured, 1);
+    assert.deepEqual([...h.live.values()], [0]);
+    assert.ok(h.of('log').some((l) => /SIGTTOU ignored/.test(l.msg)));
+    // A worker removed by scaling is not respawned.
+    h.advance(60_000);
+    assert.equal(h.spawned().length, 3);
+  });
+});
