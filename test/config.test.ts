@@ -21,9 +21,18 @@ describe('parseConfig', () => {
 
   it('reads WORKERS, then WEB_CONCURRENCY', () => {
     assert.deepEqual(pick(parseConfig({ WORKERS: '3' })), { workers: 3, workersFrom: 'WORKERS' });
-    assert.deepEqual(pick(parseConfig({ WEB_CONCURRENCY: '4' })), { workers: 4, workersFrom: 'WEB_CONCURRENCY' });
-    assert.deepEqual(pick(parseConfig({ WORKERS: 'auto', WEB_CONCURRENCY: '4' })), { workers: 'auto', workersFrom: 'WORKERS' });
-    assert.deepEqual(pick(parseConfig({ WORKERS: '', WEB_CONCURRENCY: '2' })), { workers: 2, workersFrom: 'WEB_CONCURRENCY' });
+    assert.deepEqual(pick(parseConfig({ WEB_CONCURRENCY: '4' })), {
+      workers: 4,
+      workersFrom: 'WEB_CONCURRENCY',
+    });
+    assert.deepEqual(pick(parseConfig({ WORKERS: 'auto', WEB_CONCURRENCY: '4' })), {
+      workers: 'auto',
+      workersFrom: 'WORKERS',
+    });
+    assert.deepEqual(pick(parseConfig({ WORKERS: '', WEB_CONCURRENCY: '2' })), {
+      workers: 2,
+      workersFrom: 'WEB_CONCURRENCY',
+    });
   });
 
   it('unwraps a bracketed IPv6 HOST', () => {
@@ -43,8 +52,14 @@ describe('parseConfig', () => {
     [{ BALANCE: 'random' }, 'BALANCE must be one of "reuseport", "round-robin", got "random"'],
     [{ HOST: 'not a host' }, 'HOST must be an IP address or a hostname, got "not a host"'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of "debug", "info", "warn", "error", "fatal", got "loud"'],
-    [{ DRAIN_TIMEOUT_MS: '5s' }, 'DRAIN_TIMEOUT_MS must be an integer from 100 to 600000 (milliseconds), got "5s"'],
-    [{ HEADERS_TIMEOUT_MS: '60000' }, 'HEADERS_TIMEOUT_MS must be an integer from 100 to 20000 (milliseconds), got "60000"'],
+    [
+      { DRAIN_TIMEOUT_MS: '5s' },
+      'DRAIN_TIMEOUT_MS must be an integer from 100 to 600000 (milliseconds), got "5s"',
+    ],
+    [
+      { HEADERS_TIMEOUT_MS: '60000' },
+      'HEADERS_TIMEOUT_MS must be an integer from 100 to 20000 (milliseconds), got "60000"',
+    ],
     [
       { HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '1000' },
       'REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (5000), got "1000"',
@@ -58,7 +73,8 @@ describe('parseConfig', () => {
     it(`rejects ${JSON.stringify(env)}`, () => {
       assert.throws(
         () => parseConfig(env),
-        (err: unknown) => err instanceof ConfigError && err.message === message && err.code === 'ERR_MYSERVICE_CONFIG',
+        (err: unknown) =>
+          err instanceof ConfigError && err.message === message && err.code === 'ERR_MYSERVICE_CONFIG',
       );
     });
   }

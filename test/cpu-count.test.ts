@@ -9,7 +9,8 @@ function tree(files: Record<string, string>): (path: string) => string | undefin
   return (path) => files[path];
 }
 
-const status = (list: string): string => `Name:\tnode\nCpus_allowed:\tff\nCpus_allowed_list:\t${list}\nVoluntary_ctxt_switches:\t3\n`;
+const status = (list: string): string =>
+  `Name:\tnode\nCpus_allowed:\tff\nCpus_allowed_list:\t${list}\nVoluntary_ctxt_switches:\t3\n`;
 
 const V1_MOUNTS = [
   '31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
@@ -97,7 +98,10 @@ describe('detectCpuLimit over fixture trees', () => {
       32,
     );
     assert.equal(limit.workers, 3);
-    assert.equal(limit.reason, 'affinity 0-31 = 32 CPUs; cgroup v2 cpu.max 250000/100000 = 2.5 CPUs → 3 workers');
+    assert.equal(
+      limit.reason,
+      'affinity 0-31 = 32 CPUs; cgroup v2 cpu.max 250000/100000 = 2.5 CPUs → 3 workers',
+    );
   });
 
   it('cgroup v2 unlimited (max) everywhere', () => {
@@ -195,7 +199,9 @@ describe('detectCpuLimit in a real cgroup v1 (what docker run --cpus does)', () 
         assert.equal(start.workers, workers, service.dump());
         assert.match(
           String(start.workersReason),
-          new RegExp(`cgroup v1 cpu.cfs_quota_us ${quota}/100000 = ${quota / 100_000} CPUs → ${workers} worker`),
+          new RegExp(
+            `cgroup v1 cpu.cfs_quota_us ${quota}/100000 = ${quota / 100_000} CPUs → ${workers} worker`,
+          ),
         );
         await service.waitForMsgCount('worker ready', workers);
       } finally {

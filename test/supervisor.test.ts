@@ -126,7 +126,13 @@ describe('Supervisor', () => {
       h.exit(id as number);
       h.advance();
     }
-    assert.equal(h.of('log').filter((l) => l.msg === 'worker exited unexpectedly').at(-1)?.fields.restartInMs, 10_000);
+    assert.equal(
+      h
+        .of('log')
+        .filter((l) => l.msg === 'worker exited unexpectedly')
+        .at(-1)?.fields.restartInMs,
+      10_000,
+    );
   });
 
   it('gives up with the crash-loop exit code after CRASH_LOOP_LIMIT boot failures in a row', () => {

@@ -80,6 +80,7 @@ export function runWorker(config: Config, slot: number): void {
     if (draining) return;
     draining = true;
     readiness = 'draining';
+    log('info', 'worker draining', { slot, delayMs });
     // Unref'd: once every connection is gone, nothing else may hold the process open.
     setTimeout(() => {
       closeGracefully(server, () => {

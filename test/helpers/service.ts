@@ -89,7 +89,10 @@ export class Service {
   /** Waits for `count` further log lines with this msg (counting from now). */
   async waitForMsgCount(msg: string, count: number): Promise<void> {
     const base = this.logs.filter((l) => l.msg === msg).length;
-    await this.waitForLog(() => this.logs.filter((l) => l.msg === msg).length >= base + count, `${count}× "${msg}"`);
+    await this.waitForLog(
+      () => this.logs.filter((l) => l.msg === msg).length >= base + count,
+      `${count}× "${msg}"`,
+    );
   }
 
   /** Pids of workers that logged ready and have not exited since. */

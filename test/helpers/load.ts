@@ -1,0 +1,84 @@
+/** Continuous load from undici lanes, counting every request that did not get a full greeting. */
+import { Agent, request } from 'undici';
+
+const GREETING = /^Hello, Docker world from .+ \(pid (\d+)\)\.\n$/;
+
+export interface LoadOptions {
+  readonly concurrency?: number;
+  /** A new TCP connection per request, as `ab` without -k does. */
+  readonly newConnections?: boolean;
+  /** Safety bound: lanes stop by themselves after this long. */
+  readonly maxMs?: number;
+}
+
+export class Load {
+  ok = 0;
+  failed = 0;
+  readonly errors: string[] = [];
+  readonly pids = new Map<number, number>();
+  #running = true;
+  #waiters: { target: number; resolve: () => void }[] = [];
+  readonly #lanes: Promise<void>[] = [];
+  readonly #agent: Agent;
+
+  constructor(url: string, options: LoadOptions = {}) {
+    const concurrency = options.concurrency ?? 4;
+    const deadline = Date.now() + (options.maxMs ?? 60_000);
+    this.#agent = new Agent({ connections: concurrency, keepAliveTimeout: 1_000 });
+    const reset = options.newConnections ?? false;
+    for (let i = 0; i < concurrency; i++) {
+      this.#lanes.push(
+        (async () => {
+          while (this.#running && Date.now() < deadline) await this.#one(url, reset);
+        })(),
+      );
+    }
+  }
+
+  async #one(url: string, reset: boolean): Promise<void> {
+    try {
+      const res = await request(url, { dispatcher: this.#agent, reset });
+      const text = await res.body.text();
+      const pid = GREETING.exec(text)?.[1];
+      if (res.statusCode === 200 && pid) {
+        this.ok++;
+        this.#waiters = this.#waiters.filter((w) => (this.ok >= w.target ? (w.resolve(), false) : true));
+        this.pids.set(Number(pid), (this.pids.get(Number(pid)) ?? 0) + 1);
+      } else {
+        this.failed++;
+        this.errors.push(`HTTP ${res.statusCode} ${text.slice(0, 40)}`);
+      }
+    } catch (err) {
+      this.failed++;
+      this.errors.push(String((err as NodeJS.ErrnoException).code ?? err));
+    }
+  }
+
+  /** Resolves once `n` more requests have succeeded (so a fault happens under real load). */
+  waitForOk(n: number): Promise<void> {
+    const target = this.ok + n;
+    if (this.ok >= target) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ target, resolve }));
+  }
+
+  async stop(): Promise<this> {
+    this.#running = false;
+    await Promise.all(this.#lanes);
+    for (const w of this.#waiters) w.resolve();
+    await this.#agent.close();
+    return this;
+  }
+
+  summary(): string {
+    return `${this.ok} ok, ${this.failed} failed${this.errors.length ? ` (${[...new Set(this.errors)].join(', ')})` : ''}`;
+  }
+}
+
+/** One GET on a fresh connection; returns the greeting's worker pid. */
+export async function greetingPid(url: string): Promise<number> {
+  const res = await request(url, { reset: true });
+  const text = await res.body.text();
+  const pid = GREETING.exec(text)?.[1];
+  if (res.statusCode !== 200 || !pid) throw new Error(`unexpected reply ${res.statusCode}: ${text}`);
+  return Number(pid);
+}

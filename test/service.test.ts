@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
+import { hostname } from 'node:os';
+import { afterEach, describe, it } from 'node:test';
+import { request } from 'undici';
+import type { Balance } from '../src/config.js';
+import { ExitCode } from '../src/exit-codes.js';
+import { greetingPid } from './helpers/load.js';
+import { freePort, isAlive, type Service, startService } from './helpers/service.js';
+
+const started: Service[] = [];
+async function start(...args: Parameters<typeof startService>): Promise<Service> {
+  const service = await startService(...args);
+  started.push(service);
+  return service;
+}
+
+/** Every test leaves no process behind: the primary and every worker it logged are gone. */
+afterEach(async () => {
+  for (const service of started.splice(0)) {
+    await service.stop();
+    for (const pid of [service.pid, ...service.liveWorkerPids()])
+      assert.equal(isAlive(pid), false, `pid ${pid} left`);
+  }
+});
+
+for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
+  describe(`BALANCE=${balance}`, () => {
+    it('WORKERS=3: 60 new connections are answered by exactly 3 worker pids, never the primary', async () => {
+      const service = await start({ env: { WORKERS: '3', BALANCE: balance } });
+      const pids = new Set<number>();
+      for (let i = 0; i < 60; i++) pids.add(await greetingPid(service.url));
+      assert.equal(pids.size, 3, `pids: ${[...pids]}`);
+      assert.ok(!pids.has(service.pid), 'the primary answered');
+      assert.deepEqual([...pids].sort(), service.liveWorkerPids().sort());
+    });
+
+    it('a worker killed with SIGKILL is replaced and the service keeps answering', async () => {
+      const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
+      const [victim] = service.liveWorkerPids();
+      process.kill(victim as number, 'SIGKILL');
+      await service.waitForMsgCount('worker ready', 1);
+      const exit = service.logs.find((l) => l.msg === 'worker exited unexpectedly');
+      assert.equal(exit?.workerPid, victim);
+      assert.equal(exit?.signal, 'SIGKILL');
+      const pids = new Set<number>();
+      for (let i = 0; i < 30; i++) pids.add(await greetingPid(service.url));
+      assert.ok(!pids.has(victim as number));
+      assert.equal(service.liveWorkerPids().length, 2);
+    });
+  });
+}
+
+describe('the greeting', () => {
+  it('GET / answers the exact greeting with its headers; HEAD the same headers, no body', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    const [worker] = service.liveWorkerPids();
+    const expected = `Hello, Docker world from ${hostname()} (pid ${worker}).\n`;
+    const get = await request(service.url);
+    assert.equal(get.statusCode, 200);
+    assert.equal(get.headers['content-type'], 'text/plain; charset=utf-8');
+    assert.equal(get.headers['content-length'], String(Buffer.byteLength(expected)));
+    assert.equal(await get.body.text(), expected);
+    const head = await request(service.url, { method: 'HEAD' });
+    assert.equal(head.statusCode, 200);
+    assert.equal(head.headers['content-type'], 'text/plain; charset=utf-8');
+    assert.equal(head.headers['content-length'], String(Buffer.byteLength(expected)));
+    assert.equal(await head.body.text(), '');
+  });
+});
+
+describe('start-up errors', () => {
+  it('an invalid WORKERS exits 2 with one line naming the variable, before any worker', async () => {
+    const service = await start({ env: { WORKERS: 'abc' } });
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.config);
+    assert.equal(service.logs.length, 1, service.dump());
+    assert.equal(service.logs[0]?.msg, 'WORKERS must be "auto" or an integer from 1 to 1024, got "abc"');
+  });
+
+  for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
+    it(`a busy port exits 3, reported once, with no respawn loop (${balance})`, async () => {
+      const holder = createServer().listen(await freePort(), '127.0.0.1');
+      await once(holder, 'listening');
+      const port = (holder.address() as { port: number }).port;
+      try {
+        const service = await start({ port, env: { WORKERS: '2', BALANCE: balance }, ready: 0 });
+        const { code } = await service.exited;
+        assert.equal(code, ExitCode.bind, service.dump());
+        const fatal = service.logs.filter((l) => l.level === 60);
+        assert.equal(fatal.length, 1, service.dump());
+        assert.match(fatal[0]?.msg ?? '', new RegExp(`EADDRINUSE.*${port}`));
+        assert.ok(service.logs.filter((l) => l.msg === 'worker ready').length === 0);
+      } finally {
+        holder.close();
+      }
+    });
+  }
+});
+
+describe('graceful stop', () => {
+  it('SIGTERM during an in-flight request: the request completes, then exit 0', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    const socket = connect(service.port, '127.0.0.1');
+    await once(socket, 'connect');
+    // Half a request: the worker is now inside it, waiting for the rest of the body.
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab');
+    let reply = '';
+    socket.setEncoding('utf8').on('data', (d: string) => {
+      reply += d;
+    });
+    service.signal('SIGTERM');
+    await service.waitForLog((l) => l.msg === 'worker draining');
+    socket.end('cd');
+    await once(socket, 'close');
+    assert.match(reply, /^HTTP\/1\.1 200 /);
+    assert.match(reply, /Hello, Docker world from/);
+    assert.match(reply, /Connection: close/i);
+    const { code } = await service.exited;
+    assert.equal(code, 0);
+  });
+});
