@@ -1,4 +1,5 @@
 /** Inside a cluster worker: serve the greeting, report readiness and heartbeats, drain on request. */
+import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
@@ -85,7 +86,11 @@ export function runWorker(config: Config, slot: number): void {
     setTimeout(() => {
       closeGracefully(server, () => {
         clearInterval(heartbeat);
-        process.exit(ExitCode.ok);
+        // Not process.exit() yet: with BALANCE=round-robin the primary may have handed this worker a
+        // connection it has not read. disconnect() makes a round trip to the primary first, so such
+        // connections are handed back and served elsewhere; 'disconnect' above then exits.
+        if (cluster.worker && process.connected) cluster.worker.disconnect();
+        else process.exit(ExitCode.ok);
       });
     }, delayMs).unref();
   }

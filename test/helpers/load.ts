@@ -15,6 +15,8 @@ export class Load {
   ok = 0;
   failed = 0;
   readonly errors: string[] = [];
+  /** When each failed request was started (Date.now()), beside its error. */
+  readonly failures: { readonly startedAt: number; readonly error: string }[] = [];
   readonly pids = new Map<number, number>();
   #running = true;
   #waiters: { target: number; resolve: () => void }[] = [];
@@ -24,7 +26,13 @@ export class Load {
   constructor(url: string, options: LoadOptions = {}) {
     const concurrency = options.concurrency ?? 4;
     const deadline = Date.now() + (options.maxMs ?? 60_000);
-    this.#agent = new Agent({ connections: concurrency, keepAliveTimeout: 1_000 });
+    // Bounded timeouts: a request the service lost must fail the test, not hang it.
+    this.#agent = new Agent({
+      connections: concurrency,
+      keepAliveTimeout: 1_000,
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
     const reset = options.newConnections ?? false;
     for (let i = 0; i < concurrency; i++) {
       this.#lanes.push(
@@ -36,6 +44,12 @@ export class Load {
   }
 
   async #one(url: string, reset: boolean): Promise<void> {
+    const startedAt = Date.now();
+    const fail = (error: string): void => {
+      this.failed++;
+      this.errors.push(error);
+      this.failures.push({ startedAt, error });
+    };
     try {
       const res = await request(url, { dispatcher: this.#agent, reset });
       const text = await res.body.text();
@@ -45,12 +59,10 @@ export class Load {
         this.#waiters = this.#waiters.filter((w) => (this.ok >= w.target ? (w.resolve(), false) : true));
         this.pids.set(Number(pid), (this.pids.get(Number(pid)) ?? 0) + 1);
       } else {
-        this.failed++;
-        this.errors.push(`HTTP ${res.statusCode} ${text.slice(0, 40)}`);
+        fail(`HTTP ${res.statusCode} ${text.slice(0, 40)}`);
       }
     } catch (err) {
-      this.failed++;
-      this.errors.push(String((err as NodeJS.ErrnoException).code ?? err));
+      fail(String((err as NodeJS.ErrnoException).code ?? err));
     }
   }
 
@@ -62,6 +74,7 @@ export class Load {
   }
 
   async stop(): Promise<this> {
+    if (!this.#running) return this;
     this.#running = false;
     await Promise.all(this.#lanes);
     for (const w of this.#waiters) w.resolve();

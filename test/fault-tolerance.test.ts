@@ -1,0 +1,172 @@
+/** Issue 3's evidence: each fault happens under continuous load, and failed requests are counted. */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Balance } from '../src/config.js';
+import { ExitCode } from '../src/exit-codes.js';
+import { greetingPid, Load } from './helpers/load.js';
+import { isAlive, type Service, startService } from './helpers/service.js';
+
+const started: Service[] = [];
+const loads: Load[] = [];
+async function start(...args: Parameters<typeof startService>): Promise<Service> {
+  const service = await startService(...args);
+  started.push(service);
+  return service;
+}
+function load(...args: ConstructorParameters<typeof Load>): Load {
+  const l = new Load(...args);
+  loads.push(l);
+  return l;
+}
+
+afterEach(async () => {
+  for (const l of loads.splice(0)) await l.stop();
+  for (const service of started.splice(0)) {
+    await service.stop();
+    for (const pid of [service.pid, ...service.liveWorkerPids()])
+      assert.equal(isAlive(pid), false, `pid ${pid} left`);
+  }
+});
+
+/** Waits until no process with this pid exists; a non-child's death has no event to await. */
+async function waitForDeath(pid: number, timeoutMs = 5_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await delay(20);
+  }
+  return true;
+}
+
+describe('fault tolerance under load', () => {
+  it('1. SIGKILL one of two workers: only requests in flight on it fail; replaced after 100 ms back-off', async (t) => {
+    const service = await start({ env: { WORKERS: '2' } });
+    const traffic = load(service.url, { concurrency: 4 });
+    await traffic.waitForOk(200);
+    const [victim] = service.liveWorkerPids();
+    const killedAt = Date.now();
+    process.kill(victim as number, 'SIGKILL');
+    const ready = await service.waitForLog((l) => l.msg === 'worker ready' && (l.time as number) > killedAt);
+    t.diagnostic(`back to 2 workers ${(ready.time as number) - killedAt} ms after the kill`);
+    assert.equal(service.logs.find((l) => l.msg === 'worker exited unexpectedly')?.restartInMs, 100);
+    await traffic.waitForOk(200);
+    await traffic.stop();
+    t.diagnostic(traffic.summary());
+    assert.ok(traffic.failed <= 4, `at most the 4 in-flight requests fail: ${traffic.summary()}`);
+    assert.equal(service.liveWorkerPids().length, 2);
+  });
+
+  it('2a. an unbindable HOST exits 3 at once: a bind error is never retried', async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine. Nothing is sent to it.
+    const service = await start({ env: { WORKERS: '2', HOST: '192.0.2.1' }, ready: 0 });
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.bind, service.dump());
+    assert.match(service.logs.find((l) => l.level === 60)?.msg ?? '', /EADDRNOTAVAIL/);
+    assert.equal(service.logs.filter((l) => l.msg === 'worker exited unexpectedly').length, 0);
+  });
+
+  it('2b. workers that never become ready: exit 4 after CRASH_LOOP_LIMIT boot failures, forks bounded', async () => {
+    const service = await start({
+      env: { WORKERS: '2', BOOT_TIMEOUT_MS: '1', CRASH_LOOP_LIMIT: '4' },
+      ready: 0,
+    });
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.crashLoop, service.dump());
+    const failures = service.logs.filter((l) => l.msg === 'worker did not become ready in time; killing it');
+    assert.ok(failures.length >= 4 && failures.length <= 2 + 4, `boot failures: ${failures.length}`);
+    assert.ok(service.logs.some((l) => l.level === 60 && /4 workers in a row failed/.test(l.msg)));
+  });
+
+  it('3. SIGSTOP a worker: killed after the heartbeat timeout and replaced', async (t) => {
+    const service = await start({
+      env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },
+    });
+    const traffic = load(service.url, { concurrency: 4, newConnections: true });
+    await traffic.waitForOk(100);
+    const [victim] = service.liveWorkerPids();
+    const stoppedAt = Date.now();
+    process.kill(victim as number, 'SIGSTOP');
+    const hung = await service.waitForLog((l) => l.msg === 'worker is hung (no heartbeat); killing it');
+    assert.equal(hung.workerPid, victim);
+    await service.waitForLog((l) => l.msg === 'worker ready' && (l.time as number) > stoppedAt);
+    t.diagnostic(`killed ${(hung.time as number) - stoppedAt} ms after SIGSTOP (timeout 1000 ms)`);
+    await traffic.waitForOk(100);
+    await traffic.stop();
+    t.diagnostic(traffic.summary());
+    assert.ok(traffic.failed <= 4, traffic.summary());
+    assert.equal(await waitForDeath(victim as number), true);
+  });
+
+  for (const newConnections of [true, false]) {
+    it(`4. SIGTERM under load (${newConnections ? 'new connection per request' : 'keep-alive'}): every request sent gets a full response, exit 0`, async (t) => {
+      const service = await start({ env: { WORKERS: '2' } });
+      const traffic = load(service.url, { concurrency: 4, newConnections });
+      await traffic.waitForOk(200);
+      const signalAt = Date.now();
+      service.signal('SIGTERM');
+      const { code } = await service.exited;
+      await traffic.stop();
+      assert.equal(code, 0, service.dump());
+      // Requests started after SIGTERM may be refused once the listeners close; none sent before may fail.
+      const lost = traffic.failures.filter((f) => f.startedAt < signalAt);
+      t.diagnostic(`${traffic.summary()}; failures started before SIGTERM: ${lost.length}`);
+      assert.deepEqual(lost, [], traffic.summary());
+    });
+  }
+
+  for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
+    it(`5. ten SIGHUP rolling restarts under load (${balance}): zero failed requests, every pid changes`, async (t) => {
+      const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
+      const before = new Set(service.liveWorkerPids());
+      const traffic = load(service.url, { concurrency: 4, newConnections: true });
+      await traffic.waitForOk(100);
+      for (let i = 0; i < 10; i++) {
+        service.signal('SIGHUP');
+        await service.waitForMsgCount('rolling restart complete', 1);
+        await traffic.waitForOk(20);
+      }
+      await traffic.stop();
+      t.diagnostic(traffic.summary());
+      assert.equal(traffic.failed, 0, traffic.summary());
+      const after = service.liveWorkerPids();
+      assert.equal(after.length, 2);
+      for (const pid of after) assert.ok(!before.has(pid), `pid ${pid} survived the rolls`);
+      assert.equal(service.logs.filter((l) => l.msg === 'worker replaced').length, 20);
+    });
+  }
+
+  it('6. SIGTTIN ×2 then SIGTTOU ×3: the worker count follows, never below 1, no failed request', async () => {
+    const service = await start({ env: { WORKERS: '2' } });
+    const traffic = load(service.url, { concurrency: 4, newConnections: true });
+    await traffic.waitForOk(50);
+    const counts: number[] = [];
+    for (const signal of ['SIGTTIN', 'SIGTTIN'] as const) {
+      service.signal(signal);
+      await service.waitForMsgCount('worker ready', 1);
+      counts.push(service.liveWorkerPids().length);
+    }
+    for (let i = 0; i < 3; i++) {
+      service.signal('SIGTTOU');
+      await service.waitForMsgCount('worker stopped', 1);
+      counts.push(service.liveWorkerPids().length);
+    }
+    service.signal('SIGTTOU');
+    await service.waitForLog((l) => l.msg === 'SIGTTOU ignored: at least one worker must run');
+    await traffic.waitForOk(50);
+    await traffic.stop();
+    assert.deepEqual(counts, [3, 4, 3, 2, 1]);
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.equal(new Set([await greetingPid(service.url), await greetingPid(service.url)]).size, 1);
+  });
+
+  it('7. the primary killed with SIGKILL: no worker survives to serve traffic', async () => {
+    const service = await start({ env: { WORKERS: '2' } });
+    const workers = service.liveWorkerPids();
+    service.signal('SIGKILL');
+    await service.exited;
+    for (const pid of workers)
+      assert.equal(await waitForDeath(pid), true, `worker ${pid} outlived its primary`);
+    await assert.rejects(greetingPid(service.url), /ECONNREFUSED/);
+  });
+});
