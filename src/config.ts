@@ -3,12 +3,19 @@ import type { Level } from './log.js';
 /** How connections reach workers: see the README's "BALANCE" section. */
 export type Balance = 'reuseport' | 'round-robin';
 
+/** Per-worker limits on what a client may send and hold: see the README's "Hostile input". */
 export interface HttpLimits {
+  /** From a connection's first byte (or its opening) to the end of a request's headers. */
   readonly headersTimeoutMs: number;
+  /** The whole request, body included; also how long a response may wait on a client not reading. */
   readonly requestTimeoutMs: number;
+  /** Idle time allowed between requests on a kept-alive connection; 0 turns keep-alive off. */
   readonly keepAliveTimeoutMs: number;
+  /** Request line plus headers, in bytes; past it: 431. */
   readonly maxHeaderSize: number;
+  /** Open connections per worker; past it a new connection is accepted and closed unanswered. */
   readonly maxConnections: number;
+  /** Request body a worker reads and drops; past it: 413 and close. */
   readonly maxBodyBytes: number;
 }
 

@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
+import { cutStalledConnections } from './connections.js';
 import type { RequestStats } from './request-stats.js';
 
 export type Readiness = 'starting' | 'ready' | 'draining';
@@ -33,16 +34,20 @@ interface Canned {
   readonly closing: readonly string[];
 }
 
-function canned(status: number, text: string, extra: readonly string[] = []): Canned {
+/** `close`: the reply always ends its connection (the request may have left unread bytes behind). */
+function canned(status: number, text: string, extra: readonly string[] = [], close = false): Canned {
   const body = Buffer.from(text);
   const headers = ['Content-Type', TEXT, 'Content-Length', String(body.length), ...COMMON, ...extra];
-  return { status, body, headers, closing: [...headers, 'Connection', 'close'] };
+  const closing = [...headers, 'Connection', 'close'];
+  return { status, body, headers: close ? closing : headers, closing };
 }
 
 const noStore = ['Cache-Control', 'no-store'];
 const notFound = canned(404, 'Not Found\n');
 const methodNotAllowed = canned(405, 'Method Not Allowed\n', ['Allow', ALLOW]);
-const payloadTooLarge = canned(413, 'Payload Too Large\n');
+const payloadTooLarge = canned(413, 'Payload Too Large\n', [], true);
+const badRequestReply = canned(400, 'Bad Request\n', [], true);
+const expectationFailed = canned(417, 'Expectation Failed\n', [], true);
 const alive = canned(200, 'ok\n', noStore);
 const ready = canned(200, 'ready\n', noStore);
 const notReady = {
@@ -65,43 +70,17 @@ const clientErrors: Readonly<Record<string, string>> = {
 };
 const badRequest = rawReply(400, 'Bad Request');
 
-/** A connection that has not finished a request yet may be about to send one: it gets this long. */
-const FRESH_CONNECTION_GRACE_MS = 250;
-
-interface ConnectionState {
-  /** Sockets with a request being answered. */
-  readonly busy: Set<Socket>;
-  /** Sockets that completed at least one response. */
-  readonly served: WeakSet<Socket>;
-  readonly open: Set<Socket>;
-}
-const tracked = new WeakMap<Server, ConnectionState>();
-
-/**
- * Stops accepting and closes the server once in-flight requests are answered. Idle kept-alive
- * connections close now; a connection that has sent nothing yet gets a short grace, since its
- * request may be on the wire (closing it would fail that request). `onClosed` runs when the
- * last connection is gone.
- */
-export function closeGracefully(server: Server, onClosed: () => void): void {
-  server.close(() => onClosed());
-  const state = tracked.get(server);
-  if (!state) {
-    server.closeIdleConnections();
-    return;
-  }
-  for (const socket of state.open) if (state.served.has(socket) && !state.busy.has(socket)) socket.destroy();
-  setTimeout(() => server.closeIdleConnections(), FRESH_CONNECTION_GRACE_MS).unref();
-}
-
 /** Builds the greeting server with its limits applied; the caller listens. */
 export function createGreetingServer(options: GreetingServerOptions): Server {
   const { limits, stats, readiness } = options;
   const greeting = canned(200, `Hello, Docker world from ${options.hostname} (pid ${options.pid}).\n`);
+  // KEEP_ALIVE_TIMEOUT_MS=0 turns keep-alive off (as nginx's keepalive_timeout 0): Node would
+  // instead keep an idle connection open with no timeout at all.
+  const keepAlive = limits.keepAliveTimeoutMs > 0;
 
   function send(res: ServerResponse, reply: Canned, count = true): void {
     // While draining, every response closes its connection so kept-alive clients move on.
-    const closing = readiness() === 'draining';
+    const closing = !keepAlive || readiness() === 'draining';
     res.writeHead(reply.status, (closing ? reply.closing : reply.headers) as string[]);
     res.end(reply.body);
     if (count) stats.countResponse(reply.status);
@@ -152,7 +131,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
           String(body.length),
           ...COMMON,
           ...noStore,
-          ...(readiness() === 'draining' ? ['Connection', 'close'] : []),
+          ...(!keepAlive || readiness() === 'draining' ? ['Connection', 'close'] : []),
         ]);
         res.end(body);
       },
@@ -160,10 +139,15 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     );
   }
 
-  /** A greeting needs no body: take up to maxBodyBytes and drop it, refuse more with 413. */
+  const declaresTooMuch = (req: IncomingMessage): boolean =>
+    Number(req.headers['content-length'] ?? 0) > limits.maxBodyBytes;
+
+  /**
+   * A greeting needs no body: take up to maxBodyBytes and drop it, refuse more with 413. The 413
+   * closes the connection: Node would otherwise read the rest of an unbounded body to reuse it.
+   */
   function withBody(req: IncomingMessage, res: ServerResponse): void {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limits.maxBodyBytes) {
+    if (declaresTooMuch(req)) {
       stats.requests++;
       send(res, payloadTooLarge);
       return;
@@ -176,8 +160,6 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
         req.off('end', onEnd);
         stats.requests++;
         send(res, payloadTooLarge);
-        // Node would otherwise read the rest of an unbounded body to reuse the connection.
-        res.on('finish', () => req.socket.destroy());
       }
     };
     const onEnd = (): void => route(req, res);
@@ -185,47 +167,60 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     req.on('end', onEnd);
   }
 
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const h = req.headers;
+    // llhttp accepts `GET /` (HTTP/0.9) and `HTTP/2.0` request lines; neither is HTTP/1. The Host
+    // check is Node's requireHostHeader, done here so the 400 carries our headers and body.
+    if (req.httpVersionMajor !== 1 || (h.host === undefined && req.httpVersionMinor === 1)) {
+      send(res, badRequestReply);
+    } else if (
+      h['transfer-encoding'] !== undefined ||
+      (h['content-length'] !== undefined && h['content-length'] !== '0')
+    ) {
+      withBody(req, res);
+    } else {
+      route(req, res);
+    }
+  }
+
+  // Node checks both timeouts on this interval (default 30 s, which would let a slow client hold
+  // a connection long past HEADERS_TIMEOUT_MS); stalled output is checked on it too.
+  const checkEveryMs = Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4)));
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderSize,
-      // Node checks both timeouts on this interval (default 30 s, which would let a slow client
-      // hold a connection long past HEADERS_TIMEOUT_MS).
-      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
-      requireHostHeader: true,
+      connectionsCheckingInterval: checkEveryMs,
+      requireHostHeader: false,
       insecureHTTPParser: false,
       noDelay: true,
     },
-    (req, res) => {
-      const socket = req.socket;
-      connections.busy.add(socket);
-      res.on('finish', () => {
-        connections.busy.delete(socket);
-        connections.served.add(socket);
-      });
-      const h = req.headers;
-      if (
-        h['transfer-encoding'] !== undefined ||
-        (h['content-length'] !== undefined && h['content-length'] !== '0')
-      ) {
-        withBody(req, res);
-      } else {
-        route(req, res);
-      }
-    },
+    onRequest,
   );
-  const connections: ConnectionState = { busy: new Set(), served: new WeakSet(), open: new Set() };
-  tracked.set(server, connections);
-  server.on('connection', (socket: Socket) => {
-    connections.open.add(socket);
-    socket.on('close', () => {
-      connections.open.delete(socket);
-      connections.busy.delete(socket);
-    });
+  cutStalledConnections(server, checkEveryMs, limits.requestTimeoutMs);
+
+  // Node would send 100 Continue by itself, inviting a body we are about to refuse.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (declaresTooMuch(req)) {
+      stats.requests++;
+      send(res, payloadTooLarge);
+      return;
+    }
+    // Only HTTP/1.1 gets here; without Host, onRequest refuses it with 400.
+    if (req.headers.host !== undefined) res.writeContinue();
+    onRequest(req, res);
   });
+  // Node's own 417 carries none of our headers.
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => send(res, expectationFailed));
+
+  // Beyond maxConnections Node closes each new connection at once, unanswered. In cluster
+  // round-robin mode a worker would instead refuse it and the primary hand it to the next worker,
+  // which with every worker full is an endless IPC ping-pong at full CPU (internal/cluster/child.js
+  // onconnection); dropMaxConnection makes the worker accept and close it, as under reuseport.
   server.maxConnections = limits.maxConnections;
+  (server as Server & { dropMaxConnection: boolean }).dropMaxConnection = true;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Answer only when no response has started on this socket; otherwise just close it.
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;

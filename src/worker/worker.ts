@@ -5,8 +5,9 @@ import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
 import { isPrimaryMessage, type WorkerMessage } from '../protocol.js';
+import { closeGracefully } from './connections.js';
 import { RequestStats } from './request-stats.js';
-import { closeGracefully, createGreetingServer, type Readiness } from './server.js';
+import { createGreetingServer, type Readiness } from './server.js';
 
 const METRICS_TIMEOUT_MS = 2_000;
 

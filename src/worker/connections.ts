@@ -1,0 +1,57 @@
+/** Connection bookkeeping the greeting server needs beyond Node's: stalled output, graceful close. */
+import type { Server } from 'node:http';
+import { Server as NetServer, type Socket } from 'node:net';
+
+/** How long an idle connection may still send one last request after draining starts. */
+const IDLE_GRACE_MS = 500;
+
+/**
+ * Destroys connections whose output has waited on the client for `stallLimitMs`, checked every
+ * `checkEveryMs`. Node's headers and request timeouts only cover reading a request: a client that
+ * pipelines requests and never reads the responses pauses the parser (backpressure) and would
+ * hold its connection forever, and `destroySoon()` after an error reply waits for a flush that
+ * never comes.
+ */
+export function cutStalledConnections(server: Server, checkEveryMs: number, stallLimitMs: number): void {
+  const open = new Set<Socket>();
+  /** Sockets whose output was found waiting on the client, and since when (performance.now()). */
+  const stalled = new Map<Socket, number>();
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.on('close', () => {
+      open.delete(socket);
+      stalled.delete(socket);
+    });
+  });
+  const check = (): void => {
+    const now = performance.now();
+    for (const socket of open) {
+      if (socket.writableLength === 0) {
+        stalled.delete(socket);
+        continue;
+      }
+      const since = stalled.get(socket);
+      if (since === undefined) stalled.set(socket, now);
+      else if (now - since >= stallLimitMs) socket.destroy();
+    }
+  };
+  let timer: NodeJS.Timeout | undefined;
+  server.on('listening', () => {
+    clearInterval(timer);
+    timer = setInterval(check, checkEveryMs).unref();
+  });
+  server.on('close', () => clearInterval(timer));
+}
+
+/**
+ * Stops accepting and calls `onClosed` once every connection is gone. In-flight requests finish
+ * (their responses carry `Connection: close` while draining). Idle connections, kept alive
+ * between requests or not yet sent one, get IDLE_GRACE_MS to send a request before they are
+ * closed: a client may be sending on one right now, and closing it at once would fail that request.
+ */
+export function closeGracefully(server: Server, onClosed: () => void): void {
+  // net.Server's close, not http.Server's: since Node 19 that one also destroys every idle
+  // connection at once, which under load reset requests already on the wire.
+  NetServer.prototype.close.call(server, () => onClosed());
+  setTimeout(() => server.closeIdleConnections(), IDLE_GRACE_MS).unref();
+}

@@ -1,0 +1,721 @@
+/**
+ * Issue 7's evidence: whatever a client sends, a worker answers correctly or closes the
+ * connection, never crashes, and the service keeps serving everyone else.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { request } from 'undici';
+import { type HttpLimits, parseConfig } from '../src/config.js';
+import { RequestStats } from '../src/worker/request-stats.js';
+import { createGreetingServer } from '../src/worker/server.js';
+import { type FuzzCase, fuzzCase, fuzzSeed } from './helpers/fuzz.js';
+import { RawConnection, type RawReply } from './helpers/raw-http.js';
+import { isAlive, type Service, startService } from './helpers/service.js';
+
+const GREETING = /^Hello, Docker world from \S+ \(pid \d+\)\.\n$/;
+const DEFAULTS = parseConfig({}).http;
+const LIMIT = DEFAULTS.maxBodyBytes;
+/** A deliberate close comes at once; timeouts in these cases are seconds away. */
+const CLOSE_MS = 1_000;
+
+const services = new Set<Service>();
+async function start(env: Record<string, string>): Promise<Service> {
+  const service = await startService({ env });
+  services.add(service);
+  return service;
+}
+/** Stops the service and checks that neither the primary nor any worker is left. */
+async function stop(service: Service | undefined): Promise<void> {
+  if (!service) return;
+  services.delete(service);
+  const pids = [service.pid, ...service.liveWorkerPids()];
+  await service.stop();
+  for (const pid of pids) assert.equal(isAlive(pid), false, `pid ${pid} left`);
+}
+after(async () => {
+  for (const service of [...services]) await stop(service);
+});
+
+async function listenInProcess(limits: HttpLimits): Promise<{ server: Server; port: number }> {
+  const server = createGreetingServer({
+    hostname: 'test-host',
+    pid: 4242,
+    limits,
+    stats: new RequestStats(),
+    readiness: () => 'ready',
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+async function closeInProcess(server: Server | undefined): Promise<void> {
+  if (!server?.listening) return;
+  server.close();
+  server.closeAllConnections();
+  await once(server, 'close');
+}
+
+async function greet(url: string): Promise<number> {
+  const res = await request(url, { reset: true });
+  const text = await res.body.text();
+  assert.equal(res.statusCode, 200, text);
+  const pid = /\(pid (\d+)\)/.exec(text)?.[1];
+  assert.match(text, GREETING);
+  return Number(pid);
+}
+
+/** What every response must look like: our headers, no banner, no detail in an error body. */
+function assertSafe(reply: RawReply, head = false): void {
+  const h = reply.headers;
+  assert.deepEqual(h.get('x-content-type-options'), ['nosniff']);
+  for (const banner of ['server', 'x-powered-by', 'x-aspnet-version', 'via'])
+    assert.equal(h.get(banner), undefined, `${banner} header`);
+  assert.deepEqual(h.get('content-type'), ['text/plain; charset=utf-8']);
+  if (!head) assert.deepEqual(h.get('content-length'), [String(reply.body.length)]);
+  if (reply.status >= 400) {
+    // The whole body is the reason phrase: no stack, path, version or echo of the request.
+    assert.equal(reply.body, `${reply.reason}\n`);
+    assert.ok(reply.body.length < 40 && /^[A-Za-z -]+\n$/.test(reply.body), reply.body);
+  }
+}
+
+interface Case {
+  readonly name: string;
+  /** The bytes sent, one char per byte. */
+  readonly send: string;
+  /** The expected status, or 'no reply': the connection closes unanswered. */
+  readonly status: number | 'no reply';
+  /** The server closes right after the reply; otherwise the connection serves another request. */
+  readonly close?: boolean;
+  readonly head?: boolean;
+  readonly body?: string | RegExp;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** 1xx responses expected before the final one. */
+  readonly interim?: readonly number[];
+  /** Also run against the compiled service. */
+  readonly real?: boolean;
+}
+
+const crlf = (lines: readonly string[], body = ''): string => `${lines.join('\r\n')}\r\n\r\n${body}`;
+const get = (...headers: string[]): string => crlf(['GET / HTTP/1.1', 'Host: test', ...headers]);
+const chunked = (body: string): string => get('Transfer-Encoding: chunked') + body;
+const bad = (group: string, rows: readonly (readonly [string, string])[], real = ''): Case[] =>
+  rows.map(([what, send]) => ({
+    name: `${group}: ${what} → 400 and close`,
+    send,
+    status: 400,
+    close: true,
+    real: what === real,
+  }));
+
+const CASES: readonly Case[] = [
+  { name: 'GET / → 200, the greeting', send: get(), status: 200, body: GREETING, real: true },
+  {
+    name: 'HEAD / → 200, the same headers, no body',
+    send: crlf(['HEAD / HTTP/1.1', 'Host: test']),
+    head: true,
+    status: 200,
+    body: '',
+  },
+  {
+    name: 'GET /?query → 200, the greeting',
+    send: crlf(['GET /?a=1&b=%zz HTTP/1.1', 'Host: test']),
+    status: 200,
+    body: GREETING,
+  },
+  ...['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'PROPFIND'].map((method) => ({
+    name: `${method} / → 405 with Allow: GET, HEAD`,
+    send: crlf([`${method} / HTTP/1.1`, 'Host: test', 'Content-Length: 0']),
+    status: 405,
+    headers: { allow: 'GET, HEAD' },
+    real: method === 'POST',
+  })),
+  ...['/nope', '/index.html', '/%2e%2e/%2e%2e/etc/passwd', '/..%00', '//', '/healthz/', '*'].map(
+    (target) => ({
+      name: `GET ${target} → 404, a short plain body`,
+      send: crlf([`GET ${target} HTTP/1.1`, 'Host: test']),
+      status: 404,
+      body: 'Not Found\n',
+      real: target === '/nope',
+    }),
+  ),
+  {
+    name: `GET / with a ${LIMIT}-byte body (the limit) → 200`,
+    send: get(`Content-Length: ${LIMIT}`) + 'b'.repeat(LIMIT),
+    status: 200,
+    body: GREETING,
+  },
+  {
+    name: 'GET / with a chunked body within the limit → 200',
+    send: chunked(`10\r\n${'b'.repeat(16)}\r\n0\r\n\r\n`),
+    status: 200,
+    body: GREETING,
+  },
+  {
+    name: `GET / with a ${LIMIT + 1}-byte body → 413 and close`,
+    send: get(`Content-Length: ${LIMIT + 1}`) + 'b'.repeat(LIMIT + 1),
+    status: 413,
+    close: true,
+    real: true,
+  },
+  {
+    name: 'GET / declaring a 1 TB body → 413 and close, without reading it',
+    send: `${get('Content-Length: 1000000000000')}bbbb`,
+    status: 413,
+    close: true,
+  },
+  {
+    name: 'a chunked body past the limit → 413 and close',
+    send: chunked(`400\r\n${'b'.repeat(1024)}\r\n1\r\nb\r\n0\r\n\r\n`),
+    status: 413,
+    close: true,
+    real: true,
+  },
+  {
+    name: 'POST / with a small body → 405',
+    send: crlf(['POST / HTTP/1.1', 'Host: test', 'Content-Length: 5'], 'hello'),
+    status: 405,
+    headers: { allow: 'GET, HEAD' },
+  },
+  {
+    name: 'Expect: 100-continue past the limit → 413 and close, no 100 Continue',
+    send: get('Expect: 100-continue', 'Content-Length: 5000'),
+    status: 413,
+    close: true,
+  },
+  {
+    name: 'Expect: 100-continue within the limit → 100 Continue, then 200',
+    send: `${get('Expect: 100-continue', 'Content-Length: 4')}body`,
+    status: 200,
+    interim: [100],
+    body: GREETING,
+  },
+  { name: 'an unknown Expect → 417 and close', send: get('Expect: teapot'), status: 417, close: true },
+  ...bad('malformed request line', [
+    ['HTTP/0.9 "GET /"', 'GET /\r\n\r\n'],
+    ['HTTP/2.0 in an HTTP/1 request line', crlf(['GET / HTTP/2.0', 'Host: test'])],
+    ['unknown version HTTP/1.7', crlf(['GET / HTTP/1.7', 'Host: test'])],
+    ['version without a minor', crlf(['GET / HTTP/1', 'Host: test'])],
+    ['lower-case method', crlf(['get / HTTP/1.1', 'Host: test'])],
+    ['method with a symbol', crlf(['G@T / HTTP/1.1', 'Host: test'])],
+    ['unknown method', crlf(['FROB / HTTP/1.1', 'Host: test'])],
+    ['space inside the target', crlf(['GET /a b HTTP/1.1', 'Host: test'])],
+    ['control character in the target', crlf(['GET /\x01 HTTP/1.1', 'Host: test'])],
+    ['raw UTF-8 in the target', crlf(['GET /\xc3\xa9 HTTP/1.1', 'Host: test'])],
+    ['bare LF line ends', 'GET / HTTP/1.1\nHost: test\n\n'],
+    ['bare CR line ends', 'GET / HTTP/1.1\rHost: test\r\r'],
+    ['a TLS ClientHello', '\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x8a\x1f\x00\x00\x00\x00\r\n\r\n'],
+    ['the HTTP/2 connection preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'],
+    ['binary garbage', '\x00\xff\x13\x37\xde\xad\xbe\xef\r\n\r\n'],
+  ]),
+  ...bad('bad header syntax', [
+    ['a line without a colon', get('X-Broken header')],
+    ['space before the colon', get('X-A : b')],
+    ['obs-fold continuation line', get('X-A: b', ' c')],
+    ['NUL in a value', get('X-A: b\0c')],
+    ['CR inside a value', get('X-A: b\rc')],
+    ['"(" in a name', get('X(A): b')],
+    ['an empty name', get(': b')],
+  ]),
+  ...bad('invalid chunked encoding', [
+    ['non-hex chunk size', chunked('zz\r\nabc\r\n0\r\n\r\n')],
+    ['chunk size past 64 bits', chunked('fffffffffffffffffffff\r\n')],
+    ['chunk longer than its size', chunked('3\r\nabcX\r\n0\r\n\r\n')],
+    ['a trailer line without a colon', chunked('0\r\nX\r\n\r\n')],
+    ['Transfer-Encoding: gzip (chunked not last)', get('Transfer-Encoding: gzip')],
+    ['Transfer-Encoding: chunked, identity', get('Transfer-Encoding: chunked, identity')],
+    [
+      'chunked in two Transfer-Encoding headers',
+      `${get('Transfer-Encoding: chunked', 'Transfer-Encoding: chunked')}0\r\n\r\n`,
+    ],
+  ]),
+  ...bad(
+    'request smuggling',
+    [
+      [
+        'Content-Length with Transfer-Encoding',
+        `${get('Content-Length: 3', 'Transfer-Encoding: chunked')}0\r\n\r\n`,
+      ],
+      [
+        'Transfer-Encoding with Content-Length',
+        `${get('Transfer-Encoding: chunked', 'Content-Length: 3')}0\r\n\r\n`,
+      ],
+      ['two different Content-Length', `${get('Content-Length: 3', 'Content-Length: 4')}abcd`],
+      ['two equal Content-Length', `${get('Content-Length: 3', 'Content-Length: 3')}abc`],
+      ['a Content-Length list', `${get('Content-Length: 1, 1')}a`],
+      ['a negative Content-Length', get('Content-Length: -1')],
+      ['Content-Length "+1"', `${get('Content-Length: +1')}a`],
+      ['a non-numeric Content-Length', get('Content-Length: abc')],
+      ['a Content-Length past 2^64', get('Content-Length: 99999999999999999999999')],
+    ],
+    'Content-Length with Transfer-Encoding',
+  ),
+  {
+    name: 'HTTP/1.1 without Host → 400 and close',
+    send: 'GET / HTTP/1.1\r\n\r\n',
+    status: 400,
+    close: true,
+    real: true,
+  },
+  {
+    name: 'HTTP/1.0 without Host → 200, then close (no keep-alive asked)',
+    send: 'GET / HTTP/1.0\r\n\r\n',
+    status: 200,
+    close: true,
+    body: GREETING,
+  },
+  {
+    name: 'a 20 kB header → 431 and close',
+    send: get(`X-Big: ${'a'.repeat(20_000)}`),
+    status: 431,
+    close: true,
+    real: true,
+  },
+  {
+    name: 'a 20 kB request target → 431 and close',
+    send: crlf([`GET /${'a'.repeat(20_000)} HTTP/1.1`, 'Host: test']),
+    status: 431,
+    close: true,
+  },
+  {
+    name: '400 small headers adding up to 24 kB → 431 and close',
+    send: get(...Array.from({ length: 400 }, (_, i) => `X-H-${i}: ${'v'.repeat(50)}`)),
+    status: 431,
+    close: true,
+  },
+  {
+    name: 'CONNECT → closed without a reply (nothing is proxied)',
+    send: crlf(['CONNECT example.com:443 HTTP/1.1', 'Host: example.com:443']),
+    status: 'no reply',
+  },
+  {
+    name: 'Upgrade: websocket → served as a plain request (no upgrade handler)',
+    send: get('Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13'),
+    status: 200,
+    body: GREETING,
+  },
+];
+
+async function check(port: number, c: Case): Promise<void> {
+  const conn = await RawConnection.open(port);
+  try {
+    conn.write(c.send);
+    if (c.status === 'no reply') {
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the connection stayed open');
+      assert.equal(conn.received, '');
+      return;
+    }
+    const reply = await conn.reply({ head: c.head ?? false });
+    assert.equal(reply.status, c.status, `${reply.status} ${reply.reason}: ${reply.body}`);
+    assert.deepEqual(reply.interim, c.interim ?? []);
+    assertSafe(reply, c.head);
+    if (typeof c.body === 'string') assert.equal(reply.body, c.body);
+    else if (c.body) assert.match(reply.body, c.body);
+    for (const [name, value] of Object.entries(c.headers ?? {}))
+      assert.deepEqual(reply.headers.get(name), [value]);
+    if (c.close) {
+      assert.deepEqual(reply.headers.get('connection'), ['close']);
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the server did not close the connection');
+      assert.equal(conn.unread, '', 'bytes after the reply');
+    } else {
+      assert.deepEqual(reply.headers.get('connection'), ['keep-alive']);
+      conn.write(get());
+      assert.equal((await conn.reply()).status, 200, 'the kept-alive connection serves the next request');
+    }
+  } finally {
+    conn.destroy();
+  }
+}
+
+describe('hostile input: the greeting server in this process, default limits', () => {
+  let server: Server | undefined;
+  let port = 0;
+  before(async () => ({ server, port } = await listenInProcess(DEFAULTS)));
+  after(() => closeInProcess(server));
+
+  for (const c of CASES) it(c.name, () => check(port, c));
+
+  it('KEEP_ALIVE_TIMEOUT_MS=0 turns keep-alive off: every response closes its connection', async () => {
+    const { server: noKeepAlive, port: p } = await listenInProcess({ ...DEFAULTS, keepAliveTimeoutMs: 0 });
+    try {
+      await check(p, { name: 'GET /', send: get(), status: 200, close: true, body: GREETING });
+      await check(p, {
+        name: '404',
+        send: crlf(['GET /x HTTP/1.1', 'Host: test']),
+        status: 404,
+        close: true,
+      });
+    } finally {
+      await closeInProcess(noKeepAlive);
+    }
+  });
+});
+
+describe('hostile input: the compiled service (WORKERS=2), default limits', () => {
+  let service: Service | undefined;
+  before(async () => {
+    service = await start({ WORKERS: '2' });
+  });
+  after(() => stop(service));
+
+  for (const c of CASES.filter((c) => c.real)) it(c.name, () => check(service?.port ?? 0, c));
+});
+
+describe('slow and idle clients, with timeouts set small through the environment', () => {
+  const HEADERS_MS = 500;
+  const REQUEST_MS = 1_000;
+  const KEEP_ALIVE_MS = 500;
+  /** Node checks timeouts every HEADERS_TIMEOUT_MS/4 and keeps an idle socket 1 s past its keep-alive timeout. */
+  const SLACK_MS = 2_000;
+  let service: Service | undefined;
+  before(async () => {
+    service = await start({
+      WORKERS: '2',
+      HEADERS_TIMEOUT_MS: String(HEADERS_MS),
+      REQUEST_TIMEOUT_MS: String(REQUEST_MS),
+      KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_MS),
+    });
+  });
+  after(() => stop(service));
+
+  /** Writes one byte every 50 ms until the connection closes. */
+  function trickle(conn: RawConnection): { stop: () => number } {
+    let sent = 0;
+    const timer = setInterval(() => {
+      conn.write('a');
+      sent++;
+    }, 50);
+    return {
+      stop: () => {
+        clearInterval(timer);
+        return sent;
+      },
+    };
+  }
+
+  it(`slowloris: a client trickling header bytes is cut after HEADERS_TIMEOUT_MS (${HEADERS_MS} ms) with 408, while others are served`, async () => {
+    const s = service as Service;
+    const conn = await RawConnection.open(s.port);
+    conn.write('GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ');
+    const drip = trickle(conn);
+    try {
+      await greet(s.url);
+      const reply = await conn.reply({ ms: HEADERS_MS + SLACK_MS });
+      assert.equal(reply.status, 408);
+      assertSafe(reply);
+      await conn.closed;
+      const sent = drip.stop();
+      const elapsed = (conn.closedAt ?? 0) - conn.openedAt;
+      assert.ok(elapsed >= HEADERS_MS - 20 && elapsed < HEADERS_MS + SLACK_MS, `closed after ${elapsed} ms`);
+      assert.ok(sent >= 5, `only ${sent} bytes trickled: the cut did not come during the trickle`);
+    } finally {
+      drip.stop();
+      conn.destroy();
+    }
+  });
+
+  it(`a request timeout bounds the whole request: a body trickled after quick headers is cut after REQUEST_TIMEOUT_MS (${REQUEST_MS} ms) with 408`, async () => {
+    const s = service as Service;
+    const conn = await RawConnection.open(s.port);
+    conn.write(get('Content-Length: 500'));
+    const drip = trickle(conn);
+    try {
+      const reply = await conn.reply({ ms: REQUEST_MS + SLACK_MS });
+      assert.equal(reply.status, 408);
+      assertSafe(reply);
+      await conn.closed;
+      const elapsed = (conn.closedAt ?? 0) - conn.openedAt;
+      // Past HEADERS_TIMEOUT_MS: it is the request timeout, not the headers timeout, that cut it.
+      assert.ok(elapsed >= REQUEST_MS - 20 && elapsed < REQUEST_MS + SLACK_MS, `closed after ${elapsed} ms`);
+    } finally {
+      drip.stop();
+      conn.destroy();
+    }
+  });
+
+  it(`an idle kept-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS (${KEEP_ALIVE_MS} ms, plus Node's 1 s buffer)`, async () => {
+    const s = service as Service;
+    const conn = await RawConnection.open(s.port);
+    try {
+      conn.write(get());
+      const reply = await conn.reply();
+      const answeredAt = performance.now();
+      assert.equal(reply.status, 200);
+      assert.deepEqual(reply.headers.get('connection'), ['keep-alive']);
+      await conn.closed;
+      const idle = (conn.closedAt ?? 0) - answeredAt;
+      assert.ok(
+        idle >= KEEP_ALIVE_MS - 20 && idle < KEEP_ALIVE_MS + 1_000 + SLACK_MS,
+        `closed after ${idle} ms idle`,
+      );
+      assert.equal(conn.unread, '');
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('a client that pipelines requests and never reads the responses is cut after REQUEST_TIMEOUT_MS of stalled output', async () => {
+    const s = service as Service;
+    const conn = await RawConnection.open(s.port);
+    conn.socket.pause();
+    const requests = Buffer.from(get().repeat(500), 'latin1');
+    // Keep writing until the server gives up: a pending write is what reports the reset here.
+    const pump = (): void => {
+      while (!conn.isClosed && conn.socket.write(requests));
+    };
+    conn.socket.on('drain', pump);
+    pump();
+    try {
+      assert.ok(await conn.closedWithin(REQUEST_MS + 6_000), 'the connection is still open');
+      const elapsed = (conn.closedAt ?? 0) - conn.openedAt;
+      assert.ok(elapsed >= REQUEST_MS - 20, `closed after ${elapsed} ms`);
+      await greet(s.url);
+    } finally {
+      conn.destroy();
+    }
+  });
+});
+
+describe('an idle flood: 2,000 connections that never send a byte', () => {
+  const HEADERS_MS = 3_000;
+  const FLOOD = 2_000;
+  let service: Service | undefined;
+  before(async () => {
+    service = await start({
+      WORKERS: '2',
+      HEADERS_TIMEOUT_MS: String(HEADERS_MS),
+      REQUEST_TIMEOUT_MS: String(HEADERS_MS),
+    });
+  });
+  after(() => stop(service));
+
+  it('new clients still get the greeting; every idle socket is cut with 408 after HEADERS_TIMEOUT_MS', async (t) => {
+    const s = service as Service;
+    const flood: RawConnection[] = [];
+    try {
+      const openStart = performance.now();
+      while (flood.length < FLOOD) {
+        flood.push(...(await Promise.all(Array.from({ length: 200 }, () => RawConnection.open(s.port)))));
+      }
+      t.diagnostic(`${FLOOD} idle connections open in ${Math.round(performance.now() - openStart)} ms`);
+      let slowest = 0;
+      for (let i = 0; i < 20; i++) {
+        const began = performance.now();
+        await greet(s.url);
+        slowest = Math.max(slowest, performance.now() - began);
+      }
+      const stillOpen = flood.filter((c) => !c.isClosed).length;
+      t.diagnostic(
+        `20 greetings while ${stillOpen} idle sockets were open; slowest ${Math.round(slowest)} ms`,
+      );
+      assert.ok(stillOpen > FLOOD / 2, `only ${stillOpen} idle sockets were still open`);
+      await Promise.all(flood.map((c) => c.closed));
+      for (const c of flood) {
+        const lifetime = (c.closedAt ?? 0) - c.openedAt;
+        assert.ok(
+          lifetime >= HEADERS_MS - 20 && lifetime < HEADERS_MS + 3_000,
+          `an idle socket lived ${lifetime} ms`,
+        );
+        assert.match(c.received, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+      }
+      await greet(s.url);
+    } finally {
+      for (const c of flood) c.destroy();
+    }
+  });
+});
+
+for (const balance of ['reuseport', 'round-robin']) {
+  describe(`MAX_CONNECTIONS per worker (BALANCE=${balance})`, () => {
+    const MAX = 20;
+    let service: Service | undefined;
+    before(async () => {
+      service = await start({
+        WORKERS: '2',
+        BALANCE: balance,
+        MAX_CONNECTIONS: String(MAX),
+        HEADERS_TIMEOUT_MS: '20000',
+      });
+    });
+    after(() => stop(service));
+
+    it(`each worker holds at most ${MAX}; a connection past that is accepted and closed unanswered; served again once some close`, async (t) => {
+      const s = service as Service;
+      const conns: RawConnection[] = [];
+      try {
+        for (let i = 0; i < 5; i++)
+          conns.push(...(await Promise.all(Array.from({ length: 20 }, () => RawConnection.open(s.port)))));
+        const refused = conns.length - 2 * MAX;
+        // Refused ones close at once; the kept ones would wait for the 20 s headers timeout.
+        await new Promise<void>((resolve, reject) => {
+          let closed = 0;
+          const guard = setTimeout(
+            () => reject(new Error(`only ${closed} of ${refused} extra connections were closed`)),
+            5_000,
+          );
+          for (const c of conns)
+            c.closed.then(() => {
+              if (++closed === refused) {
+                clearTimeout(guard);
+                resolve();
+              }
+            });
+        });
+        const open = conns.filter((c) => !c.isClosed);
+        assert.equal(open.length, 2 * MAX);
+        for (const c of conns.filter((c) => c.isClosed))
+          assert.equal(c.received, '', 'a refused connection got bytes');
+
+        const error = await request(s.url, { reset: true }).then(
+          (res) => assert.fail(`a client past the limit got HTTP ${res.statusCode}`),
+          (err: NodeJS.ErrnoException) => err.code,
+        );
+        t.diagnostic(`a client past the limit sees: ${error}`);
+        assert.ok(error === 'UND_ERR_SOCKET' || error === 'ECONNRESET', String(error));
+        const raw = await RawConnection.open(s.port);
+        raw.write(get());
+        assert.ok(await raw.closedWithin(CLOSE_MS), 'a raw connection past the limit stayed open');
+        assert.equal(raw.received, '');
+
+        for (const c of open) c.destroy();
+        let served = false;
+        for (let attempt = 0; attempt < 50 && !served; attempt++)
+          served = await greet(s.url).then(
+            () => true,
+            () => false,
+          );
+        assert.ok(served, 'not served after the idle connections closed');
+      } finally {
+        for (const c of conns) c.destroy();
+      }
+    });
+  });
+}
+
+const SEED = fuzzSeed(process.env.FUZZ_SEED);
+const FUZZ_CASES = Number(process.env.FUZZ_CASES || 3_000);
+if (!Number.isSafeInteger(FUZZ_CASES) || FUZZ_CASES < 1) {
+  throw new Error(`FUZZ_CASES must be a positive integer, got "${process.env.FUZZ_CASES}"`);
+}
+const ALLOWED = new Set([100, 200, 400, 404, 405, 408, 413, 417, 431, 503]);
+const LEAK =
+  /node:|\.[cm]?js\b|\/src\/|\/work\/|\bat \S+ \(|Error\b|\bv\d+\.\d+\.\d+|^server:|^x-powered-by:/im;
+
+/** Sends one fuzz case: the first status (or 'closed'), and what was wrong with the answer, if anything. */
+async function sendFuzz(port: number, c: FuzzCase): Promise<{ outcome: string; problem?: string }> {
+  const conn = await RawConnection.open(port);
+  try {
+    let from = 0;
+    for (const at of [...c.splits, c.bytes.length]) {
+      conn.write(c.bytes.slice(from, at));
+      from = at;
+      // Let each piece leave as its own segment, so the parser meets it split.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (c.end) conn.socket.end();
+    if (!(await conn.closedWithin(c.end ? 3_000 : 6_000))) {
+      return { outcome: 'open', problem: 'the server left the connection open' };
+    }
+    const text = conn.received;
+    const statuses = [...text.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]));
+    const outcome = statuses.length === 0 ? 'closed unanswered' : String(statuses[0]);
+    const finals = statuses.filter((s) => s >= 200).length;
+    const nosniff = text.match(/^X-Content-Type-Options: nosniff\r$/gm)?.length ?? 0;
+    const odd = statuses.find((s) => !ALLOWED.has(s));
+    const leak = LEAK.exec(text);
+    let problem: string | undefined;
+    if (text !== '' && !text.startsWith('HTTP/1.1 '))
+      problem = `not HTTP/1.1: ${JSON.stringify(text.slice(0, 80))}`;
+    else if (odd !== undefined) problem = `unexpected status ${odd}`;
+    else if (nosniff !== finals) problem = `${finals} responses but ${nosniff} nosniff headers`;
+    else if (leak) problem = `leaked ${JSON.stringify(leak[0])}`;
+    return problem ? { outcome, problem } : { outcome };
+  } finally {
+    conn.destroy();
+  }
+}
+
+describe('fuzz: mutated requests against the compiled service (WORKERS=2)', () => {
+  let service: Service | undefined;
+  before(async () => {
+    service = await start({
+      WORKERS: '2',
+      HEADERS_TIMEOUT_MS: '500',
+      REQUEST_TIMEOUT_MS: '1000',
+      KEEP_ALIVE_TIMEOUT_MS: '500',
+    });
+  });
+  after(() => stop(service));
+
+  it(`${FUZZ_CASES} mutated requests (FUZZ_SEED=${SEED}): no worker exits, every answer is a clean HTTP/1.1 response or a close`, async (t) => {
+    const s = service as Service;
+    const replay = `replay with FUZZ_SEED=${SEED}`;
+    t.diagnostic(`FUZZ_SEED=${SEED} FUZZ_CASES=${FUZZ_CASES} (${replay})`);
+    const before = s.liveWorkerPids().sort();
+    const began = performance.now();
+    const failures: string[] = [];
+    const outcomes = new Map<string, number>();
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      for (let i = next++; i < FUZZ_CASES; i = next++) {
+        const c = fuzzCase(SEED, i);
+        const { outcome, problem } = await sendFuzz(s.port, c).catch((err: Error) => ({
+          outcome: 'client error',
+          problem: `client error: ${err.message}`,
+        }));
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        if (problem)
+          failures.push(`case ${i} (${replay}): ${problem}; sent ${JSON.stringify(c.bytes.slice(0, 160))}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 48 }, lane));
+    const summary = [...outcomes].sort((a, b) => b[1] - a[1]).map(([o, n]) => `${o}: ${n}`);
+    t.diagnostic(
+      `${FUZZ_CASES} cases in ${Math.round(performance.now() - began)} ms; first answers: ${summary.join(', ')}`,
+    );
+    assert.deepEqual(failures.slice(0, 5), [], `${failures.length} failing cases`);
+    const trouble = s.logs.filter((l) => l.level >= 40 || /exit|uncaught/.test(l.msg));
+    assert.deepEqual(trouble, [], `worker trouble (${replay})`);
+    assert.deepEqual(s.liveWorkerPids().sort(), before, replay);
+    for (let i = 0; i < 10; i++) assert.ok(before.includes(await greet(s.url)), replay);
+  });
+});
+
+describe('an uncaught exception in a worker', () => {
+  const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'throw-in-worker.js');
+  let service: Service | undefined;
+  before(async () => {
+    service = await start({ WORKERS: '2', NODE_OPTIONS: `--import=${pathToFileURL(fixture).href}` });
+  });
+  after(() => stop(service));
+
+  it('is logged as one JSON line with the stack; the worker exits 1 and is replaced; the service keeps serving', async () => {
+    const s = service as Service;
+    const [victim = 0, other = 0] = s.liveWorkerPids();
+    process.kill(victim, 'SIGUSR2');
+    const exit = await s.waitForLog((l) => l.msg === 'worker exited unexpectedly' && l.workerPid === victim);
+    assert.equal(exit.code, 1);
+    assert.equal(exit.cause, 'crash');
+    const fatal = s.logs.filter((l) => l.pid === victim && l.level === 60);
+    assert.equal(fatal.length, 1, s.dump());
+    assert.equal(fatal[0]?.msg, 'uncaught exception in worker; exiting so the primary replaces it');
+    const err = fatal[0]?.err as { message: string; stack: string };
+    assert.equal(err.message, 'fixture: thrown from a timer in a worker');
+    assert.match(err.stack, /^Error: fixture: thrown from a timer in a worker\n\s+at .*throw-in-worker\.js/);
+    assert.equal(s.stderr.join(''), '', 'nothing but the JSON line');
+    assert.ok(
+      s.logs.every((l) => l.level > 0),
+      'every stdout line is JSON',
+    );
+    await s.waitForLog((l) => l.msg === 'worker ready' && l.workerPid !== victim && l.workerPid !== other);
+    const live = s.liveWorkerPids();
+    assert.equal(live.length, 2);
+    assert.ok(!live.includes(victim));
+    for (let i = 0; i < 10; i++) assert.ok(live.includes(await greet(s.url)));
+  });
+});
