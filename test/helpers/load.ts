@@ -56,7 +56,11 @@ export class Load {
       const pid = GREETING.exec(text)?.[1];
       if (res.statusCode === 200 && pid) {
         this.ok++;
-        this.#waiters = this.#waiters.filter((w) => (this.ok >= w.target ? (w.resolve(), false) : true));
+        this.#waiters = this.#waiters.filter((w) => {
+          if (this.ok < w.target) return true;
+          w.resolve();
+          return false;
+        });
         this.pids.set(Number(pid), (this.pids.get(Number(pid)) ?? 0) + 1);
       } else {
         fail(`HTTP ${res.statusCode} ${text.slice(0, 40)}`);
