@@ -7,7 +7,7 @@ import { errorFields, log, setLogLevel } from './log.js';
 async function main(): Promise<void> {
   if (cluster.isWorker) {
     const { runWorker } = await import('./worker/worker.js');
-    const { WORKER_CONFIG_ENV, WORKER_SLOT_ENV } = await import('./primary/primary.js');
+    const { WORKER_CONFIG_ENV, WORKER_SLOT_ENV } = await import('./protocol.js');
     // The primary parsed and validated the environment once; workers take its result.
     const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? '{}') as Config;
     setLogLevel(config.logLevel);

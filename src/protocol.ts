@@ -4,6 +4,10 @@
  * messages, a library's) is ignored by the guards below.
  */
 
+/** Environment variables that carry the primary's parsed config and the slot to a worker. */
+export const WORKER_CONFIG_ENV = 'MYSERVICE_WORKER_CONFIG';
+export const WORKER_SLOT_ENV = 'MYSERVICE_WORKER_SLOT';
+
 /** What a worker measures about itself, sent when the primary collects metrics. */
 export interface WorkerStats {
   readonly requests: number;

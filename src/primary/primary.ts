@@ -4,7 +4,13 @@ import type { Config } from '../config.js';
 import { detectOwnCpuLimit } from '../cpu-count.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
-import { isWorkerMessage, type PrimaryMessage, type WorkerStats } from '../protocol.js';
+import {
+  isWorkerMessage,
+  type PrimaryMessage,
+  WORKER_CONFIG_ENV,
+  WORKER_SLOT_ENV,
+  type WorkerStats,
+} from '../protocol.js';
 import { renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
 import {
@@ -17,10 +23,6 @@ import {
 
 const CONTROL_SIGNALS: readonly ControlSignal[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'];
 const STATS_TIMEOUT_MS = 1_000;
-
-/** Environment variables that carry the parsed config and the slot to a worker. */
-export const WORKER_CONFIG_ENV = 'MYSERVICE_WORKER_CONFIG';
-export const WORKER_SLOT_ENV = 'MYSERVICE_WORKER_SLOT';
 
 interface StatsCollection {
   readonly answers: Map<Worker, WorkerStats>;
