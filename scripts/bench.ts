@@ -1,0 +1,198 @@
+/**
+ * `npm run bench`: starts the service in every configuration (and a single-process baseline),
+ * loads each with ab and wrk in interleaved rounds, and reports medians as a table, JSON and SVG.
+ * See USAGE in bench/options.ts; the README explains the figures.
+ */
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, realpath, writeFile } from 'node:fs/promises';
+import { cpus, hostname, release, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { renderSvg } from './bench/chart-svg.js';
+import { findExecutable, run, runningChildren } from './bench/commands.js';
+import { allowedCpus, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
+import { type BenchOptions, OptionError, parseOptions, USAGE } from './bench/options.js';
+import { profiles as buildProfiles, findTools, type LoadSettings, type Tools } from './bench/profiles.js';
+import type { BenchReport } from './bench/report.js';
+import { renderText } from './bench/report-text.js';
+import { runRounds } from './bench/run-rounds.js';
+import { comparisons, median, ratios, scaling, summarize } from './bench/summary.js';
+import { type CompareTool, defaultWorkerCounts, targetSpecs } from './bench/targets.js';
+
+/** "path (first line of its version output)", for the JSON: which binaries produced the figures. */
+async function toolVersion(path: string | undefined, flag: string): Promise<string | undefined> {
+  if (!path) return undefined;
+  const result = await run([path, flag]).catch(() => undefined);
+  const version = (result?.stdout || result?.stderr)?.split('\n')[0]?.trim();
+  return version ? `${path} (${version})` : path;
+}
+
+/** pm2-runtime's version from its package.json (running it would start a daemon-less pm2 for nothing). */
+async function pm2Version(runtime: string): Promise<string> {
+  try {
+    const pkg = JSON.parse(await readFile(join(dirname(await realpath(runtime)), '../package.json'), 'utf8'));
+    return `${runtime} (pm2 ${pkg.version})`;
+  } catch {
+    return runtime;
+  }
+}
+
+function findCompared(options: BenchOptions, skipped: string[]): Map<CompareTool, string> {
+  const found = new Map<CompareTool, string>();
+  for (const { tool, path } of options.compare) {
+    const located = findExecutable(path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx'));
+    if (located) found.set(tool, located);
+    else skipped.push(`${tool}: ${path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx')} not found`);
+  }
+  return found;
+}
+
+async function main(options: BenchOptions): Promise<number> {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const plan = planCpus({
+    allowed: allowedCpus(),
+    taskset: hasTaskset(),
+    serviceOverride: options.serviceCpus,
+    loadOverride: options.loadCpus,
+  });
+  const workerCounts = options.workers ?? defaultWorkerCounts(plan.service.length);
+  const skipped: string[] = [];
+  const tools: Tools = findTools();
+  const connections = options.connections ?? 50;
+  const settings: LoadSettings = {
+    abRequests: options.requests ?? (options.quick ? 500 : 10_000),
+    abConcurrency: 4,
+    wrkSeconds: options.seconds ?? (options.quick ? 1 : 5),
+    wrkConnections: connections,
+    wrkThreads: Math.min(connections, options.threads ?? (plan.pinned ? plan.load.length : 1)),
+  };
+  const all = buildProfiles(settings);
+  for (const tool of ['ab', 'wrk'] as const) {
+    if (!tools[tool]) {
+      const pkg = 'Debian/Ubuntu: apt-get install apache2-utils wrk';
+      skipped.push(
+        `${all
+          .filter((p) => p.tool === tool)
+          .map((p) => p.command)
+          .join(', ')}: ${tool} not found (${pkg})`,
+      );
+    }
+  }
+  const profiles = all.filter((p) => tools[p.tool]);
+  const warm = buildProfiles({
+    ...settings,
+    abRequests: options.quick ? 200 : 2_000,
+    wrkSeconds: 2,
+  }).filter((p) => tools[p.tool] && (p.id === 'ab' || (p.id === 'wrk' && !options.quick)));
+  const compared = findCompared(options, skipped);
+  const specs = targetSpecs(workerCounts, [...compared.keys()]);
+  const defaultTarget = `reuseport-${Math.max(...workerCounts)}`;
+
+  log(
+    `service CPUs ${formatCpuList(plan.service)}, load generator CPUs ${formatCpuList(plan.load)}: ${plan.reason}`,
+  );
+  for (const s of skipped) log(`skipped: ${s}`);
+  if (profiles.length === 0) {
+    log('neither ab nor wrk is installed: nothing to measure');
+    return 1;
+  }
+
+  const started = new Date();
+  const rounds = await runRounds({
+    specs,
+    profiles,
+    warmUp: warm,
+    tools,
+    plan,
+    launch: { plan, pm2Runtime: compared.get('pm2'), nginx: compared.get('nginx') },
+    rounds: options.rounds,
+    progress: log,
+  });
+  const summaries = summarize(rounds.samples);
+  const report: BenchReport = {
+    schema: 1,
+    meta: {
+      date: started.toISOString(),
+      command: ['bench', ...process.argv.slice(2)].join(' '),
+      quick: options.quick,
+      rounds: options.rounds,
+      host: hostname(),
+      cpuModel: cpus()[0]?.model.trim() ?? 'unknown CPU',
+      cpus: cpus().length,
+      kernel: release(),
+      node: process.version,
+      cpuPlan: {
+        pinned: plan.pinned,
+        service: formatCpuList(plan.service),
+        load: formatCpuList(plan.load),
+        reason: plan.reason,
+      },
+      tools: {
+        ab: await toolVersion(tools.ab, '-V'),
+        wrk: await toolVersion(tools.wrk, '-v'),
+        ...(compared.has('pm2') ? { pm2: await pm2Version(compared.get('pm2') as string) } : {}),
+        ...(compared.has('nginx') ? { nginx: await toolVersion(compared.get('nginx'), '-v') } : {}),
+      },
+      defaultTarget,
+      skipped: [...skipped, ...rounds.problems],
+    },
+    profiles: profiles.map((p) => ({ id: p.id, command: p.command })),
+    targets: specs.map((s) => ({ ...s, readyMs: median(rounds.readyMs.get(s.id) ?? []) })),
+    summaries,
+    ratios: ratios(summaries, comparisons(specs, defaultTarget)),
+    scaling: scaling(summaries, workerCounts),
+    samples: rounds.samples,
+  };
+
+  // Files first: a reader that stops early (`| head`) must not cost the results.
+  const out = options.out ?? (options.quick ? await mkdtemp(join(tmpdir(), 'bench-')) : 'scripts/results');
+  const jsonPath = resolve(options.json ?? join(out, 'bench.json'));
+  const svgPath = resolve(join(out, 'bench.svg'));
+  await mkdir(dirname(jsonPath), { recursive: true });
+  await mkdir(dirname(svgPath), { recursive: true });
+  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(svgPath, renderSvg(report));
+  process.stdout.write(`\n${renderText(report)}\n\nJSON: ${jsonPath}\nSVG:  ${svgPath}\n`);
+  const failedRuns = rounds.samples.filter((s) => s.error).length;
+  return failedRuns > 0 || rounds.problems.length > 0 ? 1 : 0;
+}
+
+/** --report: the table and chart of an earlier run, e.g. after changing how they are drawn. */
+async function rerender(options: BenchOptions & { report: string }): Promise<number> {
+  const report = JSON.parse(await readFile(options.report, 'utf8')) as BenchReport;
+  if (report.schema !== 1)
+    throw new OptionError(`--report: ${options.report} is not a bench.json (schema 1)`);
+  const svgPath = resolve(join(options.out ?? dirname(options.report), 'bench.svg'));
+  await writeFile(svgPath, renderSvg(report));
+  process.stdout.write(`${renderText(report)}\n\nSVG:  ${svgPath}\n`);
+  return 0;
+}
+
+/** Ctrl-C: stop every server and load generator we started, by pid, then exit. */
+function stopChildrenOn(signal: NodeJS.Signals): void {
+  process.once(signal, async () => {
+    const children = runningChildren();
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(
+      children.map((c) => (c.exitCode === null && c.signalCode === null ? once(c, 'exit') : null)),
+    );
+    process.exit(130);
+  });
+}
+
+let options: BenchOptions;
+try {
+  options = parseOptions(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof OptionError)) throw err;
+  process.stderr.write(`${err.message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (options.help) {
+  process.stdout.write(USAGE);
+} else if (options.report !== undefined) {
+  process.exitCode = await rerender({ ...options, report: options.report });
+} else {
+  stopChildrenOn('SIGINT');
+  stopChildrenOn('SIGTERM');
+  process.exitCode = await main(options);
+}

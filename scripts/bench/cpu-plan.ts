@@ -1,0 +1,99 @@
+/** Which CPUs the service and the load generator get, so they do not compete for the same cores. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export interface CpuPlan {
+  /** False on machines too small to split (under 4 CPUs) or without taskset. */
+  readonly pinned: boolean;
+  readonly service: readonly number[];
+  readonly load: readonly number[];
+  readonly reason: string;
+}
+
+/** Parses a kernel CPU list ("0-3,8,10-11"). */
+export function parseCpuList(text: string): number[] {
+  const cpus: number[] = [];
+  for (const part of text.trim().split(',')) {
+    if (part === '') continue;
+    const [from, to = from] = part.split('-').map(Number);
+    if (from === undefined || to === undefined || Number.isNaN(from) || Number.isNaN(to) || to < from) {
+      throw new Error(`not a CPU list: "${text}"`);
+    }
+    for (let cpu = from; cpu <= to; cpu++) cpus.push(cpu);
+  }
+  return cpus;
+}
+
+/** Formats CPUs the way taskset -c reads them, ranges collapsed. */
+export function formatCpuList(cpus: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < cpus.length; ) {
+    let j = i;
+    while (j + 1 < cpus.length && (cpus[j + 1] as number) === (cpus[j] as number) + 1) j++;
+    parts.push(i === j ? String(cpus[i]) : `${cpus[i]}-${cpus[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+/** The CPUs this process may run on (its affinity mask, which taskset/cpusets narrow). */
+export function allowedCpus(): number[] {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1];
+  return list ? parseCpuList(list) : [0];
+}
+
+export function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface PlanInput {
+  readonly allowed: readonly number[];
+  readonly taskset: boolean;
+  readonly serviceOverride?: readonly number[] | undefined;
+  readonly loadOverride?: readonly number[] | undefined;
+}
+
+/**
+ * Pure: splits the allowed CPUs in two halves (the service gets the first), or leaves both
+ * unpinned below 4 CPUs, where a 1-CPU side would measure the split rather than the server.
+ */
+export function planCpus(input: PlanInput): CpuPlan {
+  const { allowed } = input;
+  if (input.serviceOverride && input.loadOverride) {
+    return {
+      pinned: input.taskset,
+      service: input.serviceOverride,
+      load: input.loadOverride,
+      reason: input.taskset ? 'CPUs given on the command line' : 'CPUs given but taskset is missing',
+    };
+  }
+  if (!input.taskset) {
+    return { pinned: false, service: allowed, load: allowed, reason: 'taskset not found: not pinned' };
+  }
+  if (allowed.length < 4) {
+    return {
+      pinned: false,
+      service: allowed,
+      load: allowed,
+      reason: `${allowed.length} CPUs: too few to give the load generator its own, not pinned`,
+    };
+  }
+  const half = Math.ceil(allowed.length / 2);
+  return {
+    pinned: true,
+    service: allowed.slice(0, half),
+    load: allowed.slice(half),
+    reason: `${allowed.length} CPUs split in halves`,
+  };
+}
+
+/** argv prefix that runs a command on these CPUs, or nothing when not pinned. */
+export function pinPrefix(plan: CpuPlan, side: 'service' | 'load'): string[] {
+  return plan.pinned ? ['taskset', '-c', formatCpuList(plan[side])] : [];
+}

@@ -1,0 +1,113 @@
+/** Pure parsers for what ab and wrk print, so they can be tested against captured output. */
+
+/** Requests that did not get a proper answer, by cause. */
+export interface Failures {
+  /** ab "Connect", wrk "connect": the TCP connection failed. */
+  readonly connect: number;
+  /** ab "Receive", wrk "read"/"write": the connection broke mid-request. */
+  readonly receive: number;
+  /** ab "Exceptions". */
+  readonly exceptions: number;
+  /** wrk "timeout" (no answer within wrk's 2 s). */
+  readonly timeout: number;
+  /** Status outside 2xx (ab) or outside 2xx/3xx (wrk). */
+  readonly non2xx: number;
+}
+
+export interface LoadResult {
+  readonly requests: number;
+  readonly seconds: number;
+  readonly requestsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly failures: Failures;
+  /**
+   * ab's "Length" failures: a body of another length than the first one, which is what a
+   * greeting from a pid with another number of digits is. Not an error; reported apart.
+   */
+  readonly lengthMismatches: number;
+}
+
+export const NO_FAILURES: Failures = { connect: 0, receive: 0, exceptions: 0, timeout: 0, non2xx: 0 };
+
+/** Connect + receive + exceptions + timeouts + non-2xx: every failure except ab's "Length". */
+export function failedRequests(f: Failures): number {
+  return f.connect + f.receive + f.exceptions + f.timeout + f.non2xx;
+}
+
+function number(text: string, pattern: RegExp, what: string): number {
+  const match = pattern.exec(text);
+  if (!match?.[1]) throw new Error(`no ${what} in the load generator's output:\n${text}`);
+  return Number(match[1]);
+}
+
+function optional(text: string, pattern: RegExp): number {
+  const match = pattern.exec(text);
+  return match?.[1] ? Number(match[1]) : 0;
+}
+
+/** Latency percentile from `ab -e` CSV ("Percentage served,Time in ms" then "50,0.834"). */
+function csvPercentile(csv: string, percent: number): number {
+  const match = new RegExp(`^${percent},([\\d.]+)$`, 'm').exec(csv);
+  if (!match?.[1]) throw new Error(`no ${percent}th percentile in ab's CSV:\n${csv.slice(0, 200)}`);
+  return Number(match[1]);
+}
+
+/** ab's report plus its `-e` CSV, whose percentiles have µs resolution (the report's are whole ms). */
+export function parseAb(report: string, csv: string): LoadResult {
+  const breakdown = /\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)/.exec(report);
+  const [connect, receive, length, exceptions] = breakdown ? breakdown.slice(1).map(Number) : [0, 0, 0, 0];
+  return {
+    requests: number(report, /^Complete requests:\s+(\d+)/m, 'complete requests'),
+    seconds: number(report, /^Time taken for tests:\s+([\d.]+) seconds/m, 'time taken'),
+    requestsPerSecond: number(report, /^Requests per second:\s+([\d.]+)/m, 'requests per second'),
+    p50Ms: csvPercentile(csv, 50),
+    p99Ms: csvPercentile(csv, 99),
+    failures: {
+      connect: connect ?? 0,
+      // ab counts a failed write (EPIPE) apart from the breakdown.
+      receive: (receive ?? 0) + optional(report, /^Write errors:\s+(\d+)/m),
+      exceptions: exceptions ?? 0,
+      timeout: 0,
+      non2xx: optional(report, /^Non-2xx responses:\s+(\d+)/m),
+    },
+    lengthMismatches: length ?? 0,
+  };
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
+
+/** wrk prints "2.31ms", "812.00us", "1.02s". */
+function duration(text: string): number {
+  const match = /^([\d.]+)(us|ms|s|m)$/.exec(text);
+  if (!match?.[1] || !match[2]) throw new Error(`not a wrk duration: "${text}"`);
+  return Number(match[1]) * (UNIT_MS[match[2]] ?? Number.NaN);
+}
+
+function wrkPercentile(report: string, percent: number): number {
+  const match = new RegExp(`^\\s+${percent}%\\s+(\\S+)$`, 'm').exec(report);
+  if (!match?.[1])
+    throw new Error(`no ${percent}% latency in wrk's output (run it with --latency):\n${report}`);
+  return duration(match[1]);
+}
+
+/** wrk's report, run with --latency. */
+export function parseWrk(report: string): LoadResult {
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(report);
+  const [connect, read, write, timeout] = errors ? errors.slice(1).map(Number) : [0, 0, 0, 0];
+  return {
+    requests: number(report, /^\s*(\d+) requests in/m, 'request count'),
+    seconds: duration(/requests in ([\d.]+(?:us|ms|s|m)),/.exec(report)?.[1] ?? 'missing') / 1000,
+    requestsPerSecond: number(report, /^Requests\/sec:\s+([\d.]+)/m, 'Requests/sec'),
+    p50Ms: wrkPercentile(report, 50),
+    p99Ms: wrkPercentile(report, 99),
+    failures: {
+      connect: connect ?? 0,
+      receive: (read ?? 0) + (write ?? 0),
+      exceptions: 0,
+      timeout: timeout ?? 0,
+      non2xx: optional(report, /Non-2xx or 3xx responses: (\d+)/),
+    },
+    lengthMismatches: 0,
+  };
+}

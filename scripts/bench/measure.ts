@@ -1,0 +1,80 @@
+/** One load run against a running target, bracketed by /proc and /metrics readings. */
+import type { CpuPlan } from './cpu-plan.js';
+import type { LoadResult } from './load-output.js';
+import { processTree, readCpuSeconds, readPeakRssBytes, resetPeakRss } from './proc-stats.js';
+import { type Profile, type ProfileId, runProfile, type Tools } from './profiles.js';
+import { countDeltas, fetchRequestCounts, imbalance, type WorkerCount } from './request-spread.js';
+import { hasPrimary, type RunningTarget } from './targets.js';
+
+export interface ProcessSample {
+  readonly pid: number;
+  readonly role: 'primary' | 'worker';
+  readonly cpuSeconds: number;
+  /** VmHWM during this run when it could be reset first, else since the process started. */
+  readonly peakRssBytes: number | undefined;
+}
+
+export interface RunSample {
+  readonly round: number;
+  readonly target: string;
+  readonly profile: ProfileId;
+  readonly load?: LoadResult;
+  /** Why the run produced no result (the tool failed). */
+  readonly error?: string;
+  /** utime+stime of every process of the target during the run. */
+  readonly cpuSeconds: number;
+  readonly cpuMicrosPerRequest: number | undefined;
+  readonly processes: readonly ProcessSample[];
+  readonly peakRssReset: boolean;
+  /** Requests per worker during the run (our service only). */
+  readonly spread?: readonly WorkerCount[];
+  readonly imbalance?: number | undefined;
+}
+
+/** Runs `profile` once against `target` and measures what the server spent on it. */
+export async function measure(
+  round: number,
+  target: RunningTarget,
+  profile: Profile,
+  tools: Tools,
+  plan: CpuPlan,
+): Promise<RunSample> {
+  // /metrics is read outside the CPU bracket: collecting it costs the primary and every worker.
+  const countsBefore = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
+  const pids = processTree(target.pid);
+  const cpuBefore = new Map(pids.map((pid) => [pid, readCpuSeconds(pid) ?? 0]));
+  const peakRssReset = pids.map(resetPeakRss).every(Boolean);
+
+  let load: LoadResult | undefined;
+  let error: string | undefined;
+  try {
+    load = await runProfile(profile, target.url, tools, plan);
+  } catch (err) {
+    error = (err as Error).message;
+  }
+
+  // A process that appeared during the run (a replaced worker) counts from zero.
+  const after = [...new Set([...pids, ...processTree(target.pid)])];
+  const processes: ProcessSample[] = after.map((pid) => ({
+    pid,
+    role: pid === target.pid && hasPrimary(target.spec) ? 'primary' : 'worker',
+    cpuSeconds: Math.max(0, (readCpuSeconds(pid) ?? cpuBefore.get(pid) ?? 0) - (cpuBefore.get(pid) ?? 0)),
+    peakRssBytes: readPeakRssBytes(pid),
+  }));
+  const countsAfter = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
+
+  const cpuSeconds = processes.reduce((sum, p) => sum + p.cpuSeconds, 0);
+  const spread = countsBefore && countsAfter ? countDeltas(countsBefore, countsAfter) : undefined;
+  return {
+    round,
+    target: target.spec.id,
+    profile: profile.id,
+    ...(load ? { load } : {}),
+    ...(error !== undefined ? { error } : {}),
+    cpuSeconds,
+    cpuMicrosPerRequest: load && load.requests > 0 ? (cpuSeconds / load.requests) * 1e6 : undefined,
+    processes,
+    peakRssReset,
+    ...(spread ? { spread, imbalance: imbalance(spread) } : {}),
+  };
+}

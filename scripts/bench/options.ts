@@ -1,0 +1,134 @@
+/** The bench's command line, validated once; each error names the option and the value given. */
+import { parseArgs } from 'node:util';
+import { parseCpuList } from './cpu-plan.js';
+import type { CompareTool } from './targets.js';
+
+export interface BenchOptions {
+  readonly help: boolean;
+  readonly quick: boolean;
+  readonly rounds: number;
+  readonly workers: readonly number[] | undefined;
+  /** Alternatives to measure, each with an explicit path or found on PATH. */
+  readonly compare: readonly { readonly tool: CompareTool; readonly path: string | undefined }[];
+  readonly json: string | undefined;
+  readonly out: string | undefined;
+  readonly serviceCpus: readonly number[] | undefined;
+  readonly loadCpus: readonly number[] | undefined;
+  readonly requests: number | undefined;
+  readonly seconds: number | undefined;
+  readonly connections: number | undefined;
+  readonly threads: number | undefined;
+  /** A saved JSON report to render again (table and SVG) instead of measuring. */
+  readonly report: string | undefined;
+}
+
+export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run bench -- [options])
+
+  --quick                 a few-second smoke run: 1 round, short loads, results in a temp dir
+  --rounds N              interleaved rounds, medians reported (default 3, quick 1)
+  --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2)
+  --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime)
+  --out DIR               where bench.json and bench.svg go (default scripts/results; quick: a temp dir)
+  --json FILE             the JSON report's path (overrides --out for it)
+  --service-cpus LIST     pin the servers to these CPUs (with --load-cpus; default: halves from 4 CPUs)
+  --load-cpus LIST        pin ab and wrk to these CPUs
+  --requests N            requests per ab run (default 10000, quick 500)
+  --seconds N             duration of each wrk run (default 5, quick 1)
+  --connections N         wrk connections (default 50)
+  --threads N             wrk threads (default: the load generator's CPUs when pinned, else 1)
+  --report FILE           print the table of a saved bench.json and redraw its SVG next to it (or in --out)
+`;
+
+/** A CLI option the bench cannot accept. */
+export class OptionError extends Error {
+  readonly code = 'ERR_BENCH_OPTION';
+  override name = 'OptionError';
+}
+
+function positive(name: string, value: string | undefined, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) {
+    throw new OptionError(`--${name} must be an integer from 1 to ${max}, got "${value}"`);
+  }
+  return n;
+}
+
+function workerList(value: string | undefined): number[] | undefined {
+  if (value === undefined) return undefined;
+  const list = value.split(',').map((v) => positive('workers', v.trim(), 1024) as number);
+  return [...new Set(list)].sort((a, b) => a - b);
+}
+
+function cpuList(name: string, value: string | undefined): number[] | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseCpuList(value);
+  } catch {
+    throw new OptionError(`--${name} must be a CPU list such as "0-3,8", got "${value}"`);
+  }
+}
+
+function compareList(value: string | undefined): BenchOptions['compare'] {
+  if (value === undefined || value === '') return [];
+  return value.split(',').map((item) => {
+    const [tool, path] = item.split('=', 2) as [string, string | undefined];
+    if (tool !== 'pm2' && tool !== 'nginx') {
+      throw new OptionError(`--compare takes pm2 and/or nginx (optionally tool=path), got "${item}"`);
+    }
+    return { tool, path };
+  });
+}
+
+/** Parses argv (without node and the script). */
+export function parseOptions(argv: readonly string[]): BenchOptions {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        quick: { type: 'boolean' },
+        rounds: { type: 'string' },
+        workers: { type: 'string' },
+        compare: { type: 'string' },
+        json: { type: 'string' },
+        out: { type: 'string' },
+        'service-cpus': { type: 'string' },
+        'load-cpus': { type: 'string' },
+        requests: { type: 'string' },
+        seconds: { type: 'string' },
+        connections: { type: 'string' },
+        threads: { type: 'string' },
+        report: { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new OptionError((err as Error).message);
+  }
+  const str = (name: string) => values[name] as string | undefined;
+  const quick = values.quick === true;
+  const serviceCpus = cpuList('service-cpus', str('service-cpus'));
+  const loadCpus = cpuList('load-cpus', str('load-cpus'));
+  if ((serviceCpus === undefined) !== (loadCpus === undefined)) {
+    throw new OptionError('--service-cpus and --load-cpus go together');
+  }
+  return {
+    help: values.help === true,
+    quick,
+    rounds: positive('rounds', str('rounds'), 100) ?? (quick ? 1 : 3),
+    workers: workerList(str('workers')),
+    compare: compareList(str('compare')),
+    json: str('json'),
+    out: str('out'),
+    serviceCpus,
+    loadCpus,
+    requests: positive('requests', str('requests'), 10_000_000),
+    seconds: positive('seconds', str('seconds'), 3600),
+    connections: positive('connections', str('connections'), 100_000),
+    threads: positive('threads', str('threads'), 1024),
+    report: str('report'),
+  };
+}

@@ -1,0 +1,112 @@
+/** What the kernel knows about the server's processes: CPU time, peak RSS, children (Linux /proc). */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+
+/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat (100 on every mainstream Linux build). */
+export const CLOCK_TICKS_PER_SECOND = readClockTicks();
+
+function readClockTicks(): number {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    // The process exited between listing and reading: it simply is not there any more.
+    return undefined;
+  }
+}
+
+/** Fields of /proc/<pid>/stat after the command name, which may itself contain spaces and ')'. */
+function statFields(pid: number): string[] | undefined {
+  const text = readText(`/proc/${pid}/stat`);
+  if (text === undefined) return undefined;
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * utime + stime of the whole process (every thread: libuv's pool and V8's GC threads count too),
+ * in seconds. Fields 14 and 15 of proc(5); index 11 and 12 once pid and comm are dropped.
+ */
+export function readCpuSeconds(pid: number): number | undefined {
+  const fields = statFields(pid);
+  if (!fields) return undefined;
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+function readStatusKb(pid: number, key: string): number | undefined {
+  const text = readText(`/proc/${pid}/status`);
+  const match = text === undefined ? null : new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** Peak resident set size (VmHWM) in bytes. */
+export function readPeakRssBytes(pid: number): number | undefined {
+  const kb = readStatusKb(pid, 'VmHWM');
+  return kb === undefined ? undefined : kb * 1024;
+}
+
+/**
+ * Resets VmHWM to the current RSS so the next reading is the peak of one run, not of the
+ * process's life ("5" in clear_refs, Linux ≥ 4.0, proc(5)). False where we may not write it.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Direct children; /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN, else scan every ppid. */
+function children(pid: number): number[] {
+  const fromTasks = childrenFromTasks(pid);
+  if (fromTasks) return fromTasks;
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    if (Number(statFields(Number(name))?.[1]) === pid) found.push(Number(name));
+  }
+  return found;
+}
+
+function childrenFromTasks(pid: number): number[] | undefined {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const found: number[] = [];
+  for (const tid of tasks) {
+    const text = readText(`/proc/${pid}/task/${tid}/children`);
+    if (text === undefined) return undefined;
+    for (const child of text.split(' ')) if (child.trim() !== '') found.push(Number(child));
+  }
+  return found;
+}
+
+/** The process and all its descendants, parents first. */
+export function processTree(pid: number): number[] {
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...children(tree[i] as number));
+  return tree;
+}
+
+/** True while a process with this pid exists (zombies included: they are not reaped yet). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}

@@ -1,0 +1,92 @@
+/** The load profiles: the post's `ab` run, the same with keep-alive, and many kept-alive connections. */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { findExecutable, run, scratchDir } from './commands.js';
+import { type CpuPlan, pinPrefix } from './cpu-plan.js';
+import { type LoadResult, parseAb, parseWrk } from './load-output.js';
+
+export type ProfileId = 'ab' | 'ab-k' | 'wrk';
+export const PROFILE_IDS: readonly ProfileId[] = ['ab', 'ab-k', 'wrk'];
+
+export interface LoadSettings {
+  /** Requests per ab run (the post used 10,000). */
+  readonly abRequests: number;
+  readonly abConcurrency: number;
+  readonly wrkSeconds: number;
+  readonly wrkConnections: number;
+  readonly wrkThreads: number;
+}
+
+export interface Profile {
+  readonly id: ProfileId;
+  readonly tool: 'ab' | 'wrk';
+  /** The command as a user would type it, without the pinning prefix or URL. */
+  readonly command: string;
+  readonly argv: (url: string, csvPath: string) => string[];
+}
+
+/** The three profiles for these settings. */
+export function profiles(s: LoadSettings): Profile[] {
+  const ab = (keepAlive: boolean): string[] => [
+    ...(keepAlive ? ['-k'] : []),
+    '-c',
+    String(s.abConcurrency),
+    '-n',
+    String(s.abRequests),
+  ];
+  const wrk = ['-t', String(s.wrkThreads), '-c', String(s.wrkConnections), '-d', `${s.wrkSeconds}s`];
+  return [
+    {
+      id: 'ab',
+      tool: 'ab',
+      command: `ab ${ab(false).join(' ')}`,
+      // -r: a receive error is counted, not fatal; -q: no progress lines.
+      argv: (url, csv) => ['ab', '-q', '-r', '-e', csv, ...ab(false), url],
+    },
+    {
+      id: 'ab-k',
+      tool: 'ab',
+      command: `ab ${ab(true).join(' ')}`,
+      argv: (url, csv) => ['ab', '-q', '-r', '-e', csv, ...ab(true), url],
+    },
+    {
+      id: 'wrk',
+      tool: 'wrk',
+      command: `wrk ${wrk.join(' ')}`,
+      argv: (url) => ['wrk', ...wrk, '--latency', url],
+    },
+  ];
+}
+
+export type Tools = Readonly<Record<'ab' | 'wrk', string | undefined>>;
+
+/** Where ab and wrk are, or undefined for each one that is missing. */
+export function findTools(): Tools {
+  return { ab: findExecutable('ab'), wrk: findExecutable('wrk') };
+}
+
+/** One directory for ab's CSV per bench process. */
+let csvDir: string | undefined;
+
+/** Runs one profile against url on the load generator's CPUs; rejects when the tool fails. */
+export async function runProfile(
+  profile: Profile,
+  url: string,
+  tools: Tools,
+  plan: CpuPlan,
+): Promise<LoadResult> {
+  const executable = tools[profile.tool];
+  if (!executable) throw new Error(`${profile.tool} is not installed`);
+  csvDir ??= scratchDir('bench-ab-');
+  const csv = join(csvDir, 'percentiles.csv');
+  const [, ...args] = profile.argv(url, csv);
+  const result = await run([...pinPrefix(plan, 'load'), executable, ...args]);
+  if (result.code !== 0) {
+    throw new Error(
+      `${profile.command} exited with ${result.code}: ${(result.stderr || result.stdout).trim()}`,
+    );
+  }
+  return profile.tool === 'ab'
+    ? parseAb(result.stdout, await readFile(csv, 'utf8'))
+    : parseWrk(result.stdout);
+}

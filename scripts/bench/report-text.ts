@@ -1,0 +1,112 @@
+/** The terminal report: one table per profile, then the ratios and the scaling of reuseport workers. */
+import { DASH, fixed, int, mebibytes, renderTable, times } from './format.js';
+import type { BenchReport } from './report.js';
+import type { Ratio, Summary } from './summary.js';
+
+const PROFILE_TITLES: Readonly<Record<string, string>> = {
+  ab: 'a new TCP connection per request, as in the post',
+  'ab-k': 'keep-alive, 4 connections',
+  wrk: 'keep-alive, many connections',
+};
+
+/** The configuration's label, marked when it is what the service does by default. */
+function labelOf(report: BenchReport, id: string): string {
+  const label = report.targets.find((t) => t.id === id)?.label ?? id;
+  return id === report.meta.defaultTarget ? `${label} (default)` : label;
+}
+
+function profileTable(report: BenchReport, profile: string): string {
+  const rows = report.targets
+    .map((t) => ({ t, s: report.summaries.find((s) => s.target === t.id && s.profile === profile) }))
+    .filter((r): r is { t: (typeof r)['t']; s: Summary } => r.s !== undefined);
+  const vsSingle = (id: string) =>
+    report.ratios.find((r) => r.profile === profile && r.target === id && r.baseline === 'single');
+  return renderTable(
+    [
+      { title: 'configuration', left: true, value: (r) => labelOf(report, r.t.id) },
+      { title: 'req/s', value: (r) => (r.s.runs ? int(r.s.requestsPerSecond) : 'error') },
+      { title: 'p50 ms', value: (r) => fixed(r.s.p50Ms, 2) },
+      { title: 'p99 ms', value: (r) => fixed(r.s.p99Ms, 2) },
+      { title: 'failed', value: (r) => `${r.s.failed}${r.s.errors ? ` +${r.s.errors} runs failed` : ''}` },
+      { title: 'length', value: (r) => String(r.s.lengthMismatches) },
+      { title: 'CPU µs/req', value: (r) => fixed(r.s.cpuMicrosPerRequest, 1) },
+      { title: 'RSS MiB primary', value: (r) => mebibytes(r.s.peakRssPrimaryBytes) },
+      { title: 'RSS MiB worker', value: (r) => mebibytes(r.s.peakRssWorkerBytes) },
+      { title: 'spread', value: (r) => fixed(r.s.imbalance, 2) },
+      { title: 'ready ms', value: (r) => int(r.t.readyMs) },
+      { title: 'req/s ×single', value: (r) => times(vsSingle(r.t.id)?.requestsPerSecond) },
+      { title: 'CPU ×single', value: (r) => times(vsSingle(r.t.id)?.cpuMicrosPerRequest) },
+    ],
+    rows,
+  );
+}
+
+function ratioTable(report: BenchReport): string {
+  const label = (id: string) => labelOf(report, id);
+  const pairs = [
+    ...new Set(report.ratios.filter((r) => r.baseline !== 'single').map((r) => `${r.target}|${r.baseline}`)),
+  ];
+  const find = (pair: string, profile: string): Ratio | undefined =>
+    report.ratios.find((r) => `${r.target}|${r.baseline}` === pair && r.profile === profile);
+  return renderTable(
+    [
+      {
+        title: 'comparison (ratio of medians)',
+        left: true,
+        value: (pair: string) => {
+          const [a, b] = pair.split('|');
+          return `${label(a ?? '')} vs ${label(b ?? '')}`;
+        },
+      },
+      ...report.profiles.flatMap((p) => [
+        { title: `${p.id} req/s`, value: (pair: string) => times(find(pair, p.id)?.requestsPerSecond) },
+        { title: `${p.id} CPU/req`, value: (pair: string) => times(find(pair, p.id)?.cpuMicrosPerRequest) },
+      ]),
+    ],
+    pairs,
+  );
+}
+
+function scalingTable(report: BenchReport): string {
+  const counts = [...new Set(report.scaling.map((s) => s.workers))];
+  return renderTable(
+    [
+      { title: 'reuseport workers', value: (k: number) => String(k) },
+      ...report.profiles.map((p) => ({
+        title: `${p.id} req/s (efficiency)`,
+        value: (k: number) => {
+          const s = report.scaling.find((x) => x.profile === p.id && x.workers === k);
+          return s?.requestsPerSecond === undefined
+            ? DASH
+            : `${int(s.requestsPerSecond)} (${fixed(s.efficiency, 2)})`;
+        },
+      })),
+    ],
+    counts,
+  );
+}
+
+/** The whole terminal report. */
+export function renderText(report: BenchReport): string {
+  const m = report.meta;
+  const out: string[] = [
+    `myservice benchmark: ${m.quick ? 'quick smoke run' : 'full run'}, medians of ${m.rounds} interleaved round${m.rounds === 1 ? '' : 's'}`,
+    `machine: ${m.host}, ${m.cpuModel}, ${m.cpus} CPUs, Linux ${m.kernel}, Node ${m.node}`,
+    `CPUs: service ${m.cpuPlan.service}, load generator ${m.cpuPlan.load} (${m.cpuPlan.pinned ? 'pinned with taskset' : 'not pinned'}: ${m.cpuPlan.reason})`,
+  ];
+  for (const skipped of m.skipped) out.push(`skipped: ${skipped}`);
+  for (const p of report.profiles) {
+    out.push('', `${p.command}  (${PROFILE_TITLES[p.id] ?? p.id})`, profileTable(report, p.id));
+  }
+  if (report.ratios.some((r) => r.baseline !== 'single')) out.push('', ratioTable(report));
+  if (report.scaling.length > report.profiles.length) out.push('', scalingTable(report));
+  out.push(
+    '',
+    'failed = connect + receive + exceptions + timeouts + non-2xx; length = ab "Length" failures, which only',
+    'mean a greeting from a pid with another number of digits (see the README). CPU = user+sys of every',
+    'server process per request; spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
+  );
+  const errors = report.samples.filter((s) => s.error);
+  for (const e of errors) out.push(`error in round ${e.round}, ${e.target}, ${e.profile}: ${e.error}`);
+  return out.join('\n');
+}

@@ -1,0 +1,56 @@
+/** How evenly a run's requests went to the workers, from the deltas of /metrics per-worker counters. */
+import { get } from 'node:http';
+
+export interface WorkerCount {
+  readonly slot: number;
+  readonly pid: number;
+  readonly requests: number;
+}
+
+const LINE = /^myservice_http_requests_total\{slot="(\d+)",pid="(\d+)"\} (\d+)$/gm;
+
+/** Pure: the per-worker request counters in a /metrics body. */
+export function parseRequestCounts(text: string): WorkerCount[] {
+  return [...text.matchAll(LINE)].map((m) => ({
+    slot: Number(m[1]),
+    pid: Number(m[2]),
+    requests: Number(m[3]),
+  }));
+}
+
+/** GET /metrics on a connection of its own (agent: false), so no kept-alive socket outlives it. */
+export function fetchRequestCounts(url: string): Promise<WorkerCount[]> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => {
+        if (res.statusCode === 200) resolve(parseRequestCounts(body));
+        else reject(new Error(`GET ${url}: ${res.statusCode}`));
+      });
+    }).on('error', reject);
+  });
+}
+
+/** Requests each worker answered between two readings, by slot; a worker new since `before` counts from 0. */
+export function countDeltas(before: readonly WorkerCount[], after: readonly WorkerCount[]): WorkerCount[] {
+  return after
+    .map((a) => ({
+      ...a,
+      requests: a.requests - (before.find((b) => b.pid === a.pid)?.requests ?? 0),
+    }))
+    .sort((a, b) => a.slot - b.slot);
+}
+
+/**
+ * The busiest worker's share times the number of workers: 1.0 is perfectly even, 2.0 with two
+ * workers means one worker took everything.
+ */
+export function imbalance(deltas: readonly WorkerCount[]): number | undefined {
+  const total = deltas.reduce((sum, d) => sum + d.requests, 0);
+  if (deltas.length === 0 || total === 0) return undefined;
+  return (Math.max(...deltas.map((d) => d.requests)) / total) * deltas.length;
+}

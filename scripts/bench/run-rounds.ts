@@ -1,0 +1,100 @@
+/**
+ * The interleaved rounds: each round starts every configuration afresh, warms it up, runs every
+ * profile, and stops it, so slow drifts of a shared machine spread over all configurations
+ * instead of landing on one.
+ */
+import type { CpuPlan } from './cpu-plan.js';
+import { int } from './format.js';
+import { type LaunchContext, launch } from './launch.js';
+import { measure, type RunSample } from './measure.js';
+import { isAlive, processTree } from './proc-stats.js';
+import { type Profile, runProfile, type Tools } from './profiles.js';
+import type { RunningTarget, TargetSpec } from './targets.js';
+
+export interface RoundsInput {
+  readonly specs: readonly TargetSpec[];
+  readonly profiles: readonly Profile[];
+  /** Warm-up loads run after each start, results discarded. */
+  readonly warmUp: readonly Profile[];
+  readonly tools: Tools;
+  readonly plan: CpuPlan;
+  readonly launch: LaunchContext;
+  readonly rounds: number;
+  readonly progress: (line: string) => void;
+}
+
+export interface RoundsOutput {
+  readonly samples: RunSample[];
+  readonly readyMs: Map<string, number[]>;
+  /** Configurations that failed to start or stop cleanly, with why. */
+  readonly problems: string[];
+}
+
+/** The order for round r: the configurations rotated by r, so none always runs first or last. */
+export function roundOrder<T>(items: readonly T[], round: number): T[] {
+  const k = items.length ? round % items.length : 0;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+const LEFTOVER_TIMEOUT_MS = 5_000;
+
+/** Waits until none of pids exists; they are not our children, so this polls. */
+async function waitForGone(pids: readonly number[]): Promise<number[]> {
+  const deadline = Date.now() + LEFTOVER_TIMEOUT_MS;
+  for (;;) {
+    const alive = pids.filter(isAlive);
+    if (alive.length === 0 || Date.now() > deadline) return alive;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function stopAndCheck(target: RunningTarget, problems: string[]): Promise<void> {
+  const pids = processTree(target.pid);
+  const exit = await target.stop();
+  if (exit.code !== 0)
+    problems.push(`${target.spec.label} exited with ${exit.code ?? exit.signal} on SIGTERM`);
+  const left = await waitForGone(pids);
+  for (const pid of left) {
+    problems.push(`${target.spec.label}: pid ${pid} outlived its parent; killed`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+}
+
+export async function runRounds(input: RoundsInput): Promise<RoundsOutput> {
+  const out: RoundsOutput = { samples: [], readyMs: new Map(), problems: [] };
+  for (let round = 0; round < input.rounds; round++) {
+    for (const spec of roundOrder(input.specs, round)) {
+      let target: RunningTarget;
+      try {
+        target = await launch(spec, input.launch);
+      } catch (err) {
+        out.problems.push(`round ${round + 1}: ${spec.label} did not start: ${(err as Error).message}`);
+        continue;
+      }
+      out.readyMs.set(spec.id, [...(out.readyMs.get(spec.id) ?? []), target.readyMs]);
+      try {
+        for (const p of input.warmUp) await runProfile(p, target.url, input.tools, input.plan);
+        const line: string[] = [];
+        for (const profile of input.profiles) {
+          const sample = await measure(round + 1, target, profile, input.tools, input.plan);
+          out.samples.push(sample);
+          line.push(
+            sample.load
+              ? `${profile.id} ${int(sample.load.requestsPerSecond)} req/s ${sample.cpuMicrosPerRequest?.toFixed(0)} µs/req`
+              : `${profile.id} failed`,
+          );
+        }
+        input.progress(`round ${round + 1}/${input.rounds} ${spec.label.padEnd(20)} ${line.join(', ')}`);
+      } catch (err) {
+        out.problems.push(`round ${round + 1}: ${spec.label}: ${(err as Error).message}`);
+      } finally {
+        await stopAndCheck(target, out.problems);
+      }
+    }
+  }
+  return out;
+}

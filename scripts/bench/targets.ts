@@ -1,0 +1,69 @@
+/** The servers the bench compares: what each one is, and the handle of one that is running. */
+import type { Balance } from '../../src/config.js';
+
+export type TargetKind = 'single' | 'cluster' | 'pm2' | 'nginx';
+
+export interface TargetSpec {
+  /** Stable key in the JSON: "single", "reuseport-2", "round-robin-1", "pm2-2", "nginx-2". */
+  readonly id: string;
+  /** What the table prints. */
+  readonly label: string;
+  readonly kind: TargetKind;
+  /** Serving processes. */
+  readonly workers: number;
+  readonly balance?: Balance;
+}
+
+export interface RunningTarget {
+  readonly spec: TargetSpec;
+  /** The process the bench started: the primary, the master, or the single server. */
+  readonly pid: number;
+  readonly url: string;
+  /** Milliseconds from spawn until every serving process answers. */
+  readonly readyMs: number;
+  /** GET /metrics of our service, for the spread of requests over workers. */
+  readonly metricsUrl: string | undefined;
+  /** SIGTERM, wait for the exit (SIGKILL past a timeout); the exit status. */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** True when the root process supervises others rather than serving requests itself. */
+export function hasPrimary(spec: TargetSpec): boolean {
+  return spec.kind !== 'single';
+}
+
+/** 1..N up to 4 workers; beyond that powers of two and N, which is what a scaling curve needs. */
+export function defaultWorkerCounts(serviceCpus: number): number[] {
+  const n = Math.max(2, serviceCpus);
+  if (n <= 4) return Array.from({ length: n }, (_, i) => i + 1);
+  const counts: number[] = [];
+  for (let k = 1; k < n; k *= 2) counts.push(k);
+  return [...counts, n];
+}
+
+export type CompareTool = 'pm2' | 'nginx';
+
+/** Every configuration of one run, in the order of the first round. */
+export function targetSpecs(workerCounts: readonly number[], compare: readonly CompareTool[]): TargetSpec[] {
+  const specs: TargetSpec[] = [{ id: 'single', label: 'single process', kind: 'single', workers: 1 }];
+  for (const workers of workerCounts) {
+    for (const balance of ['reuseport', 'round-robin'] as const) {
+      specs.push({
+        id: `${balance}-${workers}`,
+        label: `${balance} ×${workers}`,
+        kind: 'cluster',
+        workers,
+        balance,
+      });
+    }
+  }
+  // The alternatives run as many processes as our largest configuration.
+  const most = Math.max(...workerCounts);
+  if (compare.includes('pm2')) {
+    specs.push({ id: `pm2-${most}`, label: `pm2-runtime -i ${most}`, kind: 'pm2', workers: most });
+  }
+  if (compare.includes('nginx')) {
+    specs.push({ id: `nginx-${most}`, label: `nginx ×${most}`, kind: 'nginx', workers: most });
+  }
+  return specs;
+}

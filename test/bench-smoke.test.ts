@@ -1,0 +1,72 @@
+/** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { findTools } from '../scripts/bench/profiles.js';
+import type { BenchReport } from '../scripts/bench/report.js';
+import { isAlive } from './helpers/service.js';
+
+const BENCH = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench.js');
+const EXPECTED = ['single', 'reuseport-1', 'round-robin-1', 'reuseport-2', 'round-robin-2'];
+
+const dir = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
+after(() => rm(dir, { recursive: true, force: true }));
+
+const tools = findTools();
+test('npm run bench -- --quick', {
+  skip: !tools.ab && !tools.wrk && 'neither ab nor wrk is installed',
+  timeout: 50_000,
+}, async (t) => {
+  const child = spawn(process.execPath, [BENCH, '--quick', '--workers', '1,2', '--out', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 0, `bench exited with ${code}\n${stderr}\n${stdout}`);
+
+  assert.match(stdout, /^configuration\s+req\/s\s+p50 ms\s+p99 ms\s+failed\s+length\s+CPU µs\/req/m);
+  const report = JSON.parse(await readFile(join(dir, 'bench.json'), 'utf8')) as BenchReport;
+  assert.deepEqual(
+    report.targets.map((s) => s.id),
+    EXPECTED,
+  );
+  const expectedProfiles = [...(tools.ab ? ['ab', 'ab-k'] : []), ...(tools.wrk ? ['wrk'] : [])];
+  assert.deepEqual(
+    report.profiles.map((p) => p.id),
+    expectedProfiles,
+  );
+  for (const target of EXPECTED) {
+    for (const profile of expectedProfiles) {
+      const s = report.summaries.find((x) => x.target === target && x.profile === profile);
+      assert.ok(s, `no summary for ${target} × ${profile}`);
+      assert.equal(s.runs, 1, `${target} × ${profile}: the load generator failed`);
+      assert.ok((s.requestsPerSecond ?? 0) > 0, `${target} × ${profile}: no requests`);
+      const { connect, receive, exceptions, non2xx } = s.failures;
+      assert.deepEqual(
+        { connect, receive, exceptions, non2xx },
+        { connect: 0, receive: 0, exceptions: 0, non2xx: 0 },
+        `${target} × ${profile}`,
+      );
+    }
+  }
+  const svg = await readFile(join(dir, 'bench.svg'), 'utf8');
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+
+  // Every server process the bench measured is gone: it stopped what it started.
+  const pids = new Set(report.samples.flatMap((s) => s.processes.map((p) => p.pid)));
+  assert.ok(pids.size >= 1 + 2 + 3 + 2 + 3, `pids seen: ${[...pids]}`);
+  for (const pid of pids) assert.equal(isAlive(pid), false, `pid ${pid} left running`);
+  t.diagnostic(report.meta.skipped.join('; ') || 'nothing skipped');
+});

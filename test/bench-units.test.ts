@@ -1,0 +1,122 @@
+/** The bench's pure parts: output parsers, CPU planning, spread and medians, against captured or fixed inputs. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
+import { failedRequests, parseAb, parseWrk } from '../scripts/bench/load-output.js';
+import { countDeltas, imbalance, parseRequestCounts } from '../scripts/bench/request-spread.js';
+import { roundOrder } from '../scripts/bench/run-rounds.js';
+import { median } from '../scripts/bench/summary.js';
+import { defaultWorkerCounts } from '../scripts/bench/targets.js';
+
+const AB_REPORT = `Server Hostname:        127.0.0.1
+Document Length:        49 bytes
+
+Concurrency Level:      4
+Time taken for tests:   1.534 seconds
+Complete requests:      10000
+Failed requests:        4996
+   (Connect: 1, Receive: 2, Length: 4990, Exceptions: 3)
+Write errors:           4
+Non-2xx responses:      5
+Requests per second:    6521.33 [#/sec] (mean)
+`;
+const AB_CSV = 'Percentage served,Time in ms\n0,0.347\n50,0.834\n98,2.923\n99,3.456\n100,9.137\n';
+
+const WRK_REPORT = `Running 5s test @ http://127.0.0.1:40000/
+  1 threads and 50 connections
+  Latency Distribution
+     50%  812.00us
+     75%    1.29ms
+     90%    5.10ms
+     99%    1.02s
+  123456 requests in 5.00s, 16.02MB read
+  Socket errors: connect 1, read 2, write 3, timeout 4
+  Non-2xx or 3xx responses: 7
+Requests/sec:  24691.20
+Transfer/sec:      3.20MB
+`;
+
+describe('load generator output', () => {
+  it('ab: counts, µs-resolution percentiles from -e, Length kept apart from failures', () => {
+    const r = parseAb(AB_REPORT, AB_CSV);
+    assert.equal(r.requests, 10000);
+    assert.equal(r.seconds, 1.534);
+    assert.equal(r.requestsPerSecond, 6521.33);
+    assert.equal(r.p50Ms, 0.834);
+    assert.equal(r.p99Ms, 3.456);
+    assert.deepEqual(r.failures, { connect: 1, receive: 6, exceptions: 3, timeout: 0, non2xx: 5 });
+    assert.equal(r.lengthMismatches, 4990);
+    assert.equal(failedRequests(r.failures), 15);
+  });
+
+  it('ab: a clean run has no breakdown line and no failures', () => {
+    const clean = AB_REPORT.replace(/^Failed.*\n.*\n.*\n.*\n/m, 'Failed requests:        0\n');
+    const r = parseAb(clean, AB_CSV);
+    assert.equal(failedRequests(r.failures), 0);
+    assert.equal(r.lengthMismatches, 0);
+  });
+
+  it('wrk: units of its latency percentiles and socket errors', () => {
+    const r = parseWrk(WRK_REPORT);
+    assert.equal(r.requests, 123456);
+    assert.equal(r.seconds, 5);
+    assert.equal(r.requestsPerSecond, 24691.2);
+    assert.equal(r.p50Ms, 0.812);
+    assert.equal(r.p99Ms, 1020);
+    assert.deepEqual(r.failures, { connect: 1, receive: 5, exceptions: 0, timeout: 4, non2xx: 7 });
+  });
+
+  it('names what is missing from an output it cannot read', () => {
+    assert.throws(() => parseWrk('wrk: command failed'), /Requests\/sec|request count/);
+  });
+});
+
+describe('CPU plan', () => {
+  it('reads and writes kernel CPU lists', () => {
+    assert.deepEqual(parseCpuList('0-3,8,10-11\n'), [0, 1, 2, 3, 8, 10, 11]);
+    assert.equal(formatCpuList([0, 1, 2, 3, 8, 10, 11]), '0-3,8,10-11');
+    assert.throws(() => parseCpuList('3-1'), /not a CPU list/);
+  });
+
+  it('splits 16 CPUs in halves, leaves 2 unpinned, and pins nothing without taskset', () => {
+    const cpus = Array.from({ length: 16 }, (_, i) => i);
+    const big = planCpus({ allowed: cpus, taskset: true });
+    assert.equal(big.pinned, true);
+    assert.deepEqual([big.service, big.load], [cpus.slice(0, 8), cpus.slice(8)]);
+    assert.equal(planCpus({ allowed: [0, 1], taskset: true }).pinned, false);
+    assert.equal(planCpus({ allowed: cpus, taskset: false }).pinned, false);
+    const given = planCpus({ allowed: cpus, taskset: true, serviceOverride: [2], loadOverride: [3] });
+    assert.deepEqual([given.pinned, given.service, given.load], [true, [2], [3]]);
+  });
+
+  it('default WORKERS values: 1..N up to 4, then powers of two and N', () => {
+    assert.deepEqual(defaultWorkerCounts(1), [1, 2]);
+    assert.deepEqual(defaultWorkerCounts(2), [1, 2]);
+    assert.deepEqual(defaultWorkerCounts(8), [1, 2, 4, 8]);
+    assert.deepEqual(defaultWorkerCounts(12), [1, 2, 4, 8, 12]);
+  });
+});
+
+describe('summaries', () => {
+  it('spread: per-worker deltas from two /metrics readings, 1.0 when even', () => {
+    const metrics = (a: number, b: number) =>
+      `# TYPE myservice_http_requests_total counter\nmyservice_http_requests_total{slot="1",pid="12"} ${b}\nmyservice_http_requests_total{slot="0",pid="11"} ${a}\n`;
+    const deltas = countDeltas(parseRequestCounts(metrics(10, 20)), parseRequestCounts(metrics(60, 70)));
+    assert.deepEqual(
+      deltas.map((d) => [d.slot, d.requests]),
+      [
+        [0, 50],
+        [1, 50],
+      ],
+    );
+    assert.equal(imbalance(deltas), 1);
+    assert.equal(imbalance([{ slot: 0, pid: 1, requests: 0 }]), undefined);
+  });
+
+  it('median ignores missing values; rounds rotate the order', () => {
+    assert.equal(median([3, undefined, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([]), undefined);
+    assert.deepEqual(roundOrder(['a', 'b', 'c'], 1), ['b', 'c', 'a']);
+  });
+});
