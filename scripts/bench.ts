@@ -39,6 +39,10 @@ async function pm2Version(runtime: string): Promise<string> {
 function findCompared(options: BenchOptions, skipped: string[]): Map<CompareTool, string> {
   const found = new Map<CompareTool, string>();
   for (const { tool, path } of options.compare) {
+    if (tool === 'metrics-off') {
+      found.set(tool, 'METRICS=off');
+      continue;
+    }
     const located = findExecutable(path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx'));
     if (located) found.set(tool, located);
     else skipped.push(`${tool}: ${path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx')} not found`);

@@ -56,7 +56,8 @@ export function renderSvg(report: BenchReport): string {
   const top = 62;
   const height = top + report.profiles.length * blockH + 10;
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img">`,
+    `<title>myservice benchmark: requests per second and server CPU per request by configuration</title>`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="20" y="24" font-size="16" font-weight="700" ${FONT}>myservice benchmark: medians of ${m.rounds} interleaved round${m.rounds === 1 ? '' : 's'}</text>`,
     `<text x="20" y="44" font-size="11" fill="#555" ${FONT}>${escapeXml(

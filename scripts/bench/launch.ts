@@ -118,6 +118,7 @@ export async function launch(spec: TargetSpec, ctx: LaunchContext): Promise<Runn
       const s = await spawnServer(ctx, [node, MAIN], {
         WORKERS: String(spec.workers),
         BALANCE: spec.balance ?? 'reuseport',
+        ...spec.env,
       });
       await ready(s, spec, () => s.service.waitForMsgCount('worker ready', spec.workers));
       return handle(spec, s, true);

@@ -27,7 +27,8 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
   --quick                 a few-second smoke run: 1 round, short loads, results in a temp dir
   --rounds N              interleaved rounds, medians reported (default 3, quick 1)
   --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2)
-  --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime)
+  --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime),
+                          and/or metrics-off: the default configuration with METRICS=off
   --out DIR               where bench.json and bench.svg go (default scripts/results; quick: a temp dir)
   --json FILE             the JSON report's path (overrides --out for it)
   --service-cpus LIST     pin the servers to these CPUs (with --load-cpus; default: halves from 4 CPUs)
@@ -73,8 +74,10 @@ function compareList(value: string | undefined): BenchOptions['compare'] {
   if (value === undefined || value === '') return [];
   return value.split(',').map((item) => {
     const [tool, path] = item.split('=', 2) as [string, string | undefined];
-    if (tool !== 'pm2' && tool !== 'nginx') {
-      throw new OptionError(`--compare takes pm2 and/or nginx (optionally tool=path), got "${item}"`);
+    if (tool !== 'pm2' && tool !== 'nginx' && tool !== 'metrics-off') {
+      throw new OptionError(
+        `--compare takes pm2, nginx (optionally tool=path) and metrics-off, got "${item}"`,
+      );
     }
     return { tool, path };
   });

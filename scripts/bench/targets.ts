@@ -12,6 +12,8 @@ export interface TargetSpec {
   /** Serving processes. */
   readonly workers: number;
   readonly balance?: Balance;
+  /** Extra environment for our service (the metrics-off comparison). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface RunningTarget {
@@ -41,7 +43,7 @@ export function defaultWorkerCounts(serviceCpus: number): number[] {
   return [...counts, n];
 }
 
-export type CompareTool = 'pm2' | 'nginx';
+export type CompareTool = 'pm2' | 'nginx' | 'metrics-off';
 
 /** Every configuration of one run, in the order of the first round. */
 export function targetSpecs(workerCounts: readonly number[], compare: readonly CompareTool[]): TargetSpec[] {
@@ -61,6 +63,17 @@ export function targetSpecs(workerCounts: readonly number[], compare: readonly C
   const most = Math.max(...workerCounts);
   if (compare.includes('pm2')) {
     specs.push({ id: `pm2-${most}`, label: `pm2-runtime -i ${most}`, kind: 'pm2', workers: most });
+  }
+  if (compare.includes('metrics-off')) {
+    // The default configuration with /metrics off: what the metrics cost on the request path.
+    specs.push({
+      id: `metrics-off-${most}`,
+      label: `reuseport ×${most} METRICS=off`,
+      kind: 'cluster',
+      workers: most,
+      balance: 'reuseport',
+      env: { METRICS: 'off' },
+    });
   }
   if (compare.includes('nginx')) {
     specs.push({ id: `nginx-${most}`, label: `nginx ×${most}`, kind: 'nginx', workers: most });
