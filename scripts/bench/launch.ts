@@ -121,7 +121,7 @@ export async function launch(spec: TargetSpec, ctx: LaunchContext): Promise<Runn
         ...spec.env,
       });
       await ready(s, spec, () => s.service.waitForMsgCount('worker ready', spec.workers));
-      return handle(spec, s, true);
+      return handle(spec, s, spec.env?.METRICS !== 'off');
     }
     case 'pm2':
       return launchPm2(spec, ctx);
