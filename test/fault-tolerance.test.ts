@@ -5,29 +5,19 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { greetingPid, Load } from './helpers/load.js';
-import { isAlive, type Service, startService } from './helpers/service.js';
+import { isAlive, servicesStoppedAfterEach } from './helpers/service.js';
 
-const started: Service[] = [];
 const loads: Load[] = [];
-async function start(...args: Parameters<typeof startService>): Promise<Service> {
-  const service = await startService(...args);
-  started.push(service);
-  return service;
-}
 function load(...args: ConstructorParameters<typeof Load>): Load {
   const l = new Load(...args);
   loads.push(l);
   return l;
 }
-
+// Registered first, so it runs first: the load stops before the services do.
 afterEach(async () => {
   for (const l of loads.splice(0)) await l.stop();
-  for (const service of started.splice(0)) {
-    await service.stop();
-    for (const pid of [service.pid, ...service.liveWorkerPids()])
-      assert.equal(isAlive(pid), false, `pid ${pid} left`);
-  }
 });
+const start = servicesStoppedAfterEach();
 
 /** Waits until no process with this pid exists; a non-child's death has no event to await. */
 async function waitForDeath(pid: number, timeoutMs = 5_000): Promise<boolean> {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { parseConfig } from '../src/config.js';
 import { renderMetrics } from '../src/primary/metrics.js';
@@ -10,21 +10,9 @@ import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
 import { greetingPid } from './helpers/load.js';
 import { parseExposition, total } from './helpers/prometheus.js';
-import { isAlive, type Service, startService } from './helpers/service.js';
+import { servicesStoppedAfterEach } from './helpers/service.js';
 
-const started: Service[] = [];
-async function start(...args: Parameters<typeof startService>): Promise<Service> {
-  const service = await startService(...args);
-  started.push(service);
-  return service;
-}
-afterEach(async () => {
-  for (const service of started.splice(0)) {
-    await service.stop();
-    for (const pid of [service.pid, ...service.liveWorkerPids()])
-      assert.equal(isAlive(pid), false, `pid ${pid} left`);
-  }
-});
+const start = servicesStoppedAfterEach();
 
 async function get(url: string): Promise<{ status: number; headers: Record<string, unknown>; text: string }> {
   const res = await request(url, { reset: true });

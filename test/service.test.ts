@@ -2,28 +2,14 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { hostname } from 'node:os';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { greetingPid } from './helpers/load.js';
-import { freePort, isAlive, type Service, startService } from './helpers/service.js';
+import { freePort, servicesStoppedAfterEach } from './helpers/service.js';
 
-const started: Service[] = [];
-async function start(...args: Parameters<typeof startService>): Promise<Service> {
-  const service = await startService(...args);
-  started.push(service);
-  return service;
-}
-
-/** Every test leaves no process behind: the primary and every worker it logged are gone. */
-afterEach(async () => {
-  for (const service of started.splice(0)) {
-    await service.stop();
-    for (const pid of [service.pid, ...service.liveWorkerPids()])
-      assert.equal(isAlive(pid), false, `pid ${pid} left`);
-  }
-});
+const start = servicesStoppedAfterEach();
 
 for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
   describe(`BALANCE=${balance}`, () => {

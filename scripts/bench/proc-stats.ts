@@ -99,14 +99,3 @@ export function processTree(pid: number): number[] {
   for (let i = 0; i < tree.length; i++) tree.push(...children(tree[i] as number));
   return tree;
 }
-
-/** True while a process with this pid exists (zombies included: they are not reaped yet). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
-  }
-}

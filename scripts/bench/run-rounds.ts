@@ -3,11 +3,13 @@
  * profile, and stops it, so slow drifts of a shared machine spread over all configurations
  * instead of landing on one.
  */
+
+import { isAlive } from '../../test/helpers/service.js';
 import type { CpuPlan } from './cpu-plan.js';
 import { int } from './format.js';
 import { type LaunchContext, launch } from './launch.js';
 import { measure, type RunSample } from './measure.js';
-import { isAlive, processTree } from './proc-stats.js';
+import { processTree } from './proc-stats.js';
 import { type Profile, runProfile, type Tools } from './profiles.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 

@@ -1,8 +1,11 @@
 /** Starts the compiled service in a real process and reads its JSON log lines (Puma's integration helpers, in spirit). */
+
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { afterEach } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
@@ -165,4 +168,24 @@ export function isAlive(pid: number): boolean {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
     throw err;
   }
+}
+
+/**
+ * A startService for one test file: every service it started is stopped after each test, and the
+ * test fails if its primary or any worker it logged is still alive (no orphans, ever).
+ */
+export function servicesStoppedAfterEach(): (options?: StartOptions) => Promise<Service> {
+  const started: Service[] = [];
+  afterEach(async () => {
+    for (const service of started.splice(0)) {
+      await service.stop();
+      for (const pid of [service.pid, ...service.liveWorkerPids()])
+        assert.equal(isAlive(pid), false, `pid ${pid} left`);
+    }
+  });
+  return async (options) => {
+    const service = await startService(options);
+    started.push(service);
+    return service;
+  };
 }
