@@ -1,12 +1,11 @@
 /** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { run } from '../scripts/bench/commands.js';
 import { findTools } from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
 import { isAlive } from './helpers/service.js';
@@ -22,18 +21,15 @@ test('npm run bench -- --quick', {
   skip: !tools.ab && !tools.wrk && 'neither ab nor wrk is installed',
   timeout: 50_000,
 }, async (t) => {
-  const child = spawn(process.execPath, [BENCH, '--quick', '--workers', '1,2', '--out', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const [code] = await once(child, 'exit');
+  const { code, stdout, stderr } = await run([
+    process.execPath,
+    BENCH,
+    '--quick',
+    '--workers',
+    '1,2',
+    '--out',
+    dir,
+  ]);
   assert.equal(code, 0, `bench exited with ${code}\n${stderr}\n${stdout}`);
 
   assert.match(stdout, /^configuration\s+req\/s\s+p50 ms\s+p99 ms\s+failed\s+length\s+CPU µs\/req/m);
