@@ -144,11 +144,6 @@ export function runPrimary(config: Config): void {
     dispatch({ type: 'spawned', id, pid: worker.process.pid ?? 0 });
   }
 
-  function idOf(worker: Worker): number {
-    for (const [id, w] of handles) if (w === worker) return id;
-    return -1;
-  }
-
   function killWorker(id: number): void {
     const w = handles.get(id);
     if (!w) return;
@@ -168,7 +163,8 @@ export function runPrimary(config: Config): void {
     await new Promise<void>((resolve) => {
       const timeout = setTimeout(resolve, STATS_TIMEOUT_MS);
       const settle = (): void => {
-        if (asked.every((w) => answers.has(w) || !handles.has(idOf(w)))) {
+        // A worker leaves `slots` when it exits: it will not answer.
+        if (asked.every((w) => answers.has(w) || !slots.has(w))) {
           clearTimeout(timeout);
           resolve();
         }

@@ -89,10 +89,11 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   // instead keep an idle connection open with no timeout at all.
   const keepAlive = limits.keepAliveTimeoutMs > 0;
 
+  /** While draining, every response closes its connection so kept-alive clients move on. */
+  const closesConnection = (): boolean => !keepAlive || readiness() === 'draining';
+
   function send(res: ServerResponse, reply: Canned, count = true): void {
-    // While draining, every response closes its connection so kept-alive clients move on.
-    const closing = !keepAlive || readiness() === 'draining';
-    res.writeHead(reply.status, (closing ? reply.closing : reply.headers) as string[]);
+    res.writeHead(reply.status, (closesConnection() ? reply.closing : reply.headers) as string[]);
     res.end(reply.body);
     if (count) stats.countResponse(reply.status);
   }
@@ -141,7 +142,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
           String(Buffer.byteLength(text)),
           ...COMMON,
           ...noStore,
-          ...(!keepAlive || readiness() === 'draining' ? ['Connection', 'close'] : []),
+          ...(closesConnection() ? ['Connection', 'close'] : []),
         ]);
         // A string like every other body here, so Node's write path sees one body type.
         res.end(text);
@@ -153,14 +154,18 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   const declaresTooMuch = (req: IncomingMessage): boolean =>
     Number(req.headers['content-length'] ?? 0) > limits.maxBodyBytes;
 
+  function refuseBody(res: ServerResponse): void {
+    stats.requests++;
+    send(res, payloadTooLarge);
+  }
+
   /**
    * A greeting needs no body: take up to maxBodyBytes and drop it, refuse more with 413. The 413
    * closes the connection: Node would otherwise read the rest of an unbounded body to reuse it.
    */
   function withBody(req: IncomingMessage, res: ServerResponse): void {
     if (declaresTooMuch(req)) {
-      stats.requests++;
-      send(res, payloadTooLarge);
+      refuseBody(res);
       return;
     }
     let received = 0;
@@ -169,8 +174,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       if (received > limits.maxBodyBytes) {
         req.off('data', onData);
         req.off('end', onEnd);
-        stats.requests++;
-        send(res, payloadTooLarge);
+        refuseBody(res);
       }
     };
     const onEnd = (): void => route(req, res);
@@ -215,8 +219,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   // Node would send 100 Continue by itself, inviting a body we are about to refuse.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     if (declaresTooMuch(req)) {
-      stats.requests++;
-      send(res, payloadTooLarge);
+      refuseBody(res);
       return;
     }
     // Only HTTP/1.1 gets here; without Host, onRequest refuses it with 400.
