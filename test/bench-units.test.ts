@@ -28,7 +28,7 @@ const WRK_REPORT = `Running 5s test @ http://127.0.0.1:40000/
      50%  812.00us
      75%    1.29ms
      90%    5.10ms
-     99%    1.02s
+     99%    1.02s${' '}
   123456 requests in 5.00s, 16.02MB read
   Socket errors: connect 1, read 2, write 3, timeout 4
   Non-2xx or 3xx responses: 7

@@ -77,7 +77,7 @@ export function parseAb(report: string, csv: string): LoadResult {
 
 const UNIT_MS: Readonly<Record<string, number>> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
 
-/** wrk prints "2.31ms", "812.00us", "1.02s". */
+/** wrk prints "2.31ms", "812.00us", "1.02s" (padded to "1.02s " where a percentile ends its line). */
 function duration(text: string): number {
   const match = /^([\d.]+)(us|ms|s|m)$/.exec(text);
   if (!match?.[1] || !match[2]) throw new Error(`not a wrk duration: "${text}"`);
@@ -85,7 +85,7 @@ function duration(text: string): number {
 }
 
 function wrkPercentile(report: string, percent: number): number {
-  const match = new RegExp(`^\\s+${percent}%\\s+(\\S+)$`, 'm').exec(report);
+  const match = new RegExp(`^\\s+${percent}%\\s+(\\S+)[ \\t]*$`, 'm').exec(report);
   if (!match?.[1])
     throw new Error(`no ${percent}% latency in wrk's output (run it with --latency):\n${report}`);
   return duration(match[1]);

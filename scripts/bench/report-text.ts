@@ -102,9 +102,10 @@ export function renderText(report: BenchReport): string {
   if (report.scaling.length > report.profiles.length) out.push('', scalingTable(report));
   out.push(
     '',
-    'failed = connect + receive + exceptions + timeouts + non-2xx; length = ab "Length" failures, which only',
-    'mean a greeting from a pid with another number of digits (see the README). CPU = user+sys of every',
-    'server process per request; spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
+    'failed = connect + receive + exceptions + timeouts + non-2xx, and length = ab "Length" failures, are',
+    'summed over all rounds (the other columns are medians); a Length failure only means a greeting from a',
+    'pid with another number of digits (see the README). CPU = user+sys of every server process per request;',
+    'spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
   );
   const errors = report.samples.filter((s) => s.error);
   for (const e of errors) out.push(`error in round ${e.round}, ${e.target}, ${e.profile}: ${e.error}`);
