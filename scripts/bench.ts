@@ -166,6 +166,7 @@ async function rerender(options: BenchOptions & { report: string }): Promise<num
   if (report.schema !== 1)
     throw new OptionError(`--report: ${options.report} is not a bench.json (schema 1)`);
   const svgPath = resolve(join(options.out ?? dirname(options.report), 'bench.svg'));
+  await mkdir(dirname(svgPath), { recursive: true });
   await writeFile(svgPath, renderSvg(report));
   process.stdout.write(`${renderText(report)}\n\nSVG:  ${svgPath}\n`);
   return 0;

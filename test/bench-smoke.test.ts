@@ -66,3 +66,15 @@ test('npm run bench -- --quick', {
   for (const pid of pids) assert.equal(isAlive(pid), false, `pid ${pid} left running`);
   t.diagnostic(report.meta.skipped.join('; ') || 'nothing skipped');
 });
+
+test('--report reprints a saved run and draws its chart into a folder that does not exist yet', {
+  skip: !tools.ab && !tools.wrk && 'neither ab nor wrk is installed',
+}, async () => {
+  const saved = join(dir, 'bench.json');
+  const out = join(dir, 'redrawn', 'deeper');
+  const { code, stdout, stderr } = await run([process.execPath, BENCH, '--report', saved, '--out', out]);
+  assert.equal(code, 0, `bench --report exited with ${code}\n${stderr}`);
+  assert.match(stdout, /^configuration\s+req\/s/m);
+  const original = await readFile(join(dir, 'bench.svg'), 'utf8');
+  assert.equal(await readFile(join(out, 'bench.svg'), 'utf8'), original);
+});
