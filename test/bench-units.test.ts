@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
 import { failedRequests, parseAb, parseWrk } from '../scripts/bench/load-output.js';
+import { OptionError, parseOptions } from '../scripts/bench/options.js';
 import { countDeltas, imbalance, parseRequestCounts } from '../scripts/bench/request-spread.js';
 import { roundOrder } from '../scripts/bench/run-rounds.js';
-import { median } from '../scripts/bench/summary.js';
-import { defaultWorkerCounts } from '../scripts/bench/targets.js';
+import { comparisons, median } from '../scripts/bench/summary.js';
+import { defaultWorkerCounts, targetSpecs } from '../scripts/bench/targets.js';
 
 const AB_REPORT = `Server Hostname:        127.0.0.1
 Document Length:        49 bytes
@@ -94,6 +95,45 @@ describe('CPU plan', () => {
     assert.deepEqual(defaultWorkerCounts(2), [1, 2]);
     assert.deepEqual(defaultWorkerCounts(8), [1, 2, 4, 8]);
     assert.deepEqual(defaultWorkerCounts(12), [1, 2, 4, 8, 12]);
+  });
+});
+
+describe('configurations', () => {
+  it('--compare: each alternative runs as many processes as the largest WORKERS, and meets the default', () => {
+    const options = parseOptions(['--workers', '1,2', '--compare', 'pm2=/opt/pm2-runtime,minimal,nginx']);
+    assert.deepEqual(options.compare, [
+      { tool: 'pm2', path: '/opt/pm2-runtime' },
+      { tool: 'minimal', path: undefined },
+      { tool: 'nginx', path: undefined },
+    ]);
+    const specs = targetSpecs(
+      options.workers ?? [],
+      options.compare.map((c) => c.tool),
+    );
+    assert.deepEqual(
+      specs.map((s) => `${s.id}:${s.kind}:${s.workers}`),
+      [
+        'single:single:1',
+        'reuseport-1:cluster:1',
+        'round-robin-1:cluster:1',
+        'reuseport-2:cluster:2',
+        'round-robin-2:cluster:2',
+        'pm2-2:pm2:2',
+        'minimal-2:minimal:2',
+        'nginx-2:nginx:2',
+      ],
+    );
+    const pairs = comparisons(specs, 'reuseport-2').map((p) => p.join(' vs '));
+    for (const other of ['round-robin-2', 'pm2-2', 'minimal-2', 'nginx-2'])
+      assert.ok(pairs.includes(`reuseport-2 vs ${other}`), `no reuseport-2 vs ${other} in ${pairs}`);
+  });
+
+  it('--compare names what it takes when given something else', () => {
+    assert.throws(
+      () => parseOptions(['--compare', 'haproxy']),
+      (err) =>
+        err instanceof OptionError && /pm2, nginx .*minimal and metrics-off, got "haproxy"/.test(err.message),
+    );
   });
 });
 

@@ -15,6 +15,7 @@ function color(spec: TargetSpec): string {
     single: '#7f7f7f',
     cluster: spec.balance === 'round-robin' ? '#e07b24' : '#2463b5',
     pm2: '#8e5bbf',
+    minimal: '#7fa7d9',
     nginx: '#2f9e44',
   };
   return byKind[spec.kind];

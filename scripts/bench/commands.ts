@@ -1,6 +1,7 @@
 /** Runs the load generators and finds executables; every child is tracked so Ctrl-C can stop it. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -67,9 +68,21 @@ function isExecutable(path: string): boolean {
   }
 }
 
+/** Scratch directories not removed yet; one exit listener for all (one each would pile up over rounds). */
+const scratch = new Set<string>();
+process.once('exit', () => {
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
 /** A temporary directory removed at exit at the latest, Ctrl-C's process.exit() included. */
 export function scratchDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  scratch.add(dir);
   return dir;
+}
+
+/** Removes a scratch directory now, once what used it has stopped. */
+export async function removeScratchDir(dir: string): Promise<void> {
+  scratch.delete(dir);
+  await rm(dir, { recursive: true, force: true });
 }

@@ -1,12 +1,12 @@
 /** Starts each kind of target on a free port, pinned to the service's CPUs, and knows when it is ready. */
 import { spawn } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, Service } from '../../test/helpers/service.js';
-import { scratchDir, track } from './commands.js';
+import { removeScratchDir, scratchDir, track } from './commands.js';
 import { type CpuPlan, pinPrefix } from './cpu-plan.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 
@@ -14,7 +14,8 @@ const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 30_000;
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const SINGLE_PROCESS = fileURLToPath(new URL('../single-process.js', import.meta.url));
-const PM2_APP = fileURLToPath(new URL('./pm2-greeting-app.js', import.meta.url));
+const GREETING_APP = fileURLToPath(new URL('./greeting-app.js', import.meta.url));
+const MINIMAL_CLUSTER = fileURLToPath(new URL('./minimal-cluster.js', import.meta.url));
 
 export interface LaunchContext {
   readonly plan: CpuPlan;
@@ -125,6 +126,11 @@ export async function launch(spec: TargetSpec, ctx: LaunchContext): Promise<Runn
     }
     case 'pm2':
       return launchPm2(spec, ctx);
+    case 'minimal': {
+      const s = await spawnServer(ctx, [node, MINIMAL_CLUSTER], { WORKERS: String(spec.workers) });
+      await ready(s, spec, () => waitForListening(s, spec.workers));
+      return handle(spec, s, false);
+    }
     case 'nginx':
       return launchNginx(spec, ctx);
   }
@@ -139,20 +145,27 @@ async function ready(s: Spawned, spec: TargetSpec, wait: () => Promise<unknown>)
   }
 }
 
+/** Waits for `workers` "listening" lines of greeting-app.ts on the server's stdout. */
+async function waitForListening(s: Spawned, workers: number): Promise<void> {
+  const count = () => s.service.logs.filter((l) => l.msg === 'listening').length;
+  await s.service.waitForLog(() => count() >= workers, `${workers} greeting servers listening`);
+}
+
 async function launchPm2(spec: TargetSpec, ctx: LaunchContext): Promise<RunningTarget> {
   if (!ctx.pm2Runtime) throw new Error('pm2-runtime not found');
   // PM2_HOME in a temporary directory: no daemon state shared with the user's own pm2.
   const home = scratchDir('bench-pm2-');
-  const s = await spawnServer(ctx, [process.execPath, ctx.pm2Runtime, '-i', String(spec.workers), PM2_APP], {
-    PM2_HOME: home,
-    HOME: home,
-  });
-  await ready(s, spec, async () => {
-    // pm2-runtime passes each app instance's stdout through: count their "listening" lines.
-    const count = () => s.service.logs.filter((l) => l.msg === 'listening').length;
-    await s.service.waitForLog(() => count() >= spec.workers, `${spec.workers} pm2 instances listening`);
-  });
-  return handle(spec, s, false, () => rm(home, { recursive: true, force: true }));
+  const s = await spawnServer(
+    ctx,
+    [process.execPath, ctx.pm2Runtime, '-i', String(spec.workers), GREETING_APP],
+    {
+      PM2_HOME: home,
+      HOME: home,
+    },
+  );
+  // pm2-runtime passes each app instance's stdout through.
+  await ready(s, spec, () => waitForListening(s, spec.workers));
+  return handle(spec, s, false, () => removeScratchDir(home));
 }
 
 /** nginx answering the same bytes as our greeting ($pid is the worker's pid, as ours is). */
@@ -196,5 +209,5 @@ async function launchNginx(spec: TargetSpec, ctx: LaunchContext): Promise<Runnin
   // -e: the error log before the config is read, which is otherwise /var/log/nginx.
   const s = await spawnServer(ctx, [ctx.nginx, '-p', prefix, '-c', conf, '-e', 'stderr'], {}, port);
   await ready(s, spec, () => waitForPort(port, s.service.exited));
-  return handle(spec, s, false, () => rm(prefix, { recursive: true, force: true }));
+  return handle(spec, s, false, () => removeScratchDir(prefix));
 }

@@ -28,6 +28,7 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
   --rounds N              interleaved rounds, medians reported (default 3, quick 1)
   --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2)
   --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime),
+                          minimal: a hand-written node:cluster of N reusePort workers with no supervision,
                           and/or metrics-off: the default configuration with METRICS=off
   --out DIR               where bench.json and bench.svg go (default scripts/results; quick: a temp dir)
   --json FILE             the JSON report's path (overrides --out for it)
@@ -74,9 +75,9 @@ function compareList(value: string | undefined): BenchOptions['compare'] {
   if (value === undefined || value === '') return [];
   return value.split(',').map((item) => {
     const [tool, path] = item.split('=', 2) as [string, string | undefined];
-    if (tool !== 'pm2' && tool !== 'nginx' && tool !== 'metrics-off') {
+    if (tool !== 'pm2' && tool !== 'nginx' && tool !== 'minimal' && tool !== 'metrics-off') {
       throw new OptionError(
-        `--compare takes pm2, nginx (optionally tool=path) and metrics-off, got "${item}"`,
+        `--compare takes pm2, nginx (optionally tool=path), minimal and metrics-off, got "${item}"`,
       );
     }
     return { tool, path };

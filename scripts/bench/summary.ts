@@ -101,7 +101,8 @@ export function comparisons(specs: readonly TargetSpec[], defaultId: string): [s
   for (const s of specs)
     if (s.kind === 'cluster' && s.balance === 'reuseport' && has(`round-robin-${s.workers}`))
       pairs.push([s.id, `round-robin-${s.workers}`]);
-  for (const s of specs) if (s.kind === 'pm2' || s.kind === 'nginx') pairs.push([defaultId, s.id]);
+  for (const s of specs)
+    if (s.kind === 'pm2' || s.kind === 'minimal' || s.kind === 'nginx') pairs.push([defaultId, s.id]);
   for (const s of specs) if (s.id !== 'single') pairs.push([s.id, 'single']);
   return pairs;
 }

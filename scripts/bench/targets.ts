@@ -1,10 +1,10 @@
 /** The servers the bench compares: what each one is, and the handle of one that is running. */
 import type { Balance } from '../../src/config.js';
 
-export type TargetKind = 'single' | 'cluster' | 'pm2' | 'nginx';
+export type TargetKind = 'single' | 'cluster' | 'pm2' | 'minimal' | 'nginx';
 
 export interface TargetSpec {
-  /** Stable key in the JSON: "single", "reuseport-2", "round-robin-1", "pm2-2", "nginx-2". */
+  /** Stable key in the JSON: "single", "reuseport-2", "round-robin-1", "pm2-2", "minimal-2", "nginx-2". */
   readonly id: string;
   /** What the table prints. */
   readonly label: string;
@@ -43,7 +43,7 @@ export function defaultWorkerCounts(serviceCpus: number): number[] {
   return [...counts, n];
 }
 
-export type CompareTool = 'pm2' | 'nginx' | 'metrics-off';
+export type CompareTool = 'pm2' | 'nginx' | 'minimal' | 'metrics-off';
 
 /** Every configuration of one run, in the order of the first round. */
 export function targetSpecs(workerCounts: readonly number[], compare: readonly CompareTool[]): TargetSpec[] {
@@ -63,6 +63,14 @@ export function targetSpecs(workerCounts: readonly number[], compare: readonly C
   const most = Math.max(...workerCounts);
   if (compare.includes('pm2')) {
     specs.push({ id: `pm2-${most}`, label: `pm2-runtime -i ${most}`, kind: 'pm2', workers: most });
+  }
+  if (compare.includes('minimal')) {
+    specs.push({
+      id: `minimal-${most}`,
+      label: `minimal reuseport ×${most}`,
+      kind: 'minimal',
+      workers: most,
+    });
   }
   if (compare.includes('metrics-off')) {
     // The default configuration with /metrics off: what the metrics cost on the request path.
