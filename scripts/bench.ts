@@ -39,8 +39,12 @@ async function pm2Version(runtime: string): Promise<string> {
 function findCompared(options: BenchOptions, skipped: string[]): Map<CompareTool, string> {
   const found = new Map<CompareTool, string>();
   for (const { tool, path } of options.compare) {
-    if (tool === 'metrics-off' || tool === 'minimal') {
-      found.set(tool, tool === 'minimal' ? 'scripts/bench/minimal-cluster.ts' : 'METRICS=off');
+    if (tool === 'metrics-off') {
+      found.set(tool, 'METRICS=off');
+      continue;
+    }
+    if (tool === 'minimal') {
+      found.set(tool, 'scripts/bench/minimal-cluster.ts');
       continue;
     }
     const located = findExecutable(path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx'));

@@ -1,6 +1,9 @@
 /** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
@@ -11,6 +14,7 @@ import type { BenchReport } from '../scripts/bench/report.js';
 import { isAlive } from './helpers/service.js';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench.js');
+const MINIMAL = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench/minimal-cluster.js');
 // minimal-2: the hand-written reusePort cluster, which must start, answer and stop like the others.
 const EXPECTED = ['single', 'reuseport-1', 'round-robin-1', 'reuseport-2', 'round-robin-2', 'minimal-2'];
 
@@ -80,4 +84,23 @@ test('--report reprints a saved run and draws its chart into a folder that does 
   assert.match(stdout, /^configuration\s+req\/s/m);
   const original = await readFile(join(dir, 'bench.svg'), 'utf8');
   assert.equal(await readFile(join(out, 'bench.svg'), 'utf8'), original);
+});
+
+test('the minimal cluster exits 1 at once when its workers cannot listen, instead of waiting to be stopped', async () => {
+  // A plain listener (no SO_REUSEPORT) on the port: every reusePort bind to it fails.
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  after(() => holder.close());
+  const { port } = holder.address() as AddressInfo;
+  const child = spawn(process.execPath, [MINIMAL], {
+    env: { PATH: process.env.PATH ?? '', WORKERS: '2', PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk;
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /worker \d+ exited with 1 before SIGTERM/);
 });

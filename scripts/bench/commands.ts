@@ -83,6 +83,10 @@ export function scratchDir(prefix: string): string {
 
 /** Removes a scratch directory now, once what used it has stopped. */
 export async function removeScratchDir(dir: string): Promise<void> {
-  scratch.delete(dir);
-  await rm(dir, { recursive: true, force: true });
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } finally {
+    // Only now: an exit during the removal must still find it in the list.
+    scratch.delete(dir);
+  }
 }
