@@ -1,7 +1,6 @@
 /** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../scripts/bench/commands.js';
 import { findTools } from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
-import { isAlive } from './helpers/service.js';
+import { isAlive, Service } from './helpers/service.js';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench.js');
 const MINIMAL = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench/minimal-cluster.js');
@@ -92,15 +91,15 @@ test('the minimal cluster exits 1 at once when its workers cannot listen, instea
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
   after(() => holder.close());
   const { port } = holder.address() as AddressInfo;
-  const child = spawn(process.execPath, [MINIMAL], {
-    env: { PATH: process.env.PATH ?? '', WORKERS: '2', PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk;
-  });
-  const [code] = (await once(child, 'exit')) as [number | null];
+  const minimal = new Service(
+    spawn(process.execPath, [MINIMAL], {
+      env: { PATH: process.env.PATH ?? '', WORKERS: '2', PORT: String(port), HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+    port,
+  );
+  const { code } = await minimal.exited;
+  const stderr = minimal.stderr.join('');
   assert.equal(code, 1, stderr);
   assert.match(stderr, /worker \d+ exited with 1 before SIGTERM/);
 });
