@@ -67,8 +67,12 @@ export function parseReply(
 /** One raw connection to 127.0.0.1: write anything, read responses, observe the close. */
 export class RawConnection {
   readonly socket: Socket;
-  /** performance.now() when the connection was established. */
-  readonly openedAt = performance.now();
+  /**
+   * performance.now() when connecting began: never after the server accepted, so a lifetime
+   * measured from it is never shorter than the server's own (a batch of opens can run the
+   * 'connect' callbacks well after the accepts).
+   */
+  readonly openedAt: number;
   /** performance.now() when it closed; undefined while open. */
   closedAt: number | undefined;
   /** The socket error that ended it (ECONNRESET, EPIPE), if any. */
@@ -79,13 +83,15 @@ export class RawConnection {
   #wake: (() => void)[] = [];
 
   static async open(port: number): Promise<RawConnection> {
+    const connectingAt = performance.now();
     const socket = connect({ port, host: '127.0.0.1', noDelay: true });
     await once(socket, 'connect');
-    return new RawConnection(socket);
+    return new RawConnection(socket, connectingAt);
   }
 
-  constructor(socket: Socket) {
+  constructor(socket: Socket, connectingAt: number) {
     this.socket = socket;
+    this.openedAt = connectingAt;
     socket.on('data', (chunk: Buffer) => {
       this.#text += chunk.toString('latin1');
       this.#notify();
