@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import { cutStalledConnections } from './connections.js';
+import { serveGreetingsFast } from './fast-path.js';
 import type { RequestStats } from './request-stats.js';
 
 export type Readiness = 'starting' | 'ready' | 'draining';
@@ -214,6 +215,14 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     },
     onRequest,
   );
+  serveGreetingsFast(server, {
+    limits,
+    stats,
+    body: greeting.body,
+    headers: greeting.headers,
+    closesConnection,
+    timeoutReply: clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string,
+  });
   cutStalledConnections(server, checkEveryMs, limits.requestTimeoutMs);
 
   // Node would send 100 Continue by itself, inviting a body we are about to refuse.

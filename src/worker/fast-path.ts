@@ -1,0 +1,231 @@
+/**
+ * The greeting's hot path on raw sockets. node:http spends most of a worker's time on a request
+ * in its parser bindings and stream objects (IncomingMessage, ServerResponse), which a fixed
+ * greeting does not need: a connection whose requests are all a plain `GET /` is answered here
+ * with prebuilt bytes, identical to what node:http sends. The first chunk that is anything else
+ * (another path or method, a body, Expect, Upgrade, a request split over two reads, pipelining,
+ * anything malformed) and the connection is handed to node:http with that chunk put back, so
+ * every error, limit and timeout is still node:http's.
+ */
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { HttpLimits } from '../config.js';
+import type { RequestStats } from './request-stats.js';
+
+/** How a recognized request wants its connection treated. */
+export type FastRequest = 'keep-alive' | 'close';
+
+/**
+ * One whole `GET /` (query allowed) request head and nothing after it, in the strict grammar of
+ * RFC 9112: tchar header names, visible ASCII values. Everything else fails and goes to node:http.
+ * Linear: no character class in a repeated group overlaps the delimiter that ends it.
+ */
+const REQUEST_HEAD =
+  /^GET \/(?:\?[\w\-.~!$&'()*+,;=:@/?%]*)? HTTP\/1\.([01])\r\n((?:[\w!#$%&'*+\-.^`|~]+:[\t\x20-\x7e]*\r\n)*)\r\n$/;
+/** Header lines that change how a request is framed or answered. */
+const SPECIAL_HEADER = /^(host|connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
+
+/**
+ * Returns how to answer `head` on the fast path, or undefined when node:http must take it.
+ * Connection semantics are node:http's: HTTP/1.1 keeps the connection unless `close`; HTTP/1.0
+ * closes it unless `keep-alive`. HTTP/1.1 without exactly one Host is node:http's 400 to give.
+ */
+export function recognizeGreetingRequest(head: string): FastRequest | undefined {
+  const match = REQUEST_HEAD.exec(head);
+  if (match === null) return undefined;
+  const http10 = match[1] === '0';
+  let hosts = 0;
+  let connection: string | undefined;
+  for (const [, name, value] of (match[2] as string).matchAll(SPECIAL_HEADER)) {
+    const lower = (name as string).toLowerCase();
+    if (lower === 'host') hosts++;
+    else if (lower === 'connection' && connection === undefined)
+      connection = (value as string).trim().toLowerCase();
+    else return undefined;
+  }
+  if (hosts > 1 || (hosts === 0 && !http10)) return undefined;
+  if (connection === undefined) return http10 ? 'close' : 'keep-alive';
+  if (connection === 'close') return 'close';
+  if (connection === 'keep-alive') return 'keep-alive';
+  return undefined;
+}
+
+export interface FastPathOptions {
+  readonly limits: HttpLimits;
+  readonly stats: RequestStats;
+  /** The greeting's body and header pairs, as node:http would send them. */
+  readonly body: string;
+  readonly headers: readonly string[];
+  /** True while every response must close its connection (draining, or keep-alive off). */
+  readonly closesConnection: () => boolean;
+  /** The reply for a connection that sent no request within the headers timeout. */
+  readonly timeoutReply: string;
+}
+
+/**
+ * node:http keeps an idle connection this long past its keep-alive timeout, so that a client
+ * timing its reuse by the advertised `Keep-Alive: timeout` does not race the close.
+ */
+const KEEP_ALIVE_BUFFER_MS = 1_000;
+
+/** Prebuilt greeting responses, rebuilt when the second in their Date header changes. */
+class GreetingBytes {
+  #second = -1;
+  #keepAlive = Buffer.alloc(0);
+  #close = Buffer.alloc(0);
+  readonly #body: string;
+  readonly #head: string;
+  readonly #keepAliveHeaders: string;
+
+  constructor(body: string, headers: readonly string[], keepAliveTimeoutMs: number) {
+    this.#body = body;
+    let head = 'HTTP/1.1 200 OK\r\n';
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.#head = head;
+    // node:http's own Keep-Alive header: whole seconds, rounded down.
+    this.#keepAliveHeaders = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeoutMs / 1000)}\r\n`;
+  }
+
+  get(kind: FastRequest): Buffer {
+    const now = Date.now();
+    const second = Math.floor(now / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      const head = `${this.#head}Date: ${new Date(second * 1000).toUTCString()}\r\n`;
+      this.#keepAlive = Buffer.from(`${head}${this.#keepAliveHeaders}\r\n${this.#body}`);
+      this.#close = Buffer.from(`${head}Connection: close\r\n\r\n${this.#body}`);
+    }
+    return kind === 'close' ? this.#close : this.#keepAlive;
+  }
+}
+
+/**
+ * Puts the fast path in front of `server`'s own connection handling. Must run before anything
+ * else listens for 'connection' on it; node:http still receives every connection it is handed,
+ * through the listener it registered itself (the documented way to inject a connection).
+ */
+export function serveGreetingsFast(server: Server, options: FastPathOptions): void {
+  const { limits, stats, closesConnection, timeoutReply } = options;
+  const listeners = server.listeners('connection') as ((this: Server, socket: Socket) => void)[];
+  const nodeListener = listeners[0];
+  if (nodeListener === undefined || listeners.length > 1) {
+    throw new Error('the greeting fast path must be installed on a fresh http.Server');
+  }
+  server.removeListener('connection', nodeListener);
+  const handOverToNode = (socket: Socket): void => nodeListener.call(server, socket);
+  const bytes = new GreetingBytes(options.body, options.headers, limits.keepAliveTimeoutMs);
+  /** Connections the fast path owns; between requests they are always idle. */
+  const owned = new Set<Socket>();
+
+  server.on('connection', (socket: Socket) => {
+    if (closesConnection()) {
+      handOverToNode(socket);
+      return;
+    }
+    owned.add(socket);
+    const acceptedAt = performance.now();
+    let answered = false;
+    let ending = false;
+    const resume = (): void => {
+      socket.resume();
+    };
+    const onData = (chunk: Buffer): void => {
+      if (ending) return;
+      const kind =
+        chunk.length < limits.maxHeaderSize && !closesConnection()
+          ? recognizeGreetingRequest(chunk.toString('latin1'))
+          : undefined;
+      if (kind === undefined) {
+        handOver(chunk);
+        return;
+      }
+      stats.requests++;
+      stats.countResponse(200);
+      if (!answered) {
+        answered = true;
+        socket.setTimeout(limits.keepAliveTimeoutMs + KEEP_ALIVE_BUFFER_MS);
+      }
+      if (kind === 'close') {
+        ending = true;
+        // As node:http does: closed once written, whether or not the client closes its side.
+        socket.write(bytes.get(kind));
+        socket.destroySoon();
+      } else if (!socket.write(bytes.get(kind))) {
+        // A client that sends but does not read: stop reading until it catches up.
+        socket.pause();
+        socket.once('drain', resume);
+      }
+    };
+    // Before a first request it is node:http's headers timeout (408); after one, its keep-alive timeout.
+    const onTimeout = (): void => {
+      if (answered || ending) {
+        socket.destroy();
+        return;
+      }
+      // Socket timers start from the event loop's cached clock, which can be behind after a
+      // burst of accepts: never cut a connection before its time.
+      const early = limits.headersTimeoutMs - (performance.now() - acceptedAt);
+      if (early > 0) {
+        socket.setTimeout(Math.ceil(early));
+        return;
+      }
+      ending = true;
+      stats.countResponse(408);
+      socket.end(timeoutReply);
+      socket.destroySoon();
+    };
+    // allowHalfOpen (node:http's setting) leaves a socket open after the client's FIN: close it.
+    const onEnd = (): void => {
+      ending = true;
+      socket.end();
+    };
+    // Reset or broken pipe: there is nothing left to answer.
+    const onError = (): void => {
+      socket.destroy();
+    };
+    const onClose = (): void => {
+      owned.delete(socket);
+    };
+    function handOver(chunk: Buffer): void {
+      owned.delete(socket);
+      socket.off('data', onData);
+      socket.off('timeout', onTimeout);
+      socket.off('error', onError);
+      socket.off('end', onEnd);
+      socket.off('close', onClose);
+      socket.off('drain', resume);
+      socket.setTimeout(0);
+      // Paused, unshift buffers the chunk; flowing, it would hand it at once to whatever 'data'
+      // listener is left. node:http reads it first once the socket flows again.
+      socket.pause();
+      socket.unshift(chunk);
+      handOverToNode(socket);
+      socket.resume();
+    }
+    socket.setTimeout(limits.headersTimeoutMs);
+    socket.on('data', onData);
+    socket.on('timeout', onTimeout);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  });
+
+  // node:http's close*Connections only know the connections it parses; the fast path's are
+  // idle between requests, so both close them.
+  const closeIdleInNode = server.closeIdleConnections.bind(server);
+  const closeAllInNode = server.closeAllConnections.bind(server);
+  const closeOwned = (): void => {
+    for (const socket of owned) {
+      if (socket.writableLength === 0) socket.destroy();
+      else socket.end();
+    }
+  };
+  server.closeIdleConnections = () => {
+    closeIdleInNode();
+    closeOwned();
+  };
+  server.closeAllConnections = () => {
+    closeAllInNode();
+    closeOwned();
+  };
+}

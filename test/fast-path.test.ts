@@ -1,0 +1,212 @@
+/**
+ * The greeting's fast path: which requests it takes, that its bytes are node:http's, and that
+ * a connection moves to node:http intact at the first request it does not take.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { parseConfig } from '../src/config.js';
+import { recognizeGreetingRequest } from '../src/worker/fast-path.js';
+import { RequestStats } from '../src/worker/request-stats.js';
+import { createGreetingServer } from '../src/worker/server.js';
+import { RawConnection } from './helpers/raw-http.js';
+
+const GREETING = 'Hello, Docker world from test-host (pid 4242).\n';
+const CLOSE_MS = 1_000;
+
+describe('which request heads the fast path takes', () => {
+  const taken: [string, string, 'keep-alive' | 'close'][] = [
+    [
+      'curl',
+      'GET / HTTP/1.1\r\nHost: localhost:5000\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n',
+      'keep-alive',
+    ],
+    [
+      'ab',
+      'GET / HTTP/1.0\r\nHost: 127.0.0.1:5000\r\nUser-Agent: ApacheBench/2.3\r\nAccept: */*\r\n\r\n',
+      'close',
+    ],
+    [
+      'ab -k',
+      'GET / HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n',
+      'keep-alive',
+    ],
+    ['wrk', 'GET / HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n\r\n', 'keep-alive'],
+    ['a query', 'GET /?name=docker&x=%20 HTTP/1.1\r\nHost: h\r\n\r\n', 'keep-alive'],
+    ['Connection: close', 'GET / HTTP/1.1\r\nhost: h\r\nconnection:  Close \r\n\r\n', 'close'],
+    ['HTTP/1.0 without Host', 'GET / HTTP/1.0\r\n\r\n', 'close'],
+  ];
+  for (const [name, head, kind] of taken) {
+    it(`takes ${name} (${kind})`, () => assert.equal(recognizeGreetingRequest(head), kind));
+  }
+
+  const left: [string, string][] = [
+    ['HEAD', 'HEAD / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['POST', 'POST / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['another path', 'GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['an absolute-form target', 'GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['a fragment', 'GET /#x HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['HTTP/1.1 without Host', 'GET / HTTP/1.1\r\nAccept: */*\r\n\r\n'],
+    ['two Hosts', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    ['Content-Length', 'GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n'],
+    ['Transfer-Encoding', 'GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n'],
+    ['Expect', 'GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n'],
+    ['Upgrade', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n'],
+    ['two Connection headers', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nConnection: close\r\n\r\n'],
+    ['a Connection list', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n'],
+    ['HTTP/2.0', 'GET / HTTP/2.0\r\nHost: h\r\n\r\n'],
+    ['HTTP/0.9', 'GET /\r\n\r\n'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nHost : h\r\n\r\n'],
+    ['a folded header', 'GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n'],
+    ['a bare LF', 'GET / HTTP/1.1\nHost: h\n\n'],
+    ['a byte past ASCII', 'GET / HTTP/1.1\r\nHost: h\r\nX-A: \xe9\r\n\r\n'],
+    ['a control character', 'GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x01\r\n\r\n'],
+    ['an incomplete head', 'GET / HTTP/1.1\r\nHost: h\r\n'],
+    ['two pipelined requests', 'GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['bytes after the head', 'GET / HTTP/1.1\r\nHost: h\r\n\r\nx'],
+  ];
+  for (const [name, head] of left) {
+    it(`leaves ${name} to node:http`, () => assert.equal(recognizeGreetingRequest(head), undefined));
+  }
+});
+
+interface InProcess {
+  readonly server: Server;
+  readonly port: number;
+  readonly stats: RequestStats;
+  /** Requests node:http parsed (the fast path's never reach its 'request' event). */
+  parsedByNode: number;
+}
+
+const servers: Server[] = [];
+after(() => {
+  for (const server of servers) {
+    server.close();
+    server.closeAllConnections();
+  }
+});
+
+async function listen(env: Record<string, string> = {}): Promise<InProcess> {
+  const stats = new RequestStats();
+  const server = createGreetingServer({
+    hostname: 'test-host',
+    pid: 4242,
+    limits: parseConfig(env).http,
+    stats,
+    readiness: () => 'ready',
+  });
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const state: InProcess = { server, port: (server.address() as AddressInfo).port, stats, parsedByNode: 0 };
+  server.on('request', () => state.parsedByNode++);
+  return state;
+}
+
+/** One response's raw text from a fresh connection, with its Date value blanked. */
+async function exchange(port: number, head: string): Promise<string> {
+  const conn = await RawConnection.open(port);
+  try {
+    conn.write(Buffer.from(head, 'latin1'));
+    await conn.reply();
+    return conn.received.replace(/\r\nDate: [^\r]+\r\n/, '\r\nDate: *\r\n');
+  } finally {
+    conn.destroy();
+  }
+}
+
+describe('the fast path against node:http (in process)', () => {
+  // A byte past ASCII in a header value: node:http takes it, the fast path does not.
+  const toNode = 'X-Via: caf\xe9\r\n';
+  const cases: [string, string][] = [
+    ['HTTP/1.1', 'GET / HTTP/1.1\r\nHost: h\r\n'],
+    ['HTTP/1.1, Connection: close', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n'],
+    ['HTTP/1.0', 'GET / HTTP/1.0\r\n'],
+    ['HTTP/1.0 keep-alive', 'GET / HTTP/1.0\r\nConnection: keep-alive\r\n'],
+  ];
+  for (const keepAliveMs of ['5000', '500', '65000']) {
+    it(`sends node:http's exact bytes (KEEP_ALIVE_TIMEOUT_MS=${keepAliveMs})`, async () => {
+      const s = await listen({ KEEP_ALIVE_TIMEOUT_MS: keepAliveMs });
+      for (const [name, head] of cases) {
+        const fast = await exchange(s.port, `${head}\r\n`);
+        assert.equal(s.parsedByNode, 0, `${name}: not answered by the fast path`);
+        const node = await exchange(s.port, `${head}${toNode}\r\n`);
+        assert.equal(s.parsedByNode, 1, `${name}: not answered by node:http`);
+        s.parsedByNode = 0;
+        assert.ok(fast.endsWith(`\r\n\r\n${GREETING}`), fast);
+        assert.equal(fast, node, name);
+      }
+      assert.equal(s.stats.requests, 2 * cases.length);
+      assert.equal(s.stats.responses[1], 2 * cases.length);
+    });
+  }
+
+  it('hands a kept-alive connection to node:http at its first other request, in order', async () => {
+    const s = await listen();
+    const conn = await RawConnection.open(s.port);
+    try {
+      const bodies: string[] = [];
+      for (const path of ['/', '/', '/healthz', '/', '/nope', '/']) {
+        conn.write(`GET ${path} HTTP/1.1\r\nHost: h\r\n\r\n`);
+        bodies.push((await conn.reply()).body);
+      }
+      assert.deepEqual(bodies, [GREETING, GREETING, 'ok\n', GREETING, 'Not Found\n', GREETING]);
+      // The first two on the fast path; from /healthz on, node:http has the connection.
+      assert.equal(s.parsedByNode, 4);
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('leaves pipelined and split requests to node:http, which answers them in order', async () => {
+    const s = await listen();
+    const conn = await RawConnection.open(s.port);
+    try {
+      conn.write('GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /healthz HTTP/1.1\r\nHost: h\r\n\r\n');
+      assert.equal((await conn.reply()).body, GREETING);
+      assert.equal((await conn.reply()).body, 'ok\n');
+      // The server must read the first part on its own: wait for that read.
+      const firstRead = new Promise((resolve) =>
+        s.server.once('connection', (socket: Socket) => socket.once('data', resolve)),
+      );
+      const split = await RawConnection.open(s.port);
+      try {
+        split.write('GET / HTTP/1.1\r\nHo');
+        await firstRead;
+        split.write('st: h\r\n\r\n');
+        assert.equal((await split.reply()).body, GREETING);
+      } finally {
+        split.destroy();
+      }
+      assert.equal(s.parsedByNode, 3);
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('closes a connection the client half-closed, and idle connections when asked to', async () => {
+    const s = await listen();
+    const halfClosed = await RawConnection.open(s.port);
+    halfClosed.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await halfClosed.reply()).body, GREETING);
+    halfClosed.socket.end();
+    assert.ok(await halfClosed.closedWithin(CLOSE_MS), 'a half-closed connection stayed open');
+
+    const served = await RawConnection.open(s.port);
+    const silent = await RawConnection.open(s.port);
+    try {
+      served.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+      await served.reply();
+      s.server.closeIdleConnections();
+      assert.ok(await served.closedWithin(CLOSE_MS), 'an idle kept-alive connection stayed open');
+      assert.ok(await silent.closedWithin(CLOSE_MS), 'a connection with no request yet stayed open');
+      assert.equal(silent.received, '');
+      assert.equal(s.parsedByNode, 0);
+    } finally {
+      served.destroy();
+      silent.destroy();
+    }
+  });
+});
