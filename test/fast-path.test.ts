@@ -54,6 +54,11 @@ describe('which request heads the fast path takes', () => {
     ['Transfer-Encoding', 'GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n'],
     ['Expect', 'GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n'],
     ['Upgrade', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n'],
+    [
+      'Proxy-Connection, which llhttp reads as Connection',
+      'GET / HTTP/1.1\r\nHost: h\r\nProxy-Connection: close\r\n\r\n',
+    ],
+    ['more than 100 header lines', `GET / HTTP/1.1\r\nHost: h\r\n${'a: b\r\n'.repeat(100)}\r\n`],
     ['two Connection headers', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nConnection: close\r\n\r\n'],
     ['a Connection list', 'GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n'],
     ['HTTP/2.0', 'GET / HTTP/2.0\r\nHost: h\r\n\r\n'],
@@ -181,6 +186,36 @@ describe('the fast path against node:http (in process)', () => {
         split.destroy();
       }
       assert.equal(s.parsedByNode, 3);
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('stops reading from a client that sends requests and never reads the answers: unread bytes stay in the kernel, not in the worker', async () => {
+    const s = await listen();
+    const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
+    const conn = await RawConnection.open(s.port);
+    const serverSide = await accepted;
+    conn.socket.pause();
+    const request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+    try {
+      // One request per write while the fast path has it, then in batches until the client's
+      // own output backs up: the server has stopped reading.
+      for (let i = 0; i < 2_000; i++) {
+        conn.socket.write(request);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const batch = request.repeat(1_000);
+      while (conn.socket.writableLength < 1024 * 1024) {
+        conn.socket.write(batch);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      // The server reads no more: nothing is buffered for it in JS, the rest waits in the kernel.
+      assert.ok(
+        serverSide.readableLength < 4096,
+        `${serverSide.readableLength} bytes buffered in the worker`,
+      );
+      assert.ok(s.parsedByNode > 0, 'node:http never took the connection over');
     } finally {
       conn.destroy();
     }

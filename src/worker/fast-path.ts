@@ -17,13 +17,18 @@ export type FastRequest = 'keep-alive' | 'close';
 
 /**
  * One whole `GET /` (query allowed) request head and nothing after it, in the strict grammar of
- * RFC 9112: tchar header names, visible ASCII values. Everything else fails and goes to node:http.
+ * RFC 9112: tchar header names, visible ASCII values, at most 100 header lines (node:http drops
+ * lines past its 1,000th, a Host among them). Everything else fails and goes to node:http.
  * Linear: no character class in a repeated group overlaps the delimiter that ends it.
  */
 const REQUEST_HEAD =
-  /^GET \/(?:\?[\w\-.~!$&'()*+,;=:@/?%]*)? HTTP\/1\.([01])\r\n((?:[\w!#$%&'*+\-.^`|~]+:[\t\x20-\x7e]*\r\n)*)\r\n$/;
-/** Header lines that change how a request is framed or answered. */
-const SPECIAL_HEADER = /^(host|connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
+  /^GET \/(?:\?[\w\-.~!$&'()*+,;=:@/?%]*)? HTTP\/1\.([01])\r\n((?:[\w!#$%&'*+\-.^`|~]+:[\t\x20-\x7e]*\r\n){0,100})\r\n$/;
+/**
+ * Header lines that change how a request is framed or answered; llhttp reads Proxy-Connection as
+ * Connection. Global for matchAll, which iterates a copy, so no lastIndex state is shared.
+ */
+const SPECIAL_HEADER =
+  /^(host|connection|proxy-connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
 
 /**
  * Returns how to answer `head` on the fast path, or undefined when node:http must take it.
@@ -102,7 +107,9 @@ class GreetingBytes {
 /**
  * Puts the fast path in front of `server`'s own connection handling. Must run before anything
  * else listens for 'connection' on it; node:http still receives every connection it is handed,
- * through the listener it registered itself (the documented way to inject a connection).
+ * through the listener it registered itself (the documented way to inject a connection). Until
+ * then the fast path must be the socket's only 'data' listener: another would see the chunk it
+ * hands over twice.
  */
 export function serveGreetingsFast(server: Server, options: FastPathOptions): void {
   const { limits, stats, closesConnection, timeoutReply } = options;
@@ -114,21 +121,25 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
   server.removeListener('connection', nodeListener);
   const handOverToNode = (socket: Socket): void => nodeListener.call(server, socket);
   const bytes = new GreetingBytes(options.body, options.headers, limits.keepAliveTimeoutMs);
-  /** Connections the fast path owns; between requests they are always idle. */
-  const owned = new Set<Socket>();
+  /**
+   * Connections the fast path owns, each with how to close it: they are idle between requests
+   * (a client slow to read its responses is node:http's, below).
+   */
+  const owned = new Map<Socket, (now: boolean) => void>();
 
   server.on('connection', (socket: Socket) => {
     if (closesConnection()) {
       handOverToNode(socket);
       return;
     }
-    owned.add(socket);
     const acceptedAt = performance.now();
     let answered = false;
     let ending = false;
-    const resume = (): void => {
-      socket.resume();
-    };
+    owned.set(socket, (now) => {
+      ending = true;
+      if (now) socket.destroy();
+      else socket.destroySoon();
+    });
     const onData = (chunk: Buffer): void => {
       if (ending) return;
       const kind =
@@ -151,9 +162,9 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
         socket.write(bytes.get(kind));
         socket.destroySoon();
       } else if (!socket.write(bytes.get(kind))) {
-        // A client that sends but does not read: stop reading until it catches up.
-        socket.pause();
-        socket.once('drain', resume);
+        // A client that sends but does not read: pausing a net.Socket still fills its JS buffer,
+        // where node:http's parser leaves unread bytes in the kernel, so it takes over.
+        handOver(undefined);
       }
     };
     // Before a first request it is node:http's headers timeout (408); after one, its keep-alive timeout.
@@ -186,19 +197,18 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     const onClose = (): void => {
       owned.delete(socket);
     };
-    function handOver(chunk: Buffer): void {
+    function handOver(chunk: Buffer | undefined): void {
       owned.delete(socket);
       socket.off('data', onData);
       socket.off('timeout', onTimeout);
       socket.off('error', onError);
       socket.off('end', onEnd);
       socket.off('close', onClose);
-      socket.off('drain', resume);
       socket.setTimeout(0);
       // Paused, unshift buffers the chunk; flowing, it would hand it at once to whatever 'data'
       // listener is left. node:http reads it first once the socket flows again.
       socket.pause();
-      socket.unshift(chunk);
+      if (chunk) socket.unshift(chunk);
       handOverToNode(socket);
       socket.resume();
     }
@@ -214,18 +224,16 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
   // idle between requests, so both close them.
   const closeIdleInNode = server.closeIdleConnections.bind(server);
   const closeAllInNode = server.closeAllConnections.bind(server);
-  const closeOwned = (): void => {
-    for (const socket of owned) {
-      if (socket.writableLength === 0) socket.destroy();
-      else socket.end();
-    }
+  const closeOwned = (now: boolean): void => {
+    for (const close of owned.values()) close(now);
+    owned.clear();
   };
   server.closeIdleConnections = () => {
     closeIdleInNode();
-    closeOwned();
+    closeOwned(false);
   };
   server.closeAllConnections = () => {
     closeAllInNode();
-    closeOwned();
+    closeOwned(true);
   };
 }
