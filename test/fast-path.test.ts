@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { recognizeGreetingRequest } from '../src/worker/fast-path.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer } from '../src/worker/server.js';
+import { mulberry32 } from './helpers/fuzz.js';
 import { RawConnection } from './helpers/raw-http.js';
 
 const GREETING = 'Hello, Docker world from test-host (pid 4242).\n';
@@ -75,6 +76,104 @@ describe('which request heads the fast path takes', () => {
   for (const [name, head] of left) {
     it(`leaves ${name} to node:http`, () => assert.equal(recognizeGreetingRequest(head), undefined));
   }
+});
+
+describe('the fast path agrees with node:http on every head it takes (differential fuzz)', () => {
+  const SEEDS = [
+    'GET / HTTP/1.1\r\nHost: localhost:5000\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n',
+    'GET / HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n',
+    'GET /?a=b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n',
+  ];
+  const BYTES = [
+    ' ',
+    '\t',
+    ':',
+    ',',
+    '\r',
+    '\n',
+    '\0',
+    '\x7f',
+    '\xe9',
+    '/',
+    '?',
+    '#',
+    '%',
+    'a',
+    'K',
+    '1',
+    '-',
+  ];
+  const LINES = [
+    'Connection: close',
+    'connection: keep-alive',
+    'Connection: Keep-Alive , close',
+    'Proxy-Connection: close',
+    'Content-Length: 0',
+    'Transfer-Encoding: chunked',
+    'Host: other',
+    'Expect: 100-continue',
+    'Upgrade: h2c',
+    'X-A:',
+    'X-A:  spaced  ',
+  ];
+  /** Case i is a seed head with 1 to 3 mutations: a byte replaced, inserted or dropped, or a line added. */
+  function mutated(i: number): string {
+    const rng = mulberry32(0x5eed + i);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(rng() * items.length)] as T;
+    let head = pick(SEEDS);
+    for (let n = 1 + Math.floor(rng() * 3); n > 0; n--) {
+      const at = 4 + Math.floor(rng() * (head.length - 8));
+      const op = Math.floor(rng() * 4);
+      if (op === 0) head = head.slice(0, at) + pick(BYTES) + head.slice(at + 1);
+      else if (op === 1) head = head.slice(0, at) + pick(BYTES) + head.slice(at);
+      else if (op === 2) head = head.slice(0, at) + head.slice(at + 1);
+      else head = head.replace('\r\n', `\r\n${pick(LINES)}\r\n`);
+    }
+    return head;
+  }
+
+  it('2,000 mutated heads: each one taken is a GET of / that node:http keeps or closes alike', async (t) => {
+    // node:http with the greeting server's parser settings, reporting what it parsed.
+    const plain = createServer({ requireHostHeader: false, insecureHTTPParser: false }, (req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      const body = `${req.method} ${path} ${req.httpVersion} ${req.headers.host !== undefined}`;
+      // A length, as the greeting has: without one, HTTP/1.0 could not be kept alive.
+      res.writeHead(200, { 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    servers.push(plain);
+    plain.listen(0, '127.0.0.1');
+    await once(plain, 'listening');
+    const port = (plain.address() as AddressInfo).port;
+    let taken = 0;
+    for (let i = 0; i < 2_000; i++) {
+      const head = mutated(i);
+      const kind = recognizeGreetingRequest(head);
+      if (kind === undefined) continue;
+      taken++;
+      const conn = await RawConnection.open(port);
+      try {
+        conn.write(head);
+        const reply = await conn.reply();
+        const version =
+          head.startsWith('GET / HTTP/1.0') || /^GET \/\?\S* HTTP\/1\.0/.test(head) ? '1.0' : '1.1';
+        const label = `case ${i}: ${JSON.stringify(head)}`;
+        assert.equal(reply.status, 200, label);
+        assert.equal(reply.body, `GET / ${version} ${version === '1.1' || /\r\nhost:/i.test(head)}`, label);
+        assert.equal(reply.headers.get('connection')?.[0], kind, label);
+        // Nothing was left over after the head: the next request on the connection is read as sent.
+        if (kind === 'close') assert.ok(await conn.closedWithin(CLOSE_MS), label);
+        else {
+          conn.write('GET /next HTTP/1.1\r\nHost: h\r\n\r\n');
+          assert.equal((await conn.reply()).body, 'GET /next 1.1 true', label);
+        }
+      } finally {
+        conn.destroy();
+      }
+    }
+    t.diagnostic(`${taken} of 2000 mutated heads taken by the fast path`);
+    assert.ok(taken > 200, `only ${taken} heads taken: the mutations no longer exercise the fast path`);
+  });
 });
 
 interface InProcess {
