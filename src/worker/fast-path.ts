@@ -1,11 +1,11 @@
 /**
  * The greeting's hot path on raw sockets. node:http spends about a third of a worker's time on a
  * kept-alive request in its parser bindings and stream objects (IncomingMessage, ServerResponse),
- * which a fixed greeting does not need: a connection whose requests are all a plain `GET /` is answered here
- * with prebuilt bytes, identical to what node:http sends. The first chunk that is anything else
- * (another path or method, a body, Expect, Upgrade, a request split over two reads, pipelining,
- * anything malformed) and the connection is handed to node:http with that chunk put back, so
- * every error, limit and timeout is still node:http's.
+ * which a fixed greeting does not need. A plain `GET /` is answered here with prebuilt bytes,
+ * identical to what node:http sends. At the first chunk that is anything else (another path or
+ * method, a body, Expect, Upgrade, a request split over two reads, pipelining, anything
+ * malformed) the connection goes to node:http with that chunk put back, so every error, limit and
+ * timeout is still node:http's.
  */
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
