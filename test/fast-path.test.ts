@@ -263,6 +263,30 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it('answers a repeated head from memory, and no other head, however alike', async () => {
+    const s = await listen();
+    // Same length each: a memory keyed on anything less than the whole head mixes them up.
+    const heads: [string, string][] = [
+      ['GET /?a HTTP/1.1\r\nHost: h\r\n\r\n', 'keep-alive'],
+      ['GET /?a HTTP/1.1\r\nHost: h\r\n\r\n', 'keep-alive'],
+      ['GET /a? HTTP/1.1\r\nHost: h\r\n\r\n', 'Not Found'],
+      ['GET /?a HTTP/1.0\r\nHost: h\r\n\r\n', 'close'],
+      ['GET /?a HTTP/1.1\r\nHost: h\r\n\r\n', 'keep-alive'],
+    ];
+    const answers: string[] = [];
+    for (const [head] of heads) {
+      const reply = await exchange(s.port, head);
+      if (reply.endsWith('Not Found\n')) answers.push('Not Found');
+      else if (reply.endsWith(GREETING)) answers.push(/\r\nConnection: (\S+)\r\n/.exec(reply)?.[1] ?? reply);
+      else answers.push(reply);
+    }
+    assert.deepEqual(
+      answers,
+      heads.map(([, answer]) => answer),
+    );
+    assert.equal(s.parsedByNode, 1);
+  });
+
   it('leaves pipelined and split requests to node:http, which answers them in order', async () => {
     const s = await listen();
     const conn = await RawConnection.open(s.port);

@@ -126,6 +126,19 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
    * (a client slow to read its responses is node:http's, below).
    */
   const owned = new Map<Socket, (now: boolean) => void>();
+  // A client sends the same head request after request (same Host, User-Agent, Accept), so the
+  // last head taken is remembered: a repeat costs one string comparison instead of two regexps.
+  let lastHead = '';
+  let lastKind: FastRequest = 'keep-alive';
+  const recognize = (head: string): FastRequest | undefined => {
+    if (head === lastHead) return lastKind;
+    const kind = recognizeGreetingRequest(head);
+    if (kind !== undefined) {
+      lastHead = head;
+      lastKind = kind;
+    }
+    return kind;
+  };
 
   server.on('connection', (socket: Socket) => {
     if (closesConnection()) {
@@ -144,7 +157,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
       if (ending) return;
       const kind =
         chunk.length < limits.maxHeaderSize && !closesConnection()
-          ? recognizeGreetingRequest(chunk.toString('latin1'))
+          ? recognize(chunk.toString('latin1'))
           : undefined;
       if (kind === undefined) {
         handOver(chunk);
