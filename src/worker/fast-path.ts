@@ -172,8 +172,11 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
       if (kind === 'close') {
         ending = true;
         // As node:http does: closed once written, whether or not the client closes its side.
+        // Written in full (the usual case), it is closed at once: the kernel still sends the
+        // bytes, then FIN; destroySoon() would first make a shutdown round trip through libuv.
         socket.write(bytes.get(kind));
-        socket.destroySoon();
+        if (socket.writableLength === 0) socket.destroy();
+        else socket.destroySoon();
       } else if (!socket.write(bytes.get(kind))) {
         // A client that sends but does not read: pausing a net.Socket still fills its JS buffer,
         // where node:http's parser leaves unread bytes in the kernel, so it takes over.
