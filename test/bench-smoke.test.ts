@@ -38,7 +38,10 @@ test('npm run bench -- --quick', {
   ]);
   assert.equal(code, 0, `bench exited with ${code}\n${stderr}\n${stdout}`);
 
-  assert.match(stdout, /^configuration\s+req\/s\s+p50 ms\s+p99 ms\s+failed\s+length\s+CPU µs\/req/m);
+  assert.match(
+    stdout,
+    /^configuration\s+req\/s\s+p50 ms\s+p99 ms\s+failed\s+length\s+CPU µs\/req\s+switches\/req/m,
+  );
   const report = JSON.parse(await readFile(join(dir, 'bench.json'), 'utf8')) as BenchReport;
   assert.deepEqual(
     report.targets.map((s) => s.id),
@@ -55,6 +58,9 @@ test('npm run bench -- --quick', {
       assert.ok(s, `no summary for ${target} × ${profile}`);
       assert.equal(s.runs, 1, `${target} × ${profile}: the load generator failed`);
       assert.ok((s.requestsPerSecond ?? 0) > 0, `${target} × ${profile}: no requests`);
+      // Every request wakes some server's event loop at least once per connection it opens.
+      const switches = s.contextSwitchesPerRequest ?? 0;
+      assert.ok(switches > 0 && switches < 100, `${target} × ${profile}: ${switches} switches/request`);
       const { connect, receive, exceptions, non2xx } = s.failures;
       assert.deepEqual(
         { connect, receive, exceptions, non2xx },

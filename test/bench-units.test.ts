@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
 import { failedRequests, parseAb, parseWrk } from '../scripts/bench/load-output.js';
 import { OptionError, parseOptions } from '../scripts/bench/options.js';
+import { readContextSwitches } from '../scripts/bench/proc-stats.js';
 import { countDeltas, imbalance, parseRequestCounts } from '../scripts/bench/request-spread.js';
 import { roundOrder } from '../scripts/bench/run-rounds.js';
 import { comparisons, median } from '../scripts/bench/summary.js';
@@ -151,6 +152,15 @@ describe('summaries', () => {
     );
     assert.equal(imbalance(deltas), 1);
     assert.equal(imbalance([{ slot: 0, pid: 1, requests: 0 }]), undefined);
+  });
+
+  it('context switches: the main thread sleeping on a timer counts, a process gone reads undefined', async () => {
+    const before = readContextSwitches(process.pid) ?? Number.NaN;
+    // The event loop blocks in epoll until the timer: that sleep is what is counted.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const after = readContextSwitches(process.pid) ?? Number.NaN;
+    assert.ok(after > before, `${before} → ${after}`);
+    assert.equal(readContextSwitches(2 ** 22 + 1), undefined);
   });
 
   it('median ignores missing values; rounds rotate the order', () => {

@@ -1,7 +1,13 @@
 /** One load run against a running target, bracketed by /proc and /metrics readings. */
 import type { CpuPlan } from './cpu-plan.js';
 import type { LoadResult } from './load-output.js';
-import { processTree, readCpuSeconds, readPeakRssBytes, resetPeakRss } from './proc-stats.js';
+import {
+  processTree,
+  readContextSwitches,
+  readCpuSeconds,
+  readPeakRssBytes,
+  resetPeakRss,
+} from './proc-stats.js';
 import { type Profile, type ProfileId, runProfile, type Tools } from './profiles.js';
 import { countDeltas, fetchRequestCounts, imbalance, type WorkerCount } from './request-spread.js';
 import { hasPrimary, type RunningTarget } from './targets.js';
@@ -10,6 +16,8 @@ export interface ProcessSample {
   readonly pid: number;
   readonly role: 'primary' | 'worker';
   readonly cpuSeconds: number;
+  /** Of the main thread (the event loop) during the run. */
+  readonly contextSwitches: number;
   /** VmHWM during this run when it could be reset first, else since the process started. */
   readonly peakRssBytes: number | undefined;
 }
@@ -24,6 +32,8 @@ export interface RunSample {
   /** utime+stime of every process of the target during the run. */
   readonly cpuSeconds: number;
   readonly cpuMicrosPerRequest: number | undefined;
+  /** Of every process's main thread, per request: how often the event loops slept and woke. */
+  readonly contextSwitchesPerRequest: number | undefined;
   readonly processes: readonly ProcessSample[];
   readonly peakRssReset: boolean;
   /** Requests per worker during the run (our service only). */
@@ -43,6 +53,7 @@ export async function measure(
   const countsBefore = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
   const pids = processTree(target.pid);
   const cpuBefore = new Map(pids.map((pid) => [pid, readCpuSeconds(pid) ?? 0]));
+  const switchesBefore = new Map(pids.map((pid) => [pid, readContextSwitches(pid) ?? 0]));
   const peakRssReset = pids.map(resetPeakRss).every(Boolean);
 
   let load: LoadResult | undefined;
@@ -55,15 +66,21 @@ export async function measure(
 
   // A process that appeared during the run (a replaced worker) counts from zero.
   const after = [...new Set([...pids, ...processTree(target.pid)])];
+  const grown = (now: number | undefined, before: number | undefined): number =>
+    Math.max(0, (now ?? before ?? 0) - (before ?? 0));
   const processes: ProcessSample[] = after.map((pid) => ({
     pid,
     role: pid === target.pid && hasPrimary(target.spec) ? 'primary' : 'worker',
-    cpuSeconds: Math.max(0, (readCpuSeconds(pid) ?? cpuBefore.get(pid) ?? 0) - (cpuBefore.get(pid) ?? 0)),
+    cpuSeconds: grown(readCpuSeconds(pid), cpuBefore.get(pid)),
+    contextSwitches: grown(readContextSwitches(pid), switchesBefore.get(pid)),
     peakRssBytes: readPeakRssBytes(pid),
   }));
   const countsAfter = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
 
   const cpuSeconds = processes.reduce((sum, p) => sum + p.cpuSeconds, 0);
+  const contextSwitches = processes.reduce((sum, p) => sum + p.contextSwitches, 0);
+  const perRequest = (total: number): number | undefined =>
+    load && load.requests > 0 ? total / load.requests : undefined;
   const spread = countsBefore && countsAfter ? countDeltas(countsBefore, countsAfter) : undefined;
   return {
     round,
@@ -72,7 +89,8 @@ export async function measure(
     ...(load ? { load } : {}),
     ...(error !== undefined ? { error } : {}),
     cpuSeconds,
-    cpuMicrosPerRequest: load && load.requests > 0 ? (cpuSeconds / load.requests) * 1e6 : undefined,
+    cpuMicrosPerRequest: perRequest(cpuSeconds * 1e6),
+    contextSwitchesPerRequest: perRequest(contextSwitches),
     processes,
     peakRssReset,
     ...(spread ? { spread, imbalance: imbalance(spread) } : {}),

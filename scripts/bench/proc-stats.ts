@@ -1,4 +1,4 @@
-/** What the kernel knows about the server's processes: CPU time, peak RSS, children (Linux /proc). */
+/** What the kernel knows about the server's processes: CPU time, context switches, peak RSS, children (Linux /proc). */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
@@ -40,16 +40,33 @@ export function readCpuSeconds(pid: number): number | undefined {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
-function readStatusKb(pid: number, key: string): number | undefined {
+/** Numeric fields of /proc/<pid>/status (units dropped), undefined where the process is gone. */
+function readStatusNumbers(pid: number, keys: readonly string[]): number[] | undefined {
   const text = readText(`/proc/${pid}/status`);
-  const match = text === undefined ? null : new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
-  return match ? Number(match[1]) : undefined;
+  if (text === undefined) return undefined;
+  const values: number[] = [];
+  for (const key of keys) {
+    const match = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text);
+    if (!match) return undefined;
+    values.push(Number(match[1]));
+  }
+  return values;
 }
 
 /** Peak resident set size (VmHWM) in bytes. */
 export function readPeakRssBytes(pid: number): number | undefined {
-  const kb = readStatusKb(pid, 'VmHWM');
+  const kb = readStatusNumbers(pid, ['VmHWM'])?.[0];
   return kb === undefined ? undefined : kb * 1024;
+}
+
+/**
+ * Context switches of the process's main thread, voluntary and not: for Node, the event loop
+ * going to sleep in epoll and being woken, or being preempted. /proc/<pid>/status counts the
+ * main thread only, which is the one that serves requests.
+ */
+export function readContextSwitches(pid: number): number | undefined {
+  const counts = readStatusNumbers(pid, ['voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches']);
+  return counts === undefined ? undefined : (counts[0] as number) + (counts[1] as number);
 }
 
 /**

@@ -30,6 +30,7 @@ function profileTable(report: BenchReport, profile: string): string {
       { title: 'failed', value: (r) => `${r.s.failed}${r.s.errors ? ` +${r.s.errors} runs failed` : ''}` },
       { title: 'length', value: (r) => String(r.s.lengthMismatches) },
       { title: 'CPU µs/req', value: (r) => fixed(r.s.cpuMicrosPerRequest, 1) },
+      { title: 'switches/req', value: (r) => fixed(r.s.contextSwitchesPerRequest, 2) },
       { title: 'RSS MiB primary', value: (r) => mebibytes(r.s.peakRssPrimaryBytes) },
       { title: 'RSS MiB worker', value: (r) => mebibytes(r.s.peakRssWorkerBytes) },
       { title: 'spread', value: (r) => fixed(r.s.imbalance, 2) },
@@ -105,7 +106,9 @@ export function renderText(report: BenchReport): string {
     'failed = connect + receive + exceptions + timeouts + non-2xx, and length = ab "Length" failures, are',
     'summed over all rounds (the other columns are medians); a Length failure only means a greeting from a',
     'pid with another number of digits (see the README). CPU = user+sys of every server process per request;',
-    'spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
+    'switches = context switches of their event-loop threads per request (a loop that sleeps and is woken',
+    'for each request costs more CPU per request than one that finds several waiting); spread = busiest',
+    'worker share × workers (1.00 = even); RSS = peak (VmHWM).',
   );
   const errors = report.samples.filter((s) => s.error);
   for (const e of errors) out.push(`error in round ${e.round}, ${e.target}, ${e.profile}: ${e.error}`);

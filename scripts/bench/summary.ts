@@ -14,6 +14,8 @@ export interface Summary {
   readonly p50Ms: number | undefined;
   readonly p99Ms: number | undefined;
   readonly cpuMicrosPerRequest: number | undefined;
+  /** Context switches of the servers' event loops per request (absent from reports before it). */
+  readonly contextSwitchesPerRequest?: number | undefined;
   /** Summed over rounds: failures are rare events, a median would hide them. */
   readonly failed: number;
   readonly failures: Failures;
@@ -69,6 +71,7 @@ export function summarize(samples: readonly RunSample[]): Summary[] {
       p50Ms: median(loads.map((l) => l.p50Ms)),
       p99Ms: median(loads.map((l) => l.p99Ms)),
       cpuMicrosPerRequest: median(ok.map((s) => s.cpuMicrosPerRequest)),
+      contextSwitchesPerRequest: median(ok.map((s) => s.contextSwitchesPerRequest)),
       failed: failedRequests(failures),
       failures,
       lengthMismatches: loads.reduce((sum, l) => sum + l.lengthMismatches, 0),
