@@ -191,10 +191,10 @@ after(() => {
   }
 });
 
-async function listen(env: Record<string, string> = {}): Promise<InProcess> {
+async function listen(env: Record<string, string> = {}, hostname = 'test-host'): Promise<InProcess> {
   const stats = new RequestStats();
   const server = createGreetingServer({
-    hostname: 'test-host',
+    hostname,
     pid: 4242,
     limits: parseConfig(env).http,
     stats,
@@ -338,6 +338,42 @@ describe('the fast path against node:http (in process)', () => {
         `${serverSide.readableLength} bytes buffered in the worker`,
       );
       assert.ok(s.parsedByNode > 0, 'node:http never took the connection over');
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('hands a client that does not read its answers to node:http once replies back up in the worker', async () => {
+    // A 512 KiB greeting fills the kernel's socket buffers in a few replies.
+    const s = await listen({}, 'h'.repeat(512 * 1024));
+    const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
+    const conn = await RawConnection.open(s.port);
+    const serverSide = await accepted;
+    conn.socket.pause();
+    const request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+    try {
+      // One request per read, each answered on the fast path, until a reply is left waiting in
+      // the worker past the socket's high-water mark: write() said so, and the fast path let go.
+      let answered = 0;
+      while (!serverSide.writableNeedDrain && answered < 100) {
+        const read = once(serverSide, 'data');
+        conn.write(request);
+        await read;
+        answered++;
+      }
+      assert.ok(serverSide.writableNeedDrain, `${answered} replies never backed up`);
+      assert.equal(s.parsedByNode, 0);
+      // The next request is node:http's, which parses it and queues its reply behind the others.
+      const parsed = once(s.server, 'request', { signal: AbortSignal.timeout(3_000) });
+      conn.write(request);
+      await parsed;
+      assert.equal(s.parsedByNode, 1);
+      conn.socket.resume();
+      for (let i = 0; i <= answered; i++) {
+        const reply = await conn.reply();
+        assert.equal(reply.body.length, 512 * 1024 + GREETING.length - 'test-host'.length, `reply ${i}`);
+      }
+      assert.equal(s.stats.requests, answered + 1);
     } finally {
       conn.destroy();
     }
