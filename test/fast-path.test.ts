@@ -220,6 +220,17 @@ async function exchange(port: number, head: string): Promise<string> {
   }
 }
 
+const request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+
+/** A connection whose client reads nothing, and the server's side of it. */
+async function openNotReading(s: InProcess): Promise<{ conn: RawConnection; serverSide: Socket }> {
+  const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
+  const conn = await RawConnection.open(s.port);
+  const serverSide = await accepted;
+  conn.socket.pause();
+  return { conn, serverSide };
+}
+
 describe('the fast path against node:http (in process)', () => {
   // A byte past ASCII in a header value: node:http takes it, the fast path does not.
   const toNode = 'X-Via: caf\xe9\r\n';
@@ -315,11 +326,7 @@ describe('the fast path against node:http (in process)', () => {
 
   it('stops reading from a client that sends requests and never reads the answers: unread bytes stay in the kernel, not in the worker', async () => {
     const s = await listen();
-    const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
-    const conn = await RawConnection.open(s.port);
-    const serverSide = await accepted;
-    conn.socket.pause();
-    const request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+    const { conn, serverSide } = await openNotReading(s);
     try {
       // One request per write while the fast path has it, then in batches until the client's
       // own output backs up: the server has stopped reading.
@@ -346,11 +353,7 @@ describe('the fast path against node:http (in process)', () => {
   it('hands a client that does not read its answers to node:http once replies back up in the worker', async () => {
     // A 512 KiB greeting fills the kernel's socket buffers in a few replies.
     const s = await listen({}, 'h'.repeat(512 * 1024));
-    const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
-    const conn = await RawConnection.open(s.port);
-    const serverSide = await accepted;
-    conn.socket.pause();
-    const request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+    const { conn, serverSide } = await openNotReading(s);
     try {
       // One request per read, each answered on the fast path, until a reply is left waiting in
       // the worker past the socket's high-water mark: write() said so, and the fast path let go.
