@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
@@ -351,14 +352,19 @@ describe('the fast path against node:http (in process)', () => {
   });
 
   it('hands a client that does not read its answers to node:http once replies back up in the worker', async () => {
-    // A 512 KiB greeting fills the kernel's socket buffers in a few replies.
-    const s = await listen({}, 'h'.repeat(512 * 1024));
+    // A 512 KiB greeting fills the kernel's socket buffers in a few replies: at most the
+    // server's send buffer and the client's receive buffer at their largest (sysctl).
+    const size = 512 * 1024;
+    const largest = (name: string) =>
+      Number(readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim().split(/\s+/)[2]);
+    const enough = Math.ceil((largest('tcp_wmem') + largest('tcp_rmem')) / size) + 4;
+    const s = await listen({}, 'h'.repeat(size));
     const { conn, serverSide } = await openNotReading(s);
     try {
       // One request per read, each answered on the fast path, until a reply is left waiting in
       // the worker past the socket's high-water mark: write() said so, and the fast path let go.
       let answered = 0;
-      while (!serverSide.writableNeedDrain && answered < 100) {
+      while (!serverSide.writableNeedDrain && answered < enough) {
         const read = once(serverSide, 'data');
         conn.write(request);
         await read;
@@ -374,7 +380,7 @@ describe('the fast path against node:http (in process)', () => {
       conn.socket.resume();
       for (let i = 0; i <= answered; i++) {
         const reply = await conn.reply();
-        assert.equal(reply.body.length, 512 * 1024 + GREETING.length - 'test-host'.length, `reply ${i}`);
+        assert.equal(reply.body.length, size + GREETING.length - 'test-host'.length, `reply ${i}`);
       }
       assert.equal(s.stats.requests, answered + 1);
     } finally {

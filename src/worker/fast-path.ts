@@ -128,8 +128,8 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
   const owned = new Map<Socket, (now: boolean) => void>();
   // A client sends the same head request after request (same Host, User-Agent, Accept), so the
   // last head taken is remembered: a repeat costs one string comparison instead of two regexps.
-  let lastHead = '';
-  let lastKind: FastRequest = 'keep-alive';
+  let lastHead: string | undefined;
+  let lastKind: FastRequest | undefined;
   const recognize = (head: string): FastRequest | undefined => {
     if (head === lastHead) return lastKind;
     const kind = recognizeGreetingRequest(head);
