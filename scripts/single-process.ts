@@ -7,7 +7,7 @@ import { parseConfig } from '../src/config.js';
 import { log } from '../src/log.js';
 import { closeGracefully } from '../src/worker/connections.js';
 import { RequestStats } from '../src/worker/request-stats.js';
-import { createGreetingServer, type Readiness } from '../src/worker/server.js';
+import { createGreetingServer, LISTEN_BACKLOG, type Readiness } from '../src/worker/server.js';
 
 const config = parseConfig(process.env);
 let readiness: Readiness = 'starting';
@@ -28,7 +28,7 @@ process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 
 // The same backlog as a cluster worker, so the comparison is about cluster alone.
-server.listen({ port: config.port, host: config.host, backlog: 511 }, () => {
+server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
   readiness = 'ready';
   log('info', 'listening', { port: config.port });
 });

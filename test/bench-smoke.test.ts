@@ -13,6 +13,7 @@ import type { BenchReport } from '../scripts/bench/report.js';
 import { isAlive, Service } from './helpers/service.js';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench.js');
+const BURST = join(dirname(fileURLToPath(import.meta.url)), '../scripts/accept-burst.js');
 const MINIMAL = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench/minimal-cluster.js');
 // minimal-2: the hand-written reusePort cluster, which must start, answer and stop like the others.
 const EXPECTED = ['single', 'reuseport-1', 'round-robin-1', 'reuseport-2', 'round-robin-2', 'minimal-2'];
@@ -89,6 +90,28 @@ test('--report reprints a saved run and draws its chart into a folder that does 
   assert.match(stdout, /^configuration\s+req\/s/m);
   const original = await readFile(join(dir, 'bench.svg'), 'utf8');
   assert.equal(await readFile(join(out, 'bench.svg'), 'utf8'), original);
+});
+
+test('npm run bench:burst: clients that connect while the workers are stopped are all answered afterwards', async () => {
+  const { code, stdout, stderr } = await run([
+    process.execPath,
+    BURST,
+    '--connections',
+    '20',
+    '--rounds',
+    '1',
+  ]);
+  assert.equal(code, 0, `bench:burst exited with ${code}\n${stderr}`);
+  // Columns: queued in the pause, answered, failed, last answer ms. Only the counts are checked.
+  const rows = stdout.split('\n').filter((line) => /^(service|minimal)/.test(line));
+  assert.equal(rows.length, 2, stdout);
+  for (const row of rows) {
+    const [, answered, failed] = row
+      .trim()
+      .split(/\s{2,}/)
+      .slice(1);
+    assert.deepEqual([answered, failed], ['20', '0'], row);
+  }
 });
 
 test('the minimal cluster exits 1 at once when its workers cannot listen, instead of waiting to be stopped', async () => {

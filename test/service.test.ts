@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
@@ -10,6 +13,7 @@ import { greetingPid } from './helpers/load.js';
 import { freePort, servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
+const run = promisify(execFile);
 
 for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
   describe(`BALANCE=${balance}`, () => {
@@ -20,6 +24,19 @@ for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
       assert.equal(pids.size, 3, `pids: ${[...pids]}`);
       assert.ok(!pids.has(service.pid), 'the primary answered');
       assert.deepEqual([...pids].sort(), service.liveWorkerPids().sort());
+    });
+
+    it("listens with the kernel's largest accept queue (net.core.somaxconn), not Node's 511", async () => {
+      const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
+      const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+      // For a listening socket, ss's Send-Q column is the backlog it was given.
+      const { stdout } = await run('ss', ['-ltnH', `sport = :${service.port}`]);
+      const backlogs = stdout
+        .trim()
+        .split('\n')
+        .map((line) => Number(line.trim().split(/\s+/)[2]));
+      // reuseport: one socket per worker; round-robin: the primary's one.
+      assert.deepEqual(backlogs, balance === 'reuseport' ? [somaxconn, somaxconn] : [somaxconn]);
     });
 
     it('a worker killed with SIGKILL is replaced and the service keeps answering', async () => {

@@ -7,7 +7,7 @@ import { errorFields, log } from '../log.js';
 import { isPrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { closeGracefully } from './connections.js';
 import { RequestStats } from './request-stats.js';
-import { createGreetingServer, type Readiness } from './server.js';
+import { createGreetingServer, LISTEN_BACKLOG, type Readiness } from './server.js';
 
 const METRICS_TIMEOUT_MS = 2_000;
 
@@ -116,8 +116,8 @@ export function runWorker(config: Config, slot: number): void {
   if (config.balance === 'reuseport') {
     // Each worker owns a SO_REUSEPORT socket and the kernel spreads connections: the primary is
     // out of the data path. exclusive keeps node:cluster from sharing a handle through the primary.
-    server.listen({ port, host, reusePort: true, exclusive: true, backlog: 511 });
+    server.listen({ port, host, reusePort: true, exclusive: true, backlog: LISTEN_BACKLOG });
   } else {
-    server.listen({ port, host, backlog: 511 });
+    server.listen({ port, host, backlog: LISTEN_BACKLOG });
   }
 }
