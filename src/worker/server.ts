@@ -13,8 +13,8 @@ export type Readiness = 'starting' | 'ready' | 'draining';
 
 /**
  * The accept queue asked of listen(): the kernel caps it at net.core.somaxconn (4096 by default
- * since Linux 5.4), so this is the most the host allows. Node's default, 511, overflowed when
- * 3,000 clients connected at once to 2 workers (measured with wrk and nstat's ListenOverflows).
+ * since Linux 5.4), so this is the most the host allows. With Node's default, 511, clients that
+ * connect while the workers are busy overflow the queue sooner: `npm run bench:burst`.
  */
 export const LISTEN_BACKLOG = 65_535;
 
