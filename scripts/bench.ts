@@ -3,12 +3,11 @@
  * loads each with ab and wrk in interleaved rounds, and reports medians as a table, JSON and SVG.
  * See USAGE in bench/options.ts; the README explains the figures.
  */
-import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, realpath, writeFile } from 'node:fs/promises';
 import { cpus, hostname, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { renderSvg } from './bench/chart-svg.js';
-import { findExecutable, run, runningChildren } from './bench/commands.js';
+import { findExecutable, run, stopChildren } from './bench/commands.js';
 import { allowedCpus, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
 import { type BenchOptions, OptionError, parseOptions, USAGE } from './bench/options.js';
 import { profiles as buildProfiles, findTools, type LoadSettings, type Tools } from './bench/profiles.js';
@@ -179,11 +178,7 @@ async function rerender(options: BenchOptions & { report: string }): Promise<num
 /** Ctrl-C: stop every server and load generator we started, by pid, then exit. */
 function stopChildrenOn(signal: NodeJS.Signals): void {
   process.once(signal, async () => {
-    const children = runningChildren();
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(
-      children.map((c) => (c.exitCode === null && c.signalCode === null ? once(c, 'exit') : null)),
-    );
+    await stopChildren();
     process.exit(130);
   });
 }

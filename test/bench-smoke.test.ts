@@ -1,7 +1,7 @@
 /** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -90,6 +90,56 @@ test('--report reprints a saved run and draws its chart into a folder that does 
   assert.match(stdout, /^configuration\s+req\/s/m);
   const original = await readFile(join(dir, 'bench.svg'), 'utf8');
   assert.equal(await readFile(join(out, 'bench.svg'), 'utf8'), original);
+});
+
+/** The processes of process group `pgid`, each with its argv, from /proc. */
+async function processGroup(pgid: number): Promise<{ pid: number; argv: string[] }[]> {
+  const found: { pid: number; argv: string[] }[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
+    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    if (pgrp !== pgid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    found.push({ pid: Number(entry), argv: cmdline.split('\0').filter(Boolean) });
+  }
+  return found;
+}
+
+test('SIGTERM in the middle of a load run stops the bench with 130 and leaves no server or load generator behind', {
+  skip: !tools.ab && 'ab is not installed',
+  timeout: 30_000,
+}, async () => {
+  // Its own process group: whatever the bench starts, orphaned or not, stays findable by pgid.
+  // 5,000 requests: the measured ab (not the warm-up's 200) runs long enough to be caught.
+  const args = ['--quick', '--workers', '1', '--requests', '5000', '--out', join(dir, 'interrupted')];
+  const bench = spawn(process.execPath, [BENCH, ...args], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const pgid = bench.pid as number;
+  after(() => {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {}
+  });
+  let stderr = '';
+  bench.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => bench.once('exit', (code) => resolve(code)));
+  // No event says "ab is running"; /proc does. The killed ab's run ends as failed and the rounds
+  // go on to the next load run, which the bench must stop too instead of exiting past it.
+  const measuredAb = (argv: string[]) =>
+    argv.some((a) => a.endsWith('/ab')) && argv.includes('5000') && !argv.includes('-k');
+  while (!(await processGroup(pgid)).some((p) => measuredAb(p.argv))) {
+    assert.equal(bench.exitCode, null, `the bench ended before its first measured ab\n${stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  process.kill(pgid, 'SIGTERM');
+  assert.equal(await exited, 130, stderr);
+  assert.deepEqual(await processGroup(pgid), []);
 });
 
 test('npm run bench:burst: clients that connect while the workers are stopped are all answered afterwards', async () => {

@@ -1,21 +1,42 @@
 /** Runs the load generators and finds executables; every child is tracked so Ctrl-C can stop it. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  type ChildProcess,
+  type ChildProcessByStdio,
+  type SpawnOptionsWithStdioTuple,
+  spawn,
+} from 'node:child_process';
+import { once } from 'node:events';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import type { Readable } from 'node:stream';
 
 const running = new Set<ChildProcess>();
+let stopping = false;
 
-/** Every child started by run() that has not exited yet. */
-export function runningChildren(): readonly ChildProcess[] {
-  return [...running];
-}
-
-/** Registers a long-lived child (a server under test) so an interrupted bench can stop it. */
-export function track(child: ChildProcess): void {
+/**
+ * Spawns a child (a server under test or a load generator) that an interrupted bench stops.
+ * After Ctrl-C the rounds go on until the exit, so from then on this refuses to start any.
+ */
+export function spawnTracked(
+  file: string,
+  args: readonly string[],
+  options: SpawnOptionsWithStdioTuple<'ignore', 'pipe', 'pipe'>,
+): ChildProcessByStdio<null, Readable, Readable> {
+  if (stopping) throw new Error('the bench is stopping');
+  const child = spawn(file, args, options);
   running.add(child);
   child.once('exit', () => running.delete(child));
+  return child;
+}
+
+/** Ctrl-C: SIGTERM to every child started, then no more starts; resolves once all have exited. */
+export async function stopChildren(): Promise<void> {
+  stopping = true;
+  const children = [...running];
+  for (const child of children) child.kill('SIGTERM');
+  await Promise.all(children.map((c) => (running.has(c) ? once(c, 'exit') : null)));
 }
 
 export interface CommandResult {
@@ -28,8 +49,7 @@ export interface CommandResult {
 export function run(argv: readonly string[]): Promise<CommandResult> {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('empty command');
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  track(child);
+  const child = spawnTracked(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {

@@ -1,12 +1,11 @@
 /** Starts each kind of target on a free port, pinned to the service's CPUs, and knows when it is ready. */
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, Service } from '../../test/helpers/service.js';
-import { removeScratchDir, scratchDir, track } from './commands.js';
+import { removeScratchDir, scratchDir, spawnTracked } from './commands.js';
 import { type CpuPlan, pinPrefix } from './cpu-plan.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 
@@ -40,11 +39,10 @@ async function spawnServer(
   port ??= await freePort();
   const [file, ...args] = [...pinPrefix(ctx.plan, 'service'), ...argv];
   const startedAt = performance.now();
-  const proc = spawn(file as string, args, {
+  const proc = spawnTracked(file as string, args, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port), HOST, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  track(proc);
   return { service: new Service(proc, port), port, startedAt };
 }
 
