@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { run } from '../scripts/bench/commands.js';
+import { readProcessGroup } from '../scripts/bench/proc-stats.js';
 import { findTools } from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
 import { isAlive, Service } from './helpers/service.js';
@@ -97,10 +98,7 @@ async function processGroup(pgid: number): Promise<{ pid: number; argv: string[]
   const found: { pid: number; argv: string[] }[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
-    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-    if (pgrp !== pgid) continue;
+    if (readProcessGroup(Number(entry)) !== pgid) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
     found.push({ pid: Number(entry), argv: cmdline.split('\0').filter(Boolean) });
   }
@@ -121,7 +119,7 @@ test('SIGTERM in the middle of a load run stops the bench with 130 and leaves no
   const pgid = bench.pid as number;
   after(() => {
     try {
-      process.kill(-pgid, 'SIGKILL');
+      process.kill(-pgid, 'SIGKILL'); // what a failed run left; ESRCH when it passed
     } catch {}
   });
   let stderr = '';

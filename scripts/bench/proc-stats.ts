@@ -40,6 +40,12 @@ export function readCpuSeconds(pid: number): number | undefined {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
+/** The process group of pid (field 5 of proc(5)), undefined where the process is gone. */
+export function readProcessGroup(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields ? Number(fields[2]) : undefined;
+}
+
 /** Numeric fields of /proc/<pid>/status (units dropped), undefined where the process is gone. */
 function readStatusNumbers(pid: number, keys: readonly string[]): number[] | undefined {
   const text = readText(`/proc/${pid}/status`);
