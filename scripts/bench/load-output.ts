@@ -12,6 +12,11 @@ export interface Failures {
   readonly timeout: number;
   /** Status outside 2xx (ab) or outside 2xx/3xx (wrk). */
   readonly non2xx: number;
+  /**
+   * ab "Length" failures that no pid can explain (see withUnexplainedLength): ab also counts a
+   * connection closed without a reply, or a reply cut short, as Length.
+   */
+  readonly length: number;
 }
 
 export interface LoadResult {
@@ -22,17 +27,35 @@ export interface LoadResult {
   readonly p99Ms: number;
   readonly failures: Failures;
   /**
-   * ab's "Length" failures: a body of another length than the first one, which is what a
-   * greeting from a pid with another number of digits is. Not an error; reported apart.
+   * ab's "Length" failures: a body of another length than the first one. A greeting from a pid
+   * with another number of digits is one, so they are reported apart from the failures.
    */
   readonly lengthMismatches: number;
 }
 
-export const NO_FAILURES: Failures = { connect: 0, receive: 0, exceptions: 0, timeout: 0, non2xx: 0 };
+export const NO_FAILURES: Failures = {
+  connect: 0,
+  receive: 0,
+  exceptions: 0,
+  timeout: 0,
+  non2xx: 0,
+  length: 0,
+};
 
-/** Connect + receive + exceptions + timeouts + non-2xx: every failure except ab's "Length". */
+/** Connect + receive + exceptions + timeouts + non-2xx + the "Length" failures no pid explains. */
 export function failedRequests(f: Failures): number {
-  return f.connect + f.receive + f.exceptions + f.timeout + f.non2xx;
+  return f.connect + f.receive + f.exceptions + f.timeout + f.non2xx + f.length;
+}
+
+/**
+ * Counts ab's Length mismatches as failures when every pid that served the run has the same
+ * number of digits: then every greeting had the same length, and a mismatch is a reply that
+ * was missing or cut short.
+ */
+export function withUnexplainedLength(load: LoadResult, servingPids: readonly number[]): LoadResult {
+  const digitCounts = new Set(servingPids.map((pid) => String(pid).length));
+  if (load.lengthMismatches === 0 || digitCounts.size > 1) return load;
+  return { ...load, failures: { ...load.failures, length: load.lengthMismatches } };
 }
 
 function number(text: string, pattern: RegExp, what: string): number {
@@ -70,6 +93,7 @@ export function parseAb(report: string, csv: string): LoadResult {
       exceptions: exceptions ?? 0,
       timeout: 0,
       non2xx: optional(report, /^Non-2xx responses:\s+(\d+)/m),
+      length: 0,
     },
     lengthMismatches: length ?? 0,
   };
@@ -107,6 +131,7 @@ export function parseWrk(report: string): LoadResult {
       exceptions: 0,
       timeout: timeout ?? 0,
       non2xx: optional(report, /Non-2xx or 3xx responses: (\d+)/),
+      length: 0,
     },
     lengthMismatches: 0,
   };

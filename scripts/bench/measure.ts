@@ -1,6 +1,6 @@
 /** One load run against a running target, bracketed by /proc and /metrics readings. */
 import type { CpuPlan } from './cpu-plan.js';
-import type { LoadResult } from './load-output.js';
+import { type LoadResult, withUnexplainedLength } from './load-output.js';
 import {
   processTree,
   readContextSwitches,
@@ -76,6 +76,10 @@ export async function measure(
     peakRssBytes: readPeakRssBytes(pid),
   }));
   const countsAfter = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
+  if (load) {
+    const serving = processes.filter((p) => p.role === 'worker').map((p) => p.pid);
+    load = withUnexplainedLength(load, serving);
+  }
 
   const cpuSeconds = processes.reduce((sum, p) => sum + p.cpuSeconds, 0);
   const contextSwitches = processes.reduce((sum, p) => sum + p.contextSwitches, 0);

@@ -104,11 +104,12 @@ export function renderText(report: BenchReport): string {
   out.push(
     '',
     'failed = connect + receive + exceptions + timeouts + non-2xx, and length = ab "Length" failures, are',
-    'summed over all rounds (the other columns are medians); a Length failure only means a greeting from a',
-    'pid with another number of digits (see the README). CPU = user+sys of every server process per request;',
-    'switches = context switches of their event-loop threads per request (a loop that sleeps and is woken',
-    'for each request costs more CPU per request than one that finds several waiting); spread = busiest',
-    'worker share × workers (1.00 = even); RSS = peak (VmHWM).',
+    'summed over all rounds (the other columns are medians). A Length failure is a reply of another length:',
+    'a greeting from a pid with another number of digits, or a reply missing or cut short; when every pid',
+    'that served has as many digits, it counts as failed too (see the README). CPU = user+sys of every',
+    'server process per request; switches = context switches of their event-loop threads per request (a loop',
+    'that sleeps and is woken for each request costs more CPU per request than one that finds several',
+    'waiting); spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
   );
   const errors = report.samples.filter((s) => s.error);
   for (const e of errors) out.push(`error in round ${e.round}, ${e.target}, ${e.profile}: ${e.error}`);
