@@ -10,7 +10,13 @@ import { renderSvg } from './bench/chart-svg.js';
 import { findExecutable, run, stopChildren } from './bench/commands.js';
 import { allowedCpus, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
 import { type BenchOptions, OptionError, parseOptions, USAGE } from './bench/options.js';
-import { profiles as buildProfiles, findTools, type LoadSettings, type Tools } from './bench/profiles.js';
+import {
+  AB_CONCURRENCY,
+  profiles as buildProfiles,
+  findTools,
+  type LoadSettings,
+  type Tools,
+} from './bench/profiles.js';
 import type { BenchReport } from './bench/report.js';
 import { renderText } from './bench/report-text.js';
 import { runRounds } from './bench/run-rounds.js';
@@ -55,8 +61,20 @@ function findCompared(options: BenchOptions, skipped: string[]): Map<CompareTool
 
 async function main(options: BenchOptions): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
+  const allowed = allowedCpus();
+  for (const [name, cpus] of [
+    ['--service-cpus', options.serviceCpus],
+    ['--load-cpus', options.loadCpus],
+  ] as const) {
+    const outside = cpus?.filter((cpu) => !allowed.includes(cpu)) ?? [];
+    if (outside.length > 0) {
+      throw new OptionError(
+        `${name}: CPUs ${formatCpuList(outside)} are not among the ones this process may use (${formatCpuList(allowed)})`,
+      );
+    }
+  }
   const plan = planCpus({
-    allowed: allowedCpus(),
+    allowed,
     taskset: hasTaskset(),
     serviceOverride: options.serviceCpus,
     loadOverride: options.loadCpus,
@@ -67,7 +85,7 @@ async function main(options: BenchOptions): Promise<number> {
   const connections = options.connections ?? 50;
   const settings: LoadSettings = {
     abRequests: options.requests ?? (options.quick ? 500 : 10_000),
-    abConcurrency: 4,
+    abConcurrency: AB_CONCURRENCY,
     wrkSeconds: options.seconds ?? (options.quick ? 1 : 5),
     wrkConnections: connections,
     wrkThreads: Math.min(connections, options.threads ?? (plan.pinned ? plan.load.length : 1)),
@@ -165,8 +183,13 @@ async function main(options: BenchOptions): Promise<number> {
 
 /** --report: the table and chart of an earlier run, e.g. after changing how they are drawn. */
 async function rerender(options: BenchOptions & { report: string }): Promise<number> {
-  const report = JSON.parse(await readFile(options.report, 'utf8')) as BenchReport;
-  if (report.schema !== 1)
+  let report: BenchReport;
+  try {
+    report = JSON.parse(await readFile(options.report, 'utf8')) as BenchReport;
+  } catch (err) {
+    throw new OptionError(`--report: cannot read ${options.report}: ${(err as Error).message}`);
+  }
+  if (report?.schema !== 1)
     throw new OptionError(`--report: ${options.report} is not a bench.json (schema 1)`);
   const svgPath = resolve(join(options.out ?? dirname(options.report), 'bench.svg'));
   await mkdir(dirname(svgPath), { recursive: true });
@@ -191,12 +214,19 @@ try {
   process.stderr.write(`${err.message}\n\n${USAGE}`);
   process.exit(2);
 }
-if (options.help) {
-  process.stdout.write(USAGE);
-} else if (options.report !== undefined) {
-  process.exitCode = await rerender({ ...options, report: options.report });
-} else {
-  stopChildrenOn('SIGINT');
-  stopChildrenOn('SIGTERM');
-  process.exitCode = await main(options);
+try {
+  if (options.help) {
+    process.stdout.write(USAGE);
+  } else if (options.report !== undefined) {
+    process.exitCode = await rerender({ ...options, report: options.report });
+  } else {
+    stopChildrenOn('SIGINT');
+    stopChildrenOn('SIGTERM');
+    process.exitCode = await main(options);
+  }
+} catch (err) {
+  // What the options ask for, found wrong only once it is looked at (a file, the CPUs).
+  if (!(err instanceof OptionError)) throw err;
+  process.stderr.write(`${err.message}\n`);
+  process.exitCode = 2;
 }

@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
+import { median } from './bench/summary.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -78,11 +79,6 @@ async function measure(rolls: number): Promise<Result> {
   return result;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -92,12 +88,16 @@ async function main(): Promise<void> {
     },
   });
   const rolls = Number(values.rolls);
+  const rounds = Number(values.rounds);
+  if (![rolls, rounds].every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error('--rolls and --rounds take positive integers');
+  }
   if (values.inside) {
     process.stdout.write(`${JSON.stringify(await measure(rolls))}\n`);
     return;
   }
   const rows: Record<string, Result[]> = { '0': [], '1': [] };
-  for (let round = 0; round < Number(values.rounds); round++) {
+  for (let round = 0; round < rounds; round++) {
     for (const setting of ['0', '1']) {
       // A fresh namespace per run; setpriv drops root so the service cannot change the sysctl.
       const script =

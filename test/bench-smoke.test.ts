@@ -1,7 +1,7 @@
 /** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -91,6 +91,21 @@ test('--report reprints a saved run and draws its chart into a folder that does 
   assert.match(stdout, /^configuration\s+req\/s/m);
   const original = await readFile(join(dir, 'bench.svg'), 'utf8');
   assert.equal(await readFile(join(out, 'bench.svg'), 'utf8'), original);
+});
+
+test('--report and CPU lists the bench cannot use: one line naming the problem, exit 2', async () => {
+  const notJson = join(dir, 'not-a-report.json');
+  await writeFile(notJson, '{"schema":2}\n');
+  for (const [args, message] of [
+    [['--report', join(dir, 'missing.json')], /^--report: cannot read .*missing\.json: ENOENT/],
+    [['--report', notJson], /^--report: .*not-a-report\.json is not a bench\.json/],
+    [['--service-cpus', '4096', '--load-cpus', '4097'], /^--service-cpus: CPUs 4096 are not among/],
+  ] as const) {
+    const { code, stderr } = await run([process.execPath, BENCH, ...args]);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, message);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  }
 });
 
 /** The processes of process group `pgid`, each with its argv, from /proc. */

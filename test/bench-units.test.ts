@@ -5,7 +5,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { run } from '../scripts/bench/commands.js';
+import { findExecutable, run } from '../scripts/bench/commands.js';
 import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
 import { failedRequests, parseAb, parseWrk, withUnexplainedLength } from '../scripts/bench/load-output.js';
 import { OptionError, parseOptions } from '../scripts/bench/options.js';
@@ -142,11 +142,17 @@ describe('CPU plan', () => {
 
 describe('configurations', () => {
   it('--compare: each alternative runs as many processes as the largest WORKERS, and meets the default', () => {
-    const options = parseOptions(['--workers', '1,2', '--compare', 'pm2=/opt/pm2-runtime,minimal,nginx']);
+    const options = parseOptions([
+      '--workers',
+      '1,2',
+      '--compare',
+      'pm2=/opt/pm2-runtime,minimal,nginx,metrics-off',
+    ]);
     assert.deepEqual(options.compare, [
       { tool: 'pm2', path: '/opt/pm2-runtime' },
       { tool: 'minimal', path: undefined },
       { tool: 'nginx', path: undefined },
+      { tool: 'metrics-off', path: undefined },
     ]);
     const specs = targetSpecs(
       options.workers ?? [],
@@ -162,12 +168,36 @@ describe('configurations', () => {
         'round-robin-2:cluster:2',
         'pm2-2:pm2:2',
         'minimal-2:minimal:2',
+        'metrics-off-2:cluster:2',
         'nginx-2:nginx:2',
       ],
     );
     const pairs = comparisons(specs, 'reuseport-2').map((p) => p.join(' vs '));
-    for (const other of ['round-robin-2', 'pm2-2', 'minimal-2', 'nginx-2'])
+    for (const other of ['round-robin-2', 'pm2-2', 'minimal-2', 'metrics-off-2', 'nginx-2'])
       assert.ok(pairs.includes(`reuseport-2 vs ${other}`), `no reuseport-2 vs ${other} in ${pairs}`);
+    assert.ok(!pairs.includes('metrics-off-2 vs round-robin-2'), pairs.join(', '));
+  });
+
+  it('rejects what ab, taskset or the tools would fail on later, naming the option', () => {
+    const rejects = (argv: string[], message: RegExp) =>
+      assert.throws(
+        () => parseOptions(argv),
+        (err) => err instanceof OptionError && message.test(err.message),
+        argv.join(' '),
+      );
+    rejects(['--requests', '3'], /--requests must be at least 4/);
+    for (const list of ['1.5', '-1', '0x2', '1e1', '', '1,,2'])
+      rejects([`--service-cpus=${list}`, '--load-cpus', '3'], /--service-cpus must be a CPU list/);
+    rejects(['--service-cpus', '0-2', '--load-cpus', '2-3'], /must not share CPUs \(both have 2\)/);
+    rejects(['--compare', 'pm2='], /pm2= needs a path/);
+    rejects(['--compare', 'minimal=/x'], /minimal takes no path/);
+    assert.equal(parseOptions(['--requests', '4']).requests, 4);
+    assert.deepEqual(parseOptions(['--service-cpus', '2,0-1', '--load-cpus', '3']).serviceCpus, [0, 1, 2]);
+  });
+
+  it('finds executables, not directories', () => {
+    assert.equal(findExecutable('/tmp'), undefined);
+    assert.equal(findExecutable('sh', '/tmp:/bin:/usr/bin')?.endsWith('/sh'), true);
   });
 
   it('--compare names what it takes when given something else', () => {

@@ -6,7 +6,7 @@ import {
   spawn,
 } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -28,6 +28,8 @@ export function spawnTracked(
   const child = spawn(file, args, options);
   running.add(child);
   child.once('exit', () => running.delete(child));
+  // A child that could not start (EACCES, ENOENT) emits 'error' and never 'exit'.
+  child.once('error', () => running.delete(child));
   return child;
 }
 
@@ -81,8 +83,9 @@ export function findExecutable(name: string, path = process.env.PATH ?? ''): str
 
 function isExecutable(path: string): boolean {
   try {
+    // X_OK alone also holds for a directory.
     accessSync(path, constants.X_OK);
-    return true;
+    return statSync(path).isFile();
   } catch {
     return false;
   }

@@ -10,18 +10,17 @@ export interface CpuPlan {
   readonly reason: string;
 }
 
-/** Parses a kernel CPU list ("0-3,8,10-11"). */
+/** Parses a kernel CPU list ("0-3,8,10-11") into sorted, distinct CPU numbers. */
 export function parseCpuList(text: string): number[] {
-  const cpus: number[] = [];
+  const cpus = new Set<number>();
   for (const part of text.trim().split(',')) {
-    if (part === '') continue;
-    const [from, to = from] = part.split('-').map(Number);
-    if (from === undefined || to === undefined || Number.isNaN(from) || Number.isNaN(to) || to < from) {
-      throw new Error(`not a CPU list: "${text}"`);
-    }
-    for (let cpu = from; cpu <= to; cpu++) cpus.push(cpu);
+    const match = /^(\d+)(?:-(\d+))?$/.exec(part);
+    const from = Number(match?.[1]);
+    const to = Number(match?.[2] ?? match?.[1]);
+    if (!match || to < from) throw new Error(`not a CPU list: "${text}"`);
+    for (let cpu = from; cpu <= to; cpu++) cpus.add(cpu);
   }
-  return cpus;
+  return [...cpus].sort((x, y) => x - y);
 }
 
 /** Formats CPUs the way taskset -c reads them, ranges collapsed. */

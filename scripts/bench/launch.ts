@@ -1,4 +1,5 @@
 /** Starts each kind of target on a free port, pinned to the service's CPUs, and knows when it is ready. */
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
@@ -39,11 +40,21 @@ async function spawnServer(
   port ??= await freePort();
   const [file, ...args] = [...pinPrefix(ctx.plan, 'service'), ...argv];
   const startedAt = performance.now();
+  // The bundle's bench.sh sets LD_LIBRARY_PATH when its node needs the bundled libraries: so do the servers.
+  const { LD_LIBRARY_PATH } = process.env;
   const proc = spawnTracked(file as string, args, {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: String(port), HOST, ...env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      ...(LD_LIBRARY_PATH ? { LD_LIBRARY_PATH } : {}),
+      PORT: String(port),
+      HOST,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return { service: new Service(proc, port), port, startedAt };
+  const service = new Service(proc, port);
+  await once(proc, 'spawn'); // rejects with the 'error' of a server that cannot be started
+  return { service, port, startedAt };
 }
 
 /** Rejects after `ms` so a server that never gets ready fails its configuration instead of hanging the bench. */

@@ -1,6 +1,7 @@
 /** The bench's command line, validated once; each error names the option and the value given. */
 import { parseArgs } from 'node:util';
-import { parseCpuList } from './cpu-plan.js';
+import { formatCpuList, parseCpuList } from './cpu-plan.js';
+import { AB_CONCURRENCY } from './profiles.js';
 import type { CompareTool } from './targets.js';
 
 export interface BenchOptions {
@@ -75,9 +76,17 @@ function compareList(value: string | undefined): BenchOptions['compare'] {
   if (value === undefined || value === '') return [];
   return value.split(',').map((item) => {
     const [tool, path] = item.split('=', 2) as [string, string | undefined];
-    if (tool !== 'pm2' && tool !== 'nginx' && tool !== 'minimal' && tool !== 'metrics-off') {
+    const takesPath = tool === 'pm2' || tool === 'nginx';
+    if (!takesPath && tool !== 'minimal' && tool !== 'metrics-off') {
       throw new OptionError(
         `--compare takes pm2, nginx (optionally tool=path), minimal and metrics-off, got "${item}"`,
+      );
+    }
+    if (path !== undefined && (!takesPath || path === '')) {
+      throw new OptionError(
+        takesPath
+          ? `--compare ${tool}= needs a path after "="`
+          : `--compare ${tool} takes no path, got "${item}"`,
       );
     }
     return { tool, path };
@@ -119,6 +128,18 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   if ((serviceCpus === undefined) !== (loadCpus === undefined)) {
     throw new OptionError('--service-cpus and --load-cpus go together');
   }
+  const shared = serviceCpus?.filter((cpu) => loadCpus?.includes(cpu)) ?? [];
+  if (shared.length > 0) {
+    throw new OptionError(
+      `--service-cpus and --load-cpus must not share CPUs (both have ${formatCpuList(shared)}): pinning is there to keep them apart`,
+    );
+  }
+  const requests = positive('requests', str('requests'), 10_000_000);
+  if (requests !== undefined && requests < AB_CONCURRENCY) {
+    throw new OptionError(
+      `--requests must be at least ${AB_CONCURRENCY}, ab's concurrency, got "${str('requests')}"`,
+    );
+  }
   return {
     help: values.help === true,
     quick,
@@ -129,7 +150,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     out: str('out'),
     serviceCpus,
     loadCpus,
-    requests: positive('requests', str('requests'), 10_000_000),
+    requests,
     seconds: positive('seconds', str('seconds'), 3600),
     connections: positive('connections', str('connections'), 100_000),
     threads: positive('threads', str('threads'), 1024),

@@ -25,6 +25,9 @@ export interface Profile {
   readonly argv: (url: string, csvPath: string) => string[];
 }
 
+/** ab's concurrency in every ab profile: the post's `ab -c 4`. */
+export const AB_CONCURRENCY = 4;
+
 /** The three profiles for these settings. */
 export function profiles(s: LoadSettings): Profile[] {
   const ab = (keepAlive: boolean): string[] => [

@@ -101,11 +101,13 @@ function divide(a: number | undefined, b: number | undefined): number | undefine
 export function comparisons(specs: readonly TargetSpec[], defaultId: string): [string, string][] {
   const pairs: [string, string][] = [];
   const has = (id: string) => specs.some((s) => s.id === id);
+  // A cluster spec with its own environment (METRICS=off) is a variant of the default, not a mode.
   for (const s of specs)
-    if (s.kind === 'cluster' && s.balance === 'reuseport' && has(`round-robin-${s.workers}`))
+    if (s.kind === 'cluster' && !s.env && s.balance === 'reuseport' && has(`round-robin-${s.workers}`))
       pairs.push([s.id, `round-robin-${s.workers}`]);
   for (const s of specs)
-    if (s.kind === 'pm2' || s.kind === 'minimal' || s.kind === 'nginx') pairs.push([defaultId, s.id]);
+    if (s.kind === 'pm2' || s.kind === 'minimal' || s.kind === 'nginx' || (s.kind === 'cluster' && s.env))
+      pairs.push([defaultId, s.id]);
   for (const s of specs) if (s.id !== 'single') pairs.push([s.id, 'single']);
   return pairs;
 }
