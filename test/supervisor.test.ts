@@ -307,6 +307,127 @@ describe('Supervisor', () => {
     assert.ok(h.of('log').some((l) => /rolling restart aborted/.test(l.msg)));
   });
 
+  it('a roll whose old worker died and whose replacement times out refills the slot with back-off', () => {
+    const h = started({ workers: 2, bootTimeoutMs: 1_500 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    h.exit(oldId, null, 'SIGKILL');
+    const killed = h.advance(); // the replacement's boot timeout
+    assert.deepEqual(
+      killed.filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: newId }],
+    );
+    const from = h.actions.length;
+    h.exit(newId, null, 'SIGKILL');
+    const logs = h.of('log', from);
+    assert.ok(!logs.some((l) => /old one keeps serving/.test(l.msg)), JSON.stringify(logs));
+    assert.deepEqual(
+      logs
+        .filter((l) => l.msg === 'worker exited unexpectedly')
+        .map((l) => [l.fields.cause, l.fields.restartInMs]),
+      [['boot', 100]],
+    );
+    h.advance();
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [0],
+    );
+    h.readyAll();
+    assert.deepEqual([...h.live.values()].sort(), [0, 1]);
+    assert.equal(h.supervisor.snapshot().restarts.boot, 1);
+  });
+
+  it('a replacement that crashes while the old worker drains: the slot restarts at once, the old exit is planned', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    h.send({ type: 'ready', id: newId }); // the old one is now draining
+    const from = h.actions.length;
+    h.exit(newId, 1);
+    assert.ok(!h.of('log', from).some((l) => /old one keeps serving/.test(l.msg)));
+    assert.equal(
+      h.of('log', from).find((l) => l.msg === 'worker exited unexpectedly')?.fields.cause,
+      'crash',
+    );
+    h.exit(oldId, 0);
+    assert.deepEqual(
+      h.of('log', from).filter((l) => l.msg === 'worker exited unexpectedly').length,
+      1,
+      'the drained old worker is not a crash',
+    );
+    assert.ok(h.of('log', from).some((l) => l.msg === 'worker stopped' && l.fields.reason === 'roll'));
+    h.advance(60_000);
+    h.readyAll();
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [0],
+    );
+    assert.deepEqual([...h.live.values()].sort(), [0, 1]);
+    assert.equal(h.supervisor.snapshot().restarts.crash, 1);
+  });
+
+  it('an old worker killed as hung while its replacement fails is replaced once, not twice', () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    const hung = h.advance(); // the old one's heartbeat timeout comes before the new one's boot timeout
+    assert.deepEqual(
+      hung.filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: oldId }],
+    );
+    h.exit(newId, 1);
+    const from = h.actions.length;
+    h.advance(); // the slot's respawn, without waiting for the old one to go
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [0],
+    );
+    h.exit(oldId, null, 'SIGKILL'); // late: SIGKILL waits for a process in uninterruptible sleep
+    h.advance(60_000);
+    assert.equal(h.spawned().length, 3, 'start, roll, one respawn');
+    assert.equal(h.live.size, 1);
+  });
+
+  it('SIGTTOU during a roll, then SIGTTIN: draining workers exit as planned, never more than configured', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    for (const slot of [0, 1]) {
+      const [, newId] = h.idsInSlot(slot) as [number, number];
+      h.send({ type: 'ready', id: newId });
+      if (slot === 0) h.exit(h.idsInSlot(0)[0] as number, 0);
+    }
+    const [old1, new1] = h.idsInSlot(1) as [number, number]; // old1 is draining for the roll
+    h.send({ type: 'signal', signal: 'SIGTTOU' });
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    h.readyAll();
+    const from = h.actions.length;
+    h.exit(new1, 0);
+    h.exit(old1, 0);
+    h.advance(60_000);
+    assert.ok(!h.of('log', from).some((l) => l.msg === 'worker exited unexpectedly'));
+    assert.equal(h.supervisor.snapshot().restarts.crash, 0);
+    assert.deepEqual(h.spawned(from), []);
+    assert.deepEqual([...h.live.values()].sort(), [0, 1]);
+    assert.equal(h.supervisor.snapshot().configured, 2);
+  });
+
+  it('a fatal bind error after a worker has served is a boot failure: respawned with back-off, no exit', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    const [added] = h.idsInSlot(2) as [number];
+    h.send({ type: 'fatal', id: added, code: 'EMFILE', message: 'listen EMFILE' });
+    h.exit(added, ExitCode.bind);
+    assert.equal(h.exitCode(), undefined);
+    assert.equal(h.supervisor.phase, 'running');
+    assert.equal(h.of('log').find((l) => l.msg === 'worker exited unexpectedly')?.fields.cause, 'boot');
+    const from = h.actions.length;
+    h.advance();
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [2],
+    );
+  });
+
   it('SIGTTIN adds a worker, SIGTTOU removes one, never below one', () => {
     const h = started({ workers: 1 });
     h.send({ type: 'signal', signal: 'SIGTTIN' });

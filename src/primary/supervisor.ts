@@ -93,6 +93,7 @@ export class Supervisor {
   #nextId = 1;
   #exitCode: ExitCodeValue = ExitCode.ok;
   #bootFailures = 0;
+  #everReady = false;
   #roll: Roll | undefined;
   #rollAgain = false;
   readonly #workers = new Map<number, WorkerRecord>();
@@ -134,7 +135,7 @@ export class Supervisor {
         break;
       }
       case 'fatal':
-        this.#giveUp(ExitCode.bind, `worker cannot serve: ${event.message}`, { code: event.code });
+        this.#onFatal(event.id, event.code, event.message);
         break;
       case 'exit':
         this.#onExit(event.id, event.code, event.signal);
@@ -231,6 +232,7 @@ export class Supervisor {
     w.readyAt = this.now();
     w.lastBeat = w.readyAt;
     this.#bootFailures = 0;
+    this.#everReady = true;
     this.#log('info', 'worker ready', { ...this.#fields(w), bootMs: w.readyAt - w.spawnedAt });
     const current = this.#roll?.current;
     if (current?.newId === id) {
@@ -239,6 +241,18 @@ export class Supervisor {
       else this.#advanceRoll(true);
     }
     if (this.#phase === 'stopping') this.#drainWorker(w, 'shutdown');
+  }
+
+  #onFatal(id: number, code: string, message: string): void {
+    // Before any worker has listened, a bind error fails every worker alike: stop, as gunicorn does
+    // on WORKER_BOOT_ERROR. Once one has, the address is bindable and this is one failed boot: its
+    // exit is handled like any other (back-off respawn, crash-loop limit).
+    if (!this.#everReady) {
+      this.#giveUp(ExitCode.bind, `worker cannot serve: ${message}`, { code });
+      return;
+    }
+    const w = this.#workers.get(id);
+    this.#log('error', `worker cannot serve: ${message}`, { ...(w ? this.#fields(w) : {}), code });
   }
 
   #onExit(id: number, code: number | null, signal: string | null): void {
@@ -256,15 +270,20 @@ export class Supervisor {
 
     const current = this.#roll?.current;
     if (current?.oldId === id) {
-      if (w.stopReason === 'roll') this.#log('info', 'worker replaced', { ...exit, reason: 'roll' });
-      else this.#log('warn', 'worker exited during its rolling restart; its replacement is starting', exit);
       current.oldId = undefined;
       const replacement = this.#workers.get(current.newId);
-      if (replacement?.state !== 'starting') this.#advanceRoll(true);
+      if (w.stopReason === 'roll') this.#log('info', 'worker replaced', { ...exit, reason: 'roll' });
+      else
+        this.#log('warn', 'worker exited during its rolling restart', {
+          ...exit,
+          replacement: replacement?.state,
+        });
+      // 'starting': its ready advances the roll; 'stopping' (being killed): its exit aborts it.
+      if (!replacement || replacement.state === 'listening') this.#advanceRoll(true);
       return;
     }
-    if (w.stopReason === 'scale') {
-      this.#log('info', 'worker stopped', { ...exit, reason: 'scale' });
+    if (this.#isPlannedStop(w)) {
+      this.#log(code === 0 ? 'info' : 'warn', 'worker stopped', { ...exit, reason: w.stopReason });
       return;
     }
 
@@ -283,17 +302,29 @@ export class Supervisor {
       }
     }
     if (current?.newId === id) {
-      this.#log(
-        'error',
-        'rolling restart aborted: the new worker failed to start; the old one keeps serving',
-        exit,
-      );
       this.#roll = undefined;
       this.#rollAgain = false;
-      return;
+      const old = current.oldId === undefined ? undefined : this.#workers.get(current.oldId);
+      if (old?.state === 'listening') {
+        this.#log(
+          'error',
+          'rolling restart aborted: the new worker failed to start; the old one keeps serving',
+          exit,
+        );
+        return;
+      }
+      // The old worker is gone or draining (a drain cannot be undone): the slot needs a new one.
+      this.#log('error', 'rolling restart aborted: the new worker failed and the old one is not serving', {
+        ...exit,
+        cause,
+      });
     }
     const slot = this.#slots[w.slot];
     if (!slot || w.slot >= this.#target) return;
+    if (slot.respawnAt !== undefined || this.#isSlotFilled(w.slot)) {
+      this.#log('warn', 'worker exited unexpectedly; its slot is already being refilled', { ...exit, cause });
+      return;
+    }
     if (booted && now - (w.readyAt ?? now) >= this.options.backoff.resetAfterMs) slot.failures = 0;
     const { initialMs, maxMs } = this.options.backoff;
     const delayMs = Math.min(initialMs * 2 ** slot.failures, maxMs);
@@ -301,6 +332,18 @@ export class Supervisor {
     slot.respawnAt = now + delayMs;
     this.#restarts[cause]++;
     this.#log('warn', 'worker exited unexpectedly', { ...exit, cause, restartInMs: delayMs });
+  }
+
+  /** True for a worker the supervisor itself asked to go away for good (a roll, scaling down). */
+  #isPlannedStop(w: WorkerRecord): boolean {
+    return w.stopReason === 'roll' || w.stopReason === 'scale';
+  }
+
+  /** True when the slot has a worker that serves or is about to. */
+  #isSlotFilled(slot: number): boolean {
+    for (const w of this.#workers.values())
+      if (w.slot === slot && (w.state === 'starting' || w.state === 'listening')) return true;
+    return false;
   }
 
   #onSignal(signal: ControlSignal): void {
@@ -343,7 +386,12 @@ export class Supervisor {
       }
       this.#restarts.scale++;
       this.#log('info', 'SIGTTOU: removing a worker', { workers: this.#target });
-      for (const w of this.#workers.values()) if (w.slot === slot) this.#drainWorker(w, 'scale');
+      for (const w of this.#workers.values()) {
+        if (w.slot !== slot) continue;
+        this.#drainWorker(w, 'scale');
+        // One already stopping (a roll's old worker, a hung one being killed) now goes for good too.
+        w.stopReason = 'scale';
+      }
       if (this.#roll && !this.#roll.current) this.#advanceRoll(false);
     }
   }
