@@ -3,13 +3,15 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { parseConfig } from '../src/config.js';
-import { renderMetrics } from '../src/primary/metrics.js';
-import { RequestStats } from '../src/worker/request-stats.js';
+import { ResponseTotals, renderMetrics } from '../src/primary/metrics.js';
+import { LOOP_DELAY_RESOLUTION_MS, RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
 import { greetingPid } from './helpers/load.js';
-import { parseExposition, total } from './helpers/prometheus.js';
+import { parseExposition, type Sample, total } from './helpers/prometheus.js';
+import { RawConnection } from './helpers/raw-http.js';
 import { servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
@@ -85,7 +87,11 @@ describe('metrics aggregated across workers', () => {
         p.filter((s) => s.name === 'myservice_worker_resident_memory_bytes' && s.value > 1e6).length,
         2,
       );
-      assert.equal(p.filter((s) => s.name === 'myservice_worker_event_loop_delay_seconds').length, 4);
+      const loopDelay = p.filter((s) => s.name === 'myservice_worker_event_loop_delay_seconds');
+      assert.equal(loopDelay.length, 4);
+      // Nearly idle workers: the delay is near 0, not the 20 ms the sampling timer waits between ticks.
+      for (const s of loopDelay.filter((d) => d.labels.quantile === '0.5'))
+        assert.ok(s.value < 0.01, `p50 ${s.value} s`);
       assert.ok(total(p, 'process_start_time_seconds') > 1.7e9);
     }
   });
@@ -105,6 +111,123 @@ describe('metrics aggregated across workers', () => {
     );
   });
 
+  it('no counter goes down when a worker is SIGKILLed and replaced: responses_total keeps what it served', async () => {
+    const service = await start({ env: { WORKERS: '2', BALANCE: 'round-robin' } });
+    const sent = 60;
+    const served = new Set<number>();
+    for (let i = 0; i < sent; i++) served.add(await greetingPid(service.url));
+    // The primary learns a worker's counts when it scrapes: this is the victim's last report.
+    const before = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(before, 'myservice_http_responses_total', { code: '2xx' }), sent);
+    const victim = [...served][0] as number;
+    process.kill(victim, 'SIGKILL');
+    await service.waitForMsgCount('worker ready', 1);
+    const after = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.ok(!after.some((s) => s.labels.pid === String(victim)), 'the dead worker is gone');
+    assert.equal(total(after, 'myservice_http_responses_total', { code: '2xx' }), sent);
+    // Every counter series in both scrapes (the parser holds counters to the _total suffix).
+    const key = (s: Sample): string => `${s.name}${JSON.stringify(Object.entries(s.labels).sort())}`;
+    const earlier = new Map(before.map((s) => [key(s), s.value]));
+    for (const s of after.filter((a) => a.name.endsWith('_total'))) {
+      const was = earlier.get(key(s));
+      if (was !== undefined) assert.ok(s.value >= was, `${key(s)} went from ${was} to ${s.value}`);
+    }
+  });
+
+  it('a worker stopped by SIGTTOU reports its final counts: responses_total keeps all it served', async () => {
+    const service = await start({ env: { WORKERS: '2', BALANCE: 'round-robin' } });
+    const sent = 40;
+    for (let i = 0; i < sent; i++) await greetingPid(service.url);
+    // No scrape before the stop: the stopped worker's counts reach the primary only as it drains.
+    service.signal('SIGTTOU');
+    await service.waitForLog((l) => l.msg === 'worker stopped');
+    const after = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(after, 'myservice_http_responses_total', { code: '2xx' }), sent);
+  });
+
+  it('ResponseTotals: exited workers keep their last counts, so the totals never go down', () => {
+    const totals = new ResponseTotals();
+    const seen: number[][] = [];
+    const read = (): number[] => {
+      const counts = totals.counts();
+      seen.push(counts);
+      return counts;
+    };
+    totals.add(1);
+    totals.add(2);
+    assert.deepEqual(read(), [0, 0, 0, 0, 0]);
+    totals.record(1, [0, 30, 0, 2, 0]);
+    totals.record(2, [0, 30, 0, 0, 1]);
+    assert.deepEqual(read(), [0, 60, 0, 2, 1]);
+    totals.retire(1); // crashed: its last report stays
+    assert.deepEqual(read(), [0, 60, 0, 2, 1]);
+    totals.record(1, [0, 99, 0, 0, 0]); // a report that arrives after the exit is not counted twice
+    totals.add(3); // the replacement starts from 0
+    assert.deepEqual(read(), [0, 60, 0, 2, 1]);
+    totals.record(3, [0, 5, 0, 0, 0]);
+    totals.record(2, [0, 31, 0, 0, 1]);
+    assert.deepEqual(read(), [0, 66, 0, 2, 1]);
+    totals.retire(2); // scaled down
+    totals.retire(3); // rolled
+    assert.deepEqual(read(), [0, 66, 0, 2, 1]);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]?.every((n, c) => n >= (seen[i - 1]?.[c] ?? 0)));
+  });
+
+  it("an idle worker reports an event-loop delay near 0, not the 20 ms between the sampler's ticks; a blocked loop still shows", async () => {
+    const stats = new RequestStats();
+    stats.watchEventLoop();
+    // Not a wait for an event: the loop staying idle for ~15 ticks is what is measured.
+    await sleep(15 * LOOP_DELAY_RESOLUTION_MS);
+    const idle = stats.snapshot();
+    assert.ok(idle.loopDelayP50Seconds < 0.005, `idle p50 ${idle.loopDelayP50Seconds} s`);
+    assert.ok(idle.loopDelayP99Seconds >= idle.loopDelayP50Seconds);
+    const blockedAt = performance.now();
+    while (performance.now() - blockedAt < 100);
+    // The tick that was due during the block records it on the next turn of the loop.
+    await sleep(2 * LOOP_DELAY_RESOLUTION_MS);
+    const blocked = stats.snapshot();
+    assert.ok(
+      blocked.loopDelayP99Seconds >= 0.06,
+      `p99 after a 100 ms block ${blocked.loopDelayP99Seconds} s`,
+    );
+  });
+
+  it('every request the handler answers counts once in requests_total: 400, 404, 405, 413 and 417 alike', async () => {
+    const stats = new RequestStats();
+    const server = createGreetingServer({
+      hostname: 'test',
+      pid: process.pid,
+      limits: parseConfig({}).http,
+      stats,
+      readiness: () => 'ready',
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    try {
+      const cases: [string, number][] = [
+        ['GET / HTTP/1.1\r\n\r\n', 400], // HTTP/1.1 without Host
+        ['GET /nope HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+        ['DELETE / HTTP/1.1\r\nHost: x\r\n\r\n', 405],
+        ['POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n', 413],
+        ['GET / HTTP/1.1\r\nHost: x\r\nExpect: nothing\r\n\r\n', 417],
+      ];
+      for (const [send, status] of cases) {
+        const conn = await RawConnection.open(port);
+        try {
+          conn.write(send);
+          assert.equal((await conn.reply()).status, status);
+        } finally {
+          conn.destroy();
+        }
+      }
+      assert.equal(stats.requests, cases.length);
+      assert.deepEqual(stats.responses, [0, 0, 0, cases.length, 0]);
+    } finally {
+      server.close();
+    }
+  });
+
   it('METRICS=off: /metrics is 404', async () => {
     const service = await start({ env: { WORKERS: '1', METRICS: 'off' } });
     assert.equal((await get(`${service.url}/metrics`)).status, 404);
@@ -119,6 +242,7 @@ describe('metrics aggregated across workers', () => {
         restarts: { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 },
       },
       workers: [],
+      responses: [0, 0, 0, 0, 0],
       primaryStartSeconds: 1,
       primaryRssBytes: 2,
     });

@@ -11,12 +11,53 @@ export interface WorkerSample {
 export interface MetricsInput {
   readonly supervisor: SupervisorSnapshot;
   readonly workers: readonly WorkerSample[];
+  /** Responses by status class over every worker since start, from ResponseTotals. */
+  readonly responses: readonly number[];
   readonly primaryStartSeconds: number;
   readonly primaryRssBytes: number;
 }
 
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const CAUSES: readonly RestartCause[] = ['crash', 'hung', 'boot', 'roll', 'scale'];
+
+/**
+ * The service's responses by status class, kept by the primary across worker lifetimes. A sum
+ * over the workers running now would fall whenever one exits, and Prometheus reads any fall of a
+ * counter as a reset. So an exited worker's last reported counts stay in the total; what it
+ * served after its last report is lost with it. Keyed by the supervisor's worker id (one per fork).
+ */
+export class ResponseTotals {
+  readonly #exited = CLASSES.map(() => 0);
+  readonly #live = new Map<number, readonly number[]>();
+
+  /** A worker was forked: it has served nothing yet. */
+  add(id: number): void {
+    this.#live.set(id, []);
+  }
+
+  /** A worker's latest counts (they only grow); ignored once it has exited. */
+  record(id: number, responses: readonly number[]): void {
+    if (this.#live.has(id)) this.#live.set(id, responses);
+  }
+
+  /** A worker exited: its last reported counts join the exited workers' total. */
+  retire(id: number): void {
+    const last = this.#live.get(id);
+    this.#live.delete(id);
+    last?.forEach((n, i) => {
+      this.#exited[i] = (this.#exited[i] ?? 0) + n;
+    });
+  }
+
+  /** Responses by class over every worker, live and exited: never less than an earlier call gave. */
+  counts(): number[] {
+    return this.#exited.map((n, i) => {
+      let sum = n;
+      for (const live of this.#live.values()) sum += live[i] ?? 0;
+      return sum;
+    });
+  }
+}
 
 class Exposition {
   readonly #lines: string[] = [];
@@ -54,11 +95,8 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_http_responses_total',
     'counter',
-    'Responses by status class, summed over the workers now running.',
-    CLASSES.map((c, i) => [
-      `{code="${c}"}`,
-      workers.reduce((sum, w) => sum + (w.stats.responses[i] ?? 0), 0),
-    ]),
+    'Responses by status class since the primary started, exited workers included (up to their last report).',
+    CLASSES.map((c, i) => [`{code="${c}"}`, input.responses[i] ?? 0]),
   );
   out.family(
     'myservice_worker_restarts_total',
@@ -90,7 +128,7 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_worker_event_loop_delay_seconds',
     'gauge',
-    'Event-loop delay percentiles of each worker since it started (perf_hooks.monitorEventLoopDelay).',
+    'Event-loop delay percentiles of each worker since it started: how late its 20 ms sampling timer fired (perf_hooks.monitorEventLoopDelay).',
     workers.flatMap((w): [string, number][] => [
       [workerLabels(w, ',quantile="0.5"'), w.stats.loopDelayP50Seconds],
       [workerLabels(w, ',quantile="0.99"'), w.stats.loopDelayP99Seconds],

@@ -11,7 +11,7 @@ import {
   WORKER_SLOT_ENV,
   type WorkerStats,
 } from '../protocol.js';
-import { renderMetrics, type WorkerSample } from './metrics.js';
+import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
 import {
   type Action,
@@ -70,6 +70,7 @@ export function runPrimary(config: Config): void {
   let nextStatsId = 1;
   /** Stats collections in progress: who has yet to answer, and what has come back. */
   const pendingStats = new Map<number, StatsCollection>();
+  const responseTotals = new ResponseTotals();
 
   function dispatch(event: SupervisorEvent): void {
     perform(supervisor.handle(event));
@@ -106,6 +107,7 @@ export function runPrimary(config: Config): void {
     const worker = cluster.fork({ ...workerEnv, [WORKER_SLOT_ENV]: String(slot) });
     handles.set(id, worker);
     slots.set(worker, slot);
+    responseTotals.add(id);
     worker.on('message', (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       switch (message.type) {
@@ -117,6 +119,7 @@ export function runPrimary(config: Config): void {
           dispatch({ type: 'fatal', id, code: message.code, message: message.message });
           break;
         case 'stats': {
+          responseTotals.record(id, message.stats.responses);
           const collection = pendingStats.get(message.requestId);
           collection?.answers.set(worker, message.stats);
           collection?.settle();
@@ -137,6 +140,7 @@ export function runPrimary(config: Config): void {
     worker.on('exit', (code, signal) => {
       handles.delete(id);
       slots.delete(worker);
+      responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
       dispatch({ type: 'exit', id, code, signal });
     });
@@ -182,6 +186,7 @@ export function runPrimary(config: Config): void {
     return renderMetrics({
       supervisor: supervisor.snapshot(),
       workers: samples,
+      responses: responseTotals.counts(),
       primaryStartSeconds: started / 1000,
       primaryRssBytes: process.memoryUsage.rss(),
     });

@@ -195,6 +195,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     // llhttp accepts `GET /` (HTTP/0.9) and `HTTP/2.0` request lines; neither is HTTP/1. The Host
     // check is Node's requireHostHeader, done here so the 400 carries our headers and body.
     if (req.httpVersionMajor !== 1 || (h.host === undefined && req.httpVersionMinor === 1)) {
+      stats.requests++;
       send(res, badRequestReply);
     } else if (
       h['transfer-encoding'] !== undefined ||
@@ -243,7 +244,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     onRequest(req, res);
   });
   // Node's own 417 carries none of our headers.
-  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => send(res, expectationFailed));
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    stats.requests++;
+    send(res, expectationFailed);
+  });
 
   // Beyond maxConnections Node closes each new connection at once, unanswered. In cluster
   // round-robin mode a worker would instead refuse it and the primary hand it to the next worker,
