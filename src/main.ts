@@ -27,6 +27,16 @@ async function main(): Promise<void> {
     const { runHealthcheck } = await import('./healthcheck.js');
     process.exit(await runHealthcheck(config));
   }
+  if (config.balance === 'reuseport') {
+    // Round-robin needs no probe: its primary binds without SO_REUSEPORT itself.
+    const { probeListen } = await import('./primary/port-probe.js');
+    const err = await probeListen(config.host, config.port);
+    if (err) {
+      const { code } = err as NodeJS.ErrnoException;
+      log('fatal', `cannot serve: ${err.message}`, { code, exitCode: ExitCode.bind });
+      process.exit(ExitCode.bind);
+    }
+  }
   const { runPrimary } = await import('./primary/primary.js');
   runPrimary(config);
 }

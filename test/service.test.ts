@@ -82,9 +82,23 @@ describe('start-up errors', () => {
     assert.equal(service.logs[0]?.msg, 'WORKERS must be "auto" or an integer from 1 to 1024, got "abc"');
   });
 
-  for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
-    it(`a busy port exits 3, reported once, with no respawn loop (${balance})`, async () => {
-      const holder = createServer().listen(await freePort(), '127.0.0.1');
+  for (const [balance, holderReusePort] of [
+    ['reuseport', false],
+    ['round-robin', false],
+    // SO_REUSEPORT lets a second listener of the same user share the port: it must not.
+    ['reuseport', true],
+    ['round-robin', true],
+  ] as [Balance, boolean][]) {
+    const held = holderReusePort ? 'by a SO_REUSEPORT listener of the same user' : 'by a plain listener';
+    // A service that shares the port runs until stopped: the timeout turns that into a failure.
+    it(`a port held ${held} exits 3, reported once, with no respawn loop (${balance})`, {
+      timeout: 15_000,
+    }, async () => {
+      const holder = createServer().listen({
+        port: await freePort(),
+        host: '127.0.0.1',
+        reusePort: holderReusePort,
+      });
       await once(holder, 'listening');
       const port = (holder.address() as { port: number }).port;
       try {
@@ -100,6 +114,44 @@ describe('start-up errors', () => {
       }
     });
   }
+});
+
+describe('signals sent to the whole process group act once, through the primary', () => {
+  it('SIGHUP to the group: one rolling restart, no worker killed by the signal', {
+    timeout: 15_000,
+  }, async () => {
+    const service = await start({ env: { WORKERS: '2' }, detached: true });
+    const before = service.liveWorkerPids();
+    process.kill(-service.pid, 'SIGHUP');
+    await service.waitForLog((l) => l.msg === 'rolling restart complete');
+    const after = service.liveWorkerPids();
+    assert.equal(after.length, 2, service.dump());
+    for (const pid of after) assert.ok(!before.includes(pid), `pid ${pid} was not replaced`);
+    const exits = service.logs.filter((l) => typeof l.workerPid === 'number' && l.code !== undefined);
+    assert.deepEqual(
+      exits.map((l) => [l.code, l.signal ?? null]),
+      before.map(() => [0, null]),
+      service.dump(),
+    );
+  });
+
+  it('SIGTERM to the group: /readyz is 503 for SHUTDOWN_DELAY_MS, then exit 0', {
+    timeout: 15_000,
+  }, async () => {
+    const service = await start({ env: { WORKERS: '2', SHUTDOWN_DELAY_MS: '1000' }, detached: true });
+    process.kill(-service.pid, 'SIGTERM');
+    await service.waitForMsgCount('worker draining', 2);
+    const ready = await request(`${service.url}/readyz`);
+    assert.equal(ready.statusCode, 503);
+    await ready.body.text();
+    const draining = service.logs.filter((l) => l.msg === 'worker draining');
+    assert.deepEqual(
+      draining.map((l) => l.delayMs),
+      [1000, 1000],
+    );
+    const { code } = await service.exited;
+    assert.equal(code, 0);
+  });
 });
 
 describe('graceful stop', () => {

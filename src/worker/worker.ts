@@ -32,9 +32,12 @@ export function runWorker(config: Config, slot: number): void {
   });
   // A worker without its primary must not keep serving as an orphan.
   process.on('disconnect', () => process.exit(ExitCode.ok));
-  // Ctrl-C signals the whole process group; the primary decides how workers stop.
-  process.on('SIGINT', () => {});
-  process.on('SIGTERM', () => drain(0));
+  // Signals are the primary's to act on. One sent to the whole process group (Ctrl-C, a closed
+  // terminal, systemd's control-group stop, kill -- -PGID) reaches the workers too: acting on it
+  // here as well would skip SHUTDOWN_DELAY_MS on SIGTERM and kill every worker at once on SIGHUP.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const) {
+    process.on(signal, () => {});
+  }
 
   const metrics = config.metrics
     ? () =>
@@ -87,6 +90,9 @@ export function runWorker(config: Config, slot: number): void {
     setTimeout(() => {
       closeGracefully(server, () => {
         clearInterval(heartbeat);
+        // The final counts, so the primary's response totals keep what this worker served after
+        // the last scrape (requestId 0: no collection is waiting for it).
+        send({ type: 'stats', requestId: 0, stats: stats.snapshot() });
         // Not process.exit() yet: with BALANCE=round-robin the primary may have handed this worker a
         // connection it has not read. disconnect() makes a round trip to the primary first, so such
         // connections are handed back and served elsewhere; 'disconnect' above then exits.

@@ -137,6 +137,8 @@ export interface StartOptions {
   readonly args?: readonly string[];
   /** A shell prefix run before node (`$0 "$@"` is the node command), e.g. to join a cgroup. */
   readonly wrap?: string;
+  /** In a process group of its own (its pgid is its pid), for signals sent to the whole group. */
+  readonly detached?: boolean;
 }
 
 /** Spawns `node dist/src/main.js` with a clean environment plus `env`, on a free port. */
@@ -152,7 +154,11 @@ export async function startService(options: StartOptions = {}): Promise<Service>
   const [file, args] = options.wrap
     ? ['/bin/sh', ['-c', options.wrap, ...argv]]
     : [process.execPath, argv.slice(1)];
-  const proc = spawn(file as string, args as string[], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(file as string, args as string[], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  });
   const service = new Service(proc, port);
   const ready = options.ready ?? (options.env?.WORKERS ? Number(options.env.WORKERS) : 0);
   if (ready > 0) await service.waitForMsgCount('worker ready', ready);
