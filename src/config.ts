@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import type { Level } from './log.js';
 
 /** How connections reach workers: see the README's "BALANCE" section. */
@@ -92,11 +93,14 @@ function workerCount(env: Env): Pick<Config, 'workers' | 'workersFrom'> {
 function host(env: Env): string | undefined {
   const value = raw(env, 'HOST');
   if (value === undefined) return undefined;
-  // A hostname is resolved by listen(); reject only what can never be an address.
-  if (!/^[A-Za-z0-9.:_%[\]-]+$/.test(value)) {
+  // Brackets only around an IPv6 literal ("[::1]"), and a colon only in one; anything else must
+  // look like an IPv4 address or a hostname, which listen() resolves.
+  const unwrapped = /^\[(.*)\]$/.exec(value)?.[1] ?? value;
+  const valid = unwrapped.includes(':') ? isIPv6(unwrapped) : /^[A-Za-z0-9._-]+$/.test(unwrapped);
+  if (!valid || (unwrapped !== value && !isIPv6(unwrapped))) {
     throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"`);
   }
-  return value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
+  return unwrapped;
 }
 
 const MINUTE = 60_000;

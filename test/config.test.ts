@@ -37,6 +37,9 @@ describe('parseConfig', () => {
 
   it('unwraps a bracketed IPv6 HOST', () => {
     assert.equal(parseConfig({ HOST: '[::1]' }).host, '::1');
+    assert.equal(parseConfig({ HOST: '::1' }).host, '::1');
+    assert.equal(parseConfig({ HOST: 'fe80::1%lo' }).host, 'fe80::1%lo');
+    assert.equal(parseConfig({ HOST: 'my-host.internal' }).host, 'my-host.internal');
     assert.equal(parseConfig({ HOST: '0.0.0.0' }).host, '0.0.0.0');
   });
 
@@ -51,6 +54,11 @@ describe('parseConfig', () => {
     [{ PORT: '50x' }, 'PORT must be an integer from 1 to 65535, got "50x"'],
     [{ BALANCE: 'random' }, 'BALANCE must be one of "reuseport", "round-robin", got "random"'],
     [{ HOST: 'not a host' }, 'HOST must be an IP address or a hostname, got "not a host"'],
+    [{ HOST: '[::1' }, 'HOST must be an IP address or a hostname, got "[::1"'],
+    [{ HOST: '::1]' }, 'HOST must be an IP address or a hostname, got "::1]"'],
+    [{ HOST: '[localhost]' }, 'HOST must be an IP address or a hostname, got "[localhost]"'],
+    [{ HOST: 'local:host' }, 'HOST must be an IP address or a hostname, got "local:host"'],
+    [{ HOST: 'local%host' }, 'HOST must be an IP address or a hostname, got "local%host"'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of "debug", "info", "warn", "error", "fatal", got "loud"'],
     [
       { DRAIN_TIMEOUT_MS: '5s' },
