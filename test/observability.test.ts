@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { parseConfig } from '../src/config.js';
 import { ResponseTotals, renderMetrics } from '../src/primary/metrics.js';
 import { LOOP_DELAY_RESOLUTION_MS, RequestStats } from '../src/worker/request-stats.js';
@@ -12,7 +12,7 @@ import { createGreetingServer, type Readiness } from '../src/worker/server.js';
 import { greetingPid } from './helpers/load.js';
 import { parseExposition, type Sample, total } from './helpers/prometheus.js';
 import { RawConnection } from './helpers/raw-http.js';
-import { servicesStoppedAfterEach } from './helpers/service.js';
+import { isAlive, servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
 
@@ -143,6 +143,32 @@ describe('metrics aggregated across workers', () => {
     await service.waitForLog((l) => l.msg === 'worker stopped');
     const after = parseExposition((await get(`${service.url}/metrics`)).text);
     assert.equal(total(after, 'myservice_http_responses_total', { code: '2xx' }), sent);
+  });
+
+  it('a worker that answers a scrape and exits before the scrape ends keeps its real slot', async (t) => {
+    const service = await start({ env: { WORKERS: '3', HEARTBEAT_TIMEOUT_MS: '10000' } });
+    // One connection, so the scrape goes to a worker known to stay (its pid is in the greeting).
+    const client = new Client(service.url, { pipelining: 1 });
+    t.after(() => client.close());
+    const greet = await client.request({ path: '/', method: 'GET' });
+    const scraper = Number(/pid (\d+)/.exec(await greet.body.text())?.[1]);
+    const [slow, leaver] = service.liveWorkerPids().filter((pid) => pid !== scraper) as [number, number];
+    process.kill(slow, 'SIGSTOP'); // the scrape waits up to 1 s for it
+    t.after(() => {
+      if (isAlive(slow)) process.kill(slow, 'SIGCONT');
+    });
+    const scrape = client.request({ path: '/metrics', method: 'GET' });
+    // No event tells when the leaver has answered the primary; it takes a few milliseconds.
+    await sleep(300);
+    process.kill(leaver, 'SIGKILL');
+    const text = await (await scrape).body.text();
+    process.kill(slow, 'SIGCONT');
+    const samples = parseExposition(text).filter((x) => x.labels.slot !== undefined);
+    assert.ok(!samples.some((x) => x.labels.slot === '-1'), text);
+    assert.ok(
+      samples.some((x) => x.labels.pid === String(leaver)),
+      'the leaver answered in time',
+    );
   });
 
   it('ResponseTotals: exited workers keep their last counts, so the totals never go down', () => {

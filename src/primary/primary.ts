@@ -144,7 +144,16 @@ export function runPrimary(config: Config): void {
       for (const collection of pendingStats.values()) collection.settle();
       dispatch({ type: 'exit', id, code, signal });
     });
-    worker.on('error', (err) => log('warn', 'worker IPC error', { slot, ...errorFields(err) }));
+    // Messages queued for a worker that is then killed (hung) all fail with EPIPE: say it once.
+    let ipcErrorLogged = false;
+    worker.on('error', (err) => {
+      if (ipcErrorLogged) return;
+      ipcErrorLogged = true;
+      log('warn', 'worker IPC error (further ones from this worker not logged)', {
+        slot,
+        ...errorFields(err),
+      });
+    });
     dispatch({ type: 'spawned', id, pid: worker.process.pid ?? 0 });
   }
 
@@ -164,6 +173,8 @@ export function runPrimary(config: Config): void {
     const requestId = nextStatsId++;
     const answers = new Map<Worker, WorkerStats>();
     const asked = [...handles.values()].filter((w) => w.isConnected());
+    // Slots as they are now: one that answers and exits before the others have is still shown.
+    const askedSlots = new Map(asked.map((w) => [w, slots.get(w) ?? -1]));
     await new Promise<void>((resolve) => {
       const timeout = setTimeout(resolve, STATS_TIMEOUT_MS);
       const settle = (): void => {
@@ -179,7 +190,7 @@ export function runPrimary(config: Config): void {
     });
     pendingStats.delete(requestId);
     const samples: WorkerSample[] = [...answers].map(([w, stats]) => ({
-      slot: slots.get(w) ?? -1,
+      slot: askedSlots.get(w) ?? -1,
       pid: w.process.pid ?? 0,
       stats,
     }));
