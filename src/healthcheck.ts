@@ -12,16 +12,19 @@ export function runHealthcheck(config: Config): Promise<number> {
       ? '127.0.0.1'
       : config.host;
   return new Promise((resolve) => {
-    const req = request(
-      { host, port: config.port, path: '/readyz', timeout: TIMEOUT_MS, agent: false },
-      (res) => {
-        res.resume();
-        process.stdout.write(`readyz: ${res.statusCode}\n`);
-        resolve(res.statusCode === 200 ? 0 : 1);
-      },
+    const req = request({ host, port: config.port, path: '/readyz', agent: false }, (res) => {
+      clearTimeout(deadline);
+      res.resume();
+      process.stdout.write(`readyz: ${res.statusCode}\n`);
+      resolve(res.statusCode === 200 ? 0 : 1);
+    });
+    // One deadline for the whole answer (the socket timeout would restart with every byte).
+    const deadline = setTimeout(
+      () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)),
+      TIMEOUT_MS,
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
     req.on('error', (err) => {
+      clearTimeout(deadline);
       process.stdout.write(`readyz: ${err.message}\n`);
       resolve(1);
     });

@@ -20,7 +20,8 @@ async function main(): Promise<void> {
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     log('fatal', err.message, { code: err.code });
-    process.exit(ExitCode.config);
+    // Docker reserves a health check's exit code 2: unhealthy is 1, whatever the reason.
+    process.exit(process.argv.includes('--healthcheck') ? 1 : ExitCode.config);
   }
   setLogLevel(config.logLevel);
   if (process.argv.includes('--healthcheck')) {

@@ -10,7 +10,7 @@ import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { greetingPid } from './helpers/load.js';
-import { freePort, servicesStoppedAfterEach } from './helpers/service.js';
+import { freePort, MAIN, servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
 const run = promisify(execFile);
@@ -151,6 +151,48 @@ describe('signals sent to the whole process group act once, through the primary'
     );
     const { code } = await service.exited;
     assert.equal(code, 0);
+  });
+});
+
+describe('--healthcheck (Docker HEALTHCHECK)', () => {
+  const healthcheck = async (port: number, env: Record<string, string> = {}) => {
+    const result = await run(process.execPath, [MAIN, '--healthcheck'], {
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', ...env },
+    }).catch((err: { code: number; stdout: string }) => err);
+    return { code: 'code' in result ? result.code : 0, stdout: result.stdout };
+  };
+
+  it('exits 0 when /readyz answers 200, 1 when nothing listens', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    assert.deepEqual(await healthcheck(service.port).then((r) => [r.code, r.stdout]), [0, 'readyz: 200\n']);
+    const closed = await healthcheck(await freePort());
+    assert.equal(closed.code, 1);
+    assert.match(closed.stdout, /ECONNREFUSED/);
+  });
+
+  it('gives up after 2 s in all, even on an answer that trickles in a byte at a time', {
+    timeout: 10_000,
+  }, async (t) => {
+    // 38 bytes at one per 100 ms: whole after 3.8 s, so a timeout that restarts with each byte passes.
+    const reply = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+    const trickle = createServer((socket) => {
+      let i = 0;
+      const timer = setInterval(() => {
+        if (i < reply.length) socket.write(reply[i++] as string);
+      }, 100);
+      socket.on('close', () => clearInterval(timer));
+      socket.on('error', () => clearInterval(timer));
+    }).listen(0, '127.0.0.1');
+    await once(trickle, 'listening');
+    t.after(() => trickle.close());
+    const { code, stdout } = await healthcheck((trickle.address() as { port: number }).port);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /no answer within 2000 ms/);
+  });
+
+  it('an invalid configuration is unhealthy (1), not 2, which Docker reserves', async () => {
+    const { code } = await healthcheck(5000, { HEADERS_TIMEOUT_MS: '5' });
+    assert.equal(code, 1);
   });
 });
 
