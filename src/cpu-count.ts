@@ -76,10 +76,15 @@ function unescapeOctal(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
 }
 
-/** The directory of this process's cgroup inside the mount, or the mount point when it is not below it. */
-function cgroupDir(mount: Mount, cgroupPath: string): string {
+/**
+ * The directory of this process's cgroup inside the mount, or the mount point when it is not below
+ * it; undefined for a path that leaves its cgroup namespace ("/../x"), whose limits no mount here
+ * shows (the namespace root's do not govern it).
+ */
+function cgroupDir(mount: Mount, cgroupPath: string): string | undefined {
+  if (cgroupPath.split('/').includes('..')) return undefined;
   const rel = relative(mount.root, cgroupPath);
-  return rel.startsWith('..') ? mount.mountPoint : join(mount.mountPoint, rel);
+  return rel === '..' || rel.startsWith('../') ? mount.mountPoint : join(mount.mountPoint, rel);
 }
 
 interface Quota {
@@ -129,17 +134,20 @@ function quotaOf(read: ReadFile): Quota | undefined {
   const mounts = parseMountinfo(mountinfo);
   let best: Quota | undefined;
   for (const line of cgroups.split('\n')) {
-    // hierarchy-ID:controller-list:cgroup-path (cgroups(7)); v2 is "0::/path".
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line.trim());
+    // hierarchy-ID:controller-list:cgroup-path (cgroups(7)); v2 is "0::/path". Not trimmed: a
+    // directory name may end in a space.
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line.replace(/\r$/, ''));
     if (!m) continue;
     const [, id, controllers = '', path = '/'] = m;
     let q: Quota | undefined;
     if (id === '0' && controllers === '') {
       const mount = mounts.find((mt) => mt.fsType === 'cgroup2');
-      if (mount) q = tightestQuota(cgroupDir(mount, path), mount.mountPoint, (d) => v2Quota(read, d));
+      const dir = mount && cgroupDir(mount, path);
+      if (mount && dir) q = tightestQuota(dir, mount.mountPoint, (d) => v2Quota(read, d));
     } else if (controllers.split(',').includes('cpu')) {
       const mount = mounts.find((mt) => mt.fsType === 'cgroup' && mt.superOptions.includes('cpu'));
-      if (mount) q = tightestQuota(cgroupDir(mount, path), mount.mountPoint, (d) => v1Quota(read, d));
+      const dir = mount && cgroupDir(mount, path);
+      if (mount && dir) q = tightestQuota(dir, mount.mountPoint, (d) => v1Quota(read, d));
     }
     if (q && (!best || q.cpus < best.cpus)) best = q;
   }

@@ -69,6 +69,23 @@ describe('detectCpuLimit over fixture trees', () => {
     assert.match(limit.reason, /0\.5 CPUs → 1 worker$/);
   });
 
+  it('cgroup v2 paths are read as they are: a trailing space, a directory named "..slice", one outside the namespace', () => {
+    const v2 = (cgroup: string, files: Record<string, string>) =>
+      detectCpuLimit(
+        tree({
+          '/proc/self/status': status('0-7'),
+          '/proc/self/cgroup': `0::${cgroup}\n`,
+          '/proc/self/mountinfo': V2_MOUNTS,
+          ...files,
+        }),
+        8,
+      ).workers;
+    assert.equal(v2('/a /d ', { '/sys/fs/cgroup/a /d /cpu.max': '100000 100000\n' }), 1);
+    assert.equal(v2('/..slice/x', { '/sys/fs/cgroup/..slice/x/cpu.max': '100000 100000\n' }), 1);
+    // Moved out of its cgroup namespace: the namespace root's half CPU does not govern it.
+    assert.equal(v2('/../other', { '/sys/fs/cgroup/cpu.max': '50000 100000\n' }), 8);
+  });
+
   it('cgroup v1 unlimited (-1) leaves the affinity count', () => {
     const limit = detectCpuLimit(
       tree({
