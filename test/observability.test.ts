@@ -146,7 +146,9 @@ describe('metrics aggregated across workers', () => {
   });
 
   it('a worker that answers a scrape and exits before the scrape ends keeps its real slot', async (t) => {
-    const service = await start({ env: { WORKERS: '3', HEARTBEAT_TIMEOUT_MS: '10000' } });
+    const service = await start({
+      env: { WORKERS: '3', HEARTBEAT_TIMEOUT_MS: '10000', LOG_LEVEL: 'debug' },
+    });
     // One connection, so the scrape goes to a worker known to stay (its pid is in the greeting).
     const client = new Client(service.url, { pipelining: 1 });
     t.after(() => client.close());
@@ -157,9 +159,11 @@ describe('metrics aggregated across workers', () => {
     t.after(() => {
       if (isAlive(slow)) process.kill(slow, 'SIGCONT');
     });
+    const answered = (l: { msg: string; workerPid?: unknown }) =>
+      l.msg === 'worker stats received' && l.workerPid === leaver;
+    const before = service.logs.filter(answered).length;
     const scrape = client.request({ path: '/metrics', method: 'GET' });
-    // No event tells when the leaver has answered the primary; it takes a few milliseconds.
-    await sleep(300);
+    await service.waitForLog(() => service.logs.filter(answered).length > before, 'the leaver answering');
     process.kill(leaver, 'SIGKILL');
     const text = await (await scrape).body.text();
     process.kill(slow, 'SIGCONT');

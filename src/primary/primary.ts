@@ -119,6 +119,11 @@ export function runPrimary(config: Config): void {
           dispatch({ type: 'fatal', id, code: message.code, message: message.message });
           break;
         case 'stats': {
+          log('debug', 'worker stats received', {
+            slot,
+            workerPid: worker.process.pid,
+            requestId: message.requestId,
+          });
           responseTotals.record(id, message.stats.responses);
           const collection = pendingStats.get(message.requestId);
           collection?.answers.set(worker, message.stats);
