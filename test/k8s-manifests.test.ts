@@ -166,14 +166,14 @@ describe('Kubernetes manifests (scripts/deploy/k8s)', () => {
 
   it('the Service and the Prometheus annotations reach the service port', () => {
     const service = only<IService>('Service');
+    assert.ok((service.spec?.ports ?? []).length > 0, 'the Service has a port');
     for (const p of service.spec?.ports ?? []) {
       assert.equal(portNumber(p.targetPort ?? p.port), config().port, `Service port ${p.name}`);
     }
     const annotations = deployment().spec?.template.metadata?.annotations ?? {};
-    if (annotations['prometheus.io/scrape'] === 'true') {
-      assert.equal(annotations['prometheus.io/port'], String(config().port));
-      assert.equal(annotations['prometheus.io/path'], '/metrics');
-    }
+    assert.equal(annotations['prometheus.io/scrape'], 'true');
+    assert.equal(annotations['prometheus.io/port'], String(config().port));
+    assert.equal(annotations['prometheus.io/path'], '/metrics');
   });
 
   it('shutdown: a pause for endpoint removal, then the drain, all inside terminationGracePeriodSeconds', () => {

@@ -284,6 +284,7 @@ describe('readiness during shutdown', () => {
   it('after SIGTERM /readyz is 503 (greeting still served, Connection: close) until the listeners close, then exit 0', async () => {
     const service = await start({ env: { WORKERS: '2', SHUTDOWN_DELAY_MS: '1500' } });
     assert.equal((await get(`${service.url}/readyz`)).status, 200);
+    const signalled = performance.now();
     service.signal('SIGTERM');
     await service.waitForMsgCount('worker draining', 2);
     for (let i = 0; i < 6; i++) {
@@ -296,6 +297,8 @@ describe('readiness during shutdown', () => {
     }
     const { code } = await service.exited;
     assert.equal(code, 0);
+    // A lower bound: the delay was waited, not only announced.
+    assert.ok(performance.now() - signalled >= 1500, 'stopped before SHUTDOWN_DELAY_MS');
     await assert.rejects(get(`${service.url}/readyz`), /ECONNREFUSED/);
   });
 });

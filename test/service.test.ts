@@ -139,6 +139,7 @@ describe('signals sent to the whole process group act once, through the primary'
     timeout: 15_000,
   }, async () => {
     const service = await start({ env: { WORKERS: '2', SHUTDOWN_DELAY_MS: '1000' }, detached: true });
+    const signalled = performance.now();
     process.kill(-service.pid, 'SIGTERM');
     await service.waitForMsgCount('worker draining', 2);
     const ready = await request(`${service.url}/readyz`);
@@ -151,6 +152,8 @@ describe('signals sent to the whole process group act once, through the primary'
     );
     const { code } = await service.exited;
     assert.equal(code, 0);
+    // A lower bound: the delay was waited, not only announced.
+    assert.ok(performance.now() - signalled >= 1000, 'stopped before SHUTDOWN_DELAY_MS');
   });
 });
 
@@ -191,8 +194,11 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
   });
 
   it('an invalid configuration is unhealthy (1), not 2, which Docker reserves', async () => {
-    const { code } = await healthcheck(5000, { HEADERS_TIMEOUT_MS: '5' });
+    // A healthy service on the port: only the configuration can make the check fail.
+    const service = await start({ env: { WORKERS: '1' } });
+    const { code, stdout } = await healthcheck(service.port, { HEADERS_TIMEOUT_MS: '5' });
     assert.equal(code, 1);
+    assert.match(stdout, /HEADERS_TIMEOUT_MS must be/);
   });
 });
 

@@ -98,6 +98,11 @@ export class Service {
     );
   }
 
+  /** Every worker pid any log line named, exited or not. */
+  workerPidsEverLogged(): number[] {
+    return [...new Set(this.logs.map((l) => l.workerPid).filter((p): p is number => typeof p === 'number'))];
+  }
+
   /** Pids of workers that logged ready and have not exited since. */
   liveWorkerPids(): number[] {
     const live = new Set<number>();
@@ -143,6 +148,13 @@ export interface StartOptions {
 
 /** Spawns `node dist/src/main.js` with a clean environment plus `env`, on a free port. */
 export async function startService(options: StartOptions = {}): Promise<Service> {
+  const service = await spawnService(options);
+  await waitUntilReady(service, options);
+  return service;
+}
+
+/** The service process, not yet ready. */
+async function spawnService(options: StartOptions): Promise<Service> {
   const port = options.port ?? (await freePort());
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -159,10 +171,12 @@ export async function startService(options: StartOptions = {}): Promise<Service>
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
   });
-  const service = new Service(proc, port);
+  return new Service(proc, port);
+}
+
+async function waitUntilReady(service: Service, options: StartOptions): Promise<void> {
   const ready = options.ready ?? (options.env?.WORKERS ? Number(options.env.WORKERS) : 0);
   if (ready > 0) await service.waitForMsgCount('worker ready', ready);
-  return service;
 }
 
 /** True while a process with this pid exists. */
@@ -183,15 +197,18 @@ export function isAlive(pid: number): boolean {
 export function servicesStoppedAfterEach(): (options?: StartOptions) => Promise<Service> {
   const started: Service[] = [];
   afterEach(async () => {
-    for (const service of started.splice(0)) {
-      await service.stop();
-      for (const pid of [service.pid, ...service.liveWorkerPids()])
+    const services = started.splice(0);
+    // Every one stopped before any is judged, so one failure leaves no other running.
+    await Promise.all(services.map((service) => service.stop()));
+    for (const service of services)
+      for (const pid of [service.pid, ...service.workerPidsEverLogged()])
         assert.equal(isAlive(pid), false, `pid ${pid} left`);
-    }
   });
-  return async (options) => {
-    const service = await startService(options);
+  return async (options = {}) => {
+    // Recorded before it is ready: one that never gets there is stopped all the same.
+    const service = await spawnService(options);
     started.push(service);
+    await waitUntilReady(service, options);
     return service;
   };
 }
