@@ -40,6 +40,8 @@ describe('fault tolerance under load', () => {
     const ready = await service.waitForLog((l) => l.msg === 'worker ready' && (l.time as number) > killedAt);
     t.diagnostic(`back to 2 workers ${(ready.time as number) - killedAt} ms after the kill`);
     assert.equal(service.logs.find((l) => l.msg === 'worker exited unexpectedly')?.restartInMs, 100);
+    // A lower bound: the back-off was waited, not only announced.
+    assert.ok((ready.time as number) - killedAt >= 100, 'replaced before the 100 ms back-off');
     await traffic.waitForOk(200);
     await traffic.stop();
     t.diagnostic(traffic.summary());
@@ -81,6 +83,8 @@ describe('fault tolerance under load', () => {
     assert.equal(hung.workerPid, victim);
     await service.waitForLog((l) => l.msg === 'worker ready' && (l.time as number) > stoppedAt);
     t.diagnostic(`killed ${(hung.time as number) - stoppedAt} ms after SIGSTOP (timeout 1000 ms)`);
+    // A lower bound: the last heartbeat came at most one 100 ms interval before the SIGSTOP.
+    assert.ok((hung.time as number) - stoppedAt >= 900, 'killed before the heartbeat timeout');
     await traffic.waitForOk(100);
     await traffic.stop();
     t.diagnostic(traffic.summary());
