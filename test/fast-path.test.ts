@@ -275,7 +275,7 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
-  it('answers a repeated head from memory, and no other head, however alike', async () => {
+  it('a remembered head answers only its exact repeat: heads alike and of the same length are judged afresh', async () => {
     const s = await listen();
     // Same length each: a memory keyed on anything less than the whole head mixes them up.
     const heads: [string, string][] = [
