@@ -8,6 +8,10 @@
 export const WORKER_CONFIG_ENV = 'MYSERVICE_WORKER_CONFIG';
 export const WORKER_SLOT_ENV = 'MYSERVICE_WORKER_SLOT';
 
+/** The signals the primary acts on, and so the ones every worker leaves to it. */
+export const CONTROL_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
+export type ControlSignal = (typeof CONTROL_SIGNALS)[number];
+
 /** What a worker measures about itself, sent when the primary collects metrics. */
 export interface WorkerStats {
   readonly requests: number;

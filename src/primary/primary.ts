@@ -5,6 +5,7 @@ import { detectOwnCpuLimit } from '../cpu-count.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
 import {
+  CONTROL_SIGNALS,
   isWorkerMessage,
   type PrimaryMessage,
   WORKER_CONFIG_ENV,
@@ -13,15 +14,8 @@ import {
 } from '../protocol.js';
 import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
-import {
-  type Action,
-  type ControlSignal,
-  DEFAULT_BACKOFF,
-  Supervisor,
-  type SupervisorEvent,
-} from './supervisor.js';
+import { type Action, DEFAULT_BACKOFF, Supervisor, type SupervisorEvent } from './supervisor.js';
 
-const CONTROL_SIGNALS: readonly ControlSignal[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'];
 const STATS_TIMEOUT_MS = 1_000;
 
 interface StatsCollection {

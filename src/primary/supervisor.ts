@@ -5,12 +5,12 @@
  */
 import { ExitCode, type ExitCodeValue } from '../exit-codes.js';
 import type { Level } from '../log.js';
+import type { ControlSignal } from '../protocol.js';
 
 export type WorkerState = 'starting' | 'listening' | 'stopping' | 'dead';
 export type StopReason = 'shutdown' | 'roll' | 'scale' | 'hung' | 'boot-timeout' | 'give-up';
 export type RestartCause = 'crash' | 'hung' | 'boot' | 'roll' | 'scale';
 export type Phase = 'idle' | 'running' | 'stopping' | 'exited';
-export type ControlSignal = 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGTTIN' | 'SIGTTOU';
 
 export interface SupervisorOptions {
   readonly workers: number;
