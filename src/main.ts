@@ -14,6 +14,7 @@ async function main(): Promise<void> {
     runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? 0));
     return;
   }
+  const healthcheck = process.argv.includes('--healthcheck');
   let config: Config;
   try {
     config = parseConfig();
@@ -21,10 +22,10 @@ async function main(): Promise<void> {
     if (!(err instanceof ConfigError)) throw err;
     log('fatal', err.message, { code: err.code });
     // Docker reserves a health check's exit code 2: unhealthy is 1, whatever the reason.
-    process.exit(process.argv.includes('--healthcheck') ? 1 : ExitCode.config);
+    process.exit(healthcheck ? 1 : ExitCode.config);
   }
   setLogLevel(config.logLevel);
-  if (process.argv.includes('--healthcheck')) {
+  if (healthcheck) {
     const { runHealthcheck } = await import('./healthcheck.js');
     process.exit(await runHealthcheck(config));
   }
