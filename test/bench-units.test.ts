@@ -191,6 +191,8 @@ describe('configurations', () => {
     rejects(['--service-cpus', '0-2', '--load-cpus', '2-3'], /must not share CPUs \(both have 2\)/);
     rejects(['--compare', 'pm2='], /pm2= needs a path/);
     rejects(['--compare', 'minimal=/x'], /minimal takes no path/);
+    rejects(['--report', 'a.json', '--quick', '--workers', '2'], /takes only --out, got --quick, --workers$/);
+    assert.equal(parseOptions(['--report', 'a.json', '--out', 'o']).report, 'a.json');
     assert.equal(parseOptions(['--requests', '4']).requests, 4);
     assert.deepEqual(parseOptions(['--service-cpus', '2,0-1', '--load-cpus', '3']).serviceCpus, [0, 1, 2]);
   });

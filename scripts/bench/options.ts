@@ -39,7 +39,7 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
   --seconds N             duration of each wrk run (default 5, quick 1)
   --connections N         wrk connections (default 50)
   --threads N             wrk threads (default: the load generator's CPUs when pinned, else 1)
-  --report FILE           print the table of a saved bench.json and redraw its SVG next to it (or in --out)
+  --report FILE           print the table of a saved bench.json and redraw its SVG next to it (or in --out); takes no other option
 `;
 
 /** A CLI option the bench cannot accept. */
@@ -122,6 +122,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     throw new OptionError((err as Error).message);
   }
   const str = (name: string) => values[name] as string | undefined;
+  // --report draws a saved run: an option that shapes a measurement would be silently ignored.
+  const measuring = Object.keys(values).filter((name) => !['help', 'report', 'out'].includes(name));
+  if (values.report !== undefined && measuring.length > 0) {
+    throw new OptionError(
+      `--report redraws a saved run and takes only --out, got ${measuring.map((name) => `--${name}`).join(', ')}`,
+    );
+  }
   const quick = values.quick === true;
   const serviceCpus = cpuList('service-cpus', str('service-cpus'));
   const loadCpus = cpuList('load-cpus', str('load-cpus'));
