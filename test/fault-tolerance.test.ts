@@ -83,8 +83,9 @@ describe('fault tolerance under load', () => {
     assert.equal(hung.workerPid, victim);
     await service.waitForLog((l) => l.msg === 'worker ready' && (l.time as number) > stoppedAt);
     t.diagnostic(`killed ${(hung.time as number) - stoppedAt} ms after SIGSTOP (timeout 1000 ms)`);
-    // A lower bound: the last heartbeat came at most one 100 ms interval before the SIGSTOP.
-    assert.ok((hung.time as number) - stoppedAt >= 900, 'killed before the heartbeat timeout');
+    // A lower bound: the last heartbeat came about one 100 ms interval before the SIGSTOP, later
+    // by as much as the worker's loop was busy under the load (898 ms seen once): allow two.
+    assert.ok((hung.time as number) - stoppedAt >= 800, 'killed before the heartbeat timeout');
     await traffic.waitForOk(100);
     await traffic.stop();
     t.diagnostic(traffic.summary());

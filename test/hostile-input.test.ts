@@ -76,6 +76,8 @@ function assertSafe(reply: RawReply, head = false): void {
   for (const banner of ['server', 'x-powered-by', 'x-aspnet-version', 'via'])
     assert.equal(h.get(banner), undefined, `${banner} header`);
   assert.deepEqual(h.get('content-type'), ['text/plain; charset=utf-8']);
+  // The reader cuts the body at Content-Length, so this checks that there is exactly one. Its
+  // value is checked by what follows the body: the exact body, then a clean close or a next reply.
   if (!head) assert.deepEqual(h.get('content-length'), [String(reply.body.length)]);
   if (reply.status >= 400) {
     // The whole body is the reason phrase: no stack, path, version or echo of the request.

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExitCode } from '../src/exit-codes.js';
+import { Supervisor } from '../src/primary/supervisor.js';
 import {
   type Action,
   DEFAULT_BACKOFF,
-  Supervisor,
   type SupervisorEvent,
   type SupervisorOptions,
-} from '../src/primary/supervisor.js';
+} from '../src/primary/supervisor-events.js';
 
 const OPTIONS: SupervisorOptions = {
   workers: 2,

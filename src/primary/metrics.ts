@@ -1,6 +1,6 @@
 /** Renders the Prometheus text exposition format (0.0.4) from every worker's stats and the supervisor's. */
 import type { WorkerStats } from '../protocol.js';
-import type { RestartCause, SupervisorSnapshot } from './supervisor.js';
+import type { RestartCause, SupervisorSnapshot } from './supervisor-events.js';
 
 export interface WorkerSample {
   readonly slot: number;

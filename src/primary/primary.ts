@@ -14,7 +14,8 @@ import {
 } from '../protocol.js';
 import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
-import { type Action, DEFAULT_BACKOFF, Supervisor, type SupervisorEvent } from './supervisor.js';
+import { Supervisor } from './supervisor.js';
+import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor-events.js';
 
 const STATS_TIMEOUT_MS = 1_000;
 

@@ -1,0 +1,140 @@
+/**
+ * SIGHUP's rolling restart: one slot at a time, a new worker starts beside the old one, and only
+ * once it is ready does the old one drain, so no slot stops serving while its worker is replaced.
+ * Part of the supervisor's state machine: no I/O, everything goes through the host.
+ */
+import type { Level } from '../log.js';
+import type { WorkerRecord, WorkerTable } from './worker-table.js';
+
+export interface RollHost {
+  readonly workers: WorkerTable;
+  /** Starts the replacement worker in `slot` and returns its id. */
+  spawnReplacement(slot: number): number;
+  log(level: Level, msg: string, fields?: Record<string, unknown>): void;
+  /** How many workers are configured now. */
+  configured(): number;
+}
+
+interface Step {
+  readonly slot: number;
+  readonly newId: number;
+  oldId: number | undefined;
+}
+
+export class RollingRestart {
+  readonly #host: RollHost;
+  /** Slots still to replace; undefined when no roll is running. */
+  #queue: number[] | undefined;
+  #step: Step | undefined;
+  #again = false;
+
+  constructor(host: RollHost) {
+    this.#host = host;
+  }
+
+  /** SIGHUP: starts a roll, or schedules one more after the one running. */
+  request(): void {
+    if (this.#queue) {
+      this.#again = true;
+      this.#host.log('info', 'SIGHUP during a rolling restart: one more roll scheduled');
+    } else {
+      this.#start();
+    }
+  }
+
+  /** Forgets the roll: the service is stopping. */
+  cancel(): void {
+    this.#queue = undefined;
+    this.#step = undefined;
+  }
+
+  /** A worker became ready: a replacement's old worker now drains (or the roll goes on if it is gone). */
+  onReady(id: number): void {
+    const step = this.#step;
+    if (step?.newId !== id) return;
+    const old = step.oldId === undefined ? undefined : this.#host.workers.get(step.oldId);
+    if (old) this.#host.workers.drain(old, 'roll');
+    else this.#advance(true);
+  }
+
+  /** True when `w`, which exited, was the worker being replaced; its exit is then handled here. */
+  onOldExit(w: WorkerRecord, exit: Record<string, unknown>): boolean {
+    const step = this.#step;
+    if (step?.oldId !== w.id) return false;
+    step.oldId = undefined;
+    const replacement = this.#host.workers.get(step.newId);
+    if (w.stopReason === 'roll') this.#host.log('info', 'worker replaced', { ...exit, reason: 'roll' });
+    else
+      this.#host.log('warn', 'worker exited during its rolling restart', {
+        ...exit,
+        replacement: replacement?.state,
+      });
+    // 'starting': its ready advances the roll; 'stopping' (being killed): its exit aborts it.
+    if (!replacement || replacement.state === 'listening') this.#advance(true);
+    return true;
+  }
+
+  /**
+   * A worker failed before it was ready. If it was a replacement, the roll stops there; returns
+   * true when the old worker keeps serving, so the slot needs nothing more.
+   */
+  onReplacementFailed(id: number, exit: Record<string, unknown>, cause: string): boolean {
+    const step = this.#step;
+    if (step?.newId !== id) return false;
+    this.cancel();
+    this.#again = false;
+    const old = step.oldId === undefined ? undefined : this.#host.workers.get(step.oldId);
+    if (old?.state === 'listening') {
+      this.#host.log(
+        'error',
+        'rolling restart aborted: the new worker failed to start; the old one keeps serving',
+        exit,
+      );
+      return true;
+    }
+    // The old worker is gone or draining (a drain cannot be undone): the slot needs a new one.
+    this.#host.log('error', 'rolling restart aborted: the new worker failed and the old one is not serving', {
+      ...exit,
+      cause,
+    });
+    return false;
+  }
+
+  /** SIGTTOU removed `slot`: it is not replaced, and the roll goes on with the next one. */
+  dropSlot(slot: number): void {
+    if (!this.#queue) return;
+    this.#queue = this.#queue.filter((q) => q !== slot);
+    if (this.#step?.slot === slot) this.#step = undefined;
+    if (!this.#step) this.#advance(false);
+  }
+
+  #start(): void {
+    const slots = new Set<number>();
+    for (const w of this.#host.workers.values()) if (w.state === 'listening') slots.add(w.slot);
+    this.#queue = [...slots].sort((a, b) => a - b);
+    this.#host.log('info', 'rolling restart started', { workers: slots.size });
+    this.#advance(false);
+  }
+
+  /** Replaces the next slot's worker; `stepDone` when the current slot has just finished. */
+  #advance(stepDone: boolean): void {
+    const queue = this.#queue;
+    if (!queue) return;
+    if (stepDone) this.#step = undefined;
+    while (!this.#step) {
+      const slot = queue.shift();
+      if (slot === undefined) {
+        this.cancel();
+        this.#host.log('info', 'rolling restart complete', { workers: this.#host.configured() });
+        if (this.#again) {
+          this.#again = false;
+          this.#start();
+        }
+        return;
+      }
+      const old = this.#host.workers.listeningIn(slot);
+      if (!old) continue; // The slot is restarting after a crash: its next worker is new anyway.
+      this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
+    }
+  }
+}
