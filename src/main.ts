@@ -3,11 +3,16 @@ import cluster from 'node:cluster';
 import { type Config, ConfigError, parseConfig } from './config.js';
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
+import { CONTROL_SIGNALS, WORKER_CONFIG_ENV, WORKER_SLOT_ENV } from './protocol.js';
 
 async function main(): Promise<void> {
   if (cluster.isWorker) {
+    // Signals are the primary's to act on. One sent to the whole process group (Ctrl-C, a closed
+    // terminal, systemd's control-group stop, kill -- -PGID) reaches the workers too: acting on it
+    // here as well would skip SHUTDOWN_DELAY_MS on SIGTERM and kill every worker at once on SIGHUP.
+    // First thing, before the worker's modules load: until then, the signal would end the worker.
+    for (const signal of CONTROL_SIGNALS) process.on(signal, () => {});
     const { runWorker } = await import('./worker/worker.js');
-    const { WORKER_CONFIG_ENV, WORKER_SLOT_ENV } = await import('./protocol.js');
     // The primary parsed and validated the environment once; workers take its result.
     const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? '{}') as Config;
     setLogLevel(config.logLevel);

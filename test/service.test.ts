@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import type { Balance } from '../src/config.js';
@@ -133,6 +134,25 @@ describe('signals sent to the whole process group act once, through the primary'
       before.map(() => [0, null]),
       service.dump(),
     );
+  });
+
+  it('SIGHUP to the group twice, the second while a new worker boots: two whole rolls, none aborted', {
+    timeout: 20_000,
+  }, async () => {
+    const service = await start({ env: { WORKERS: '2' }, detached: true });
+    const before = service.liveWorkerPids();
+    process.kill(-service.pid, 'SIGHUP');
+    // The next group signal as soon as the new worker exists: it finds the worker starting.
+    const children = () => readFileSync(`/proc/${service.pid}/task/${service.pid}/children`, 'utf8');
+    const deadline = performance.now() + 5_000;
+    while (children().trim().split(' ').length < 3 && performance.now() < deadline) await setImmediate();
+    process.kill(-service.pid, 'SIGHUP');
+    const rolls = () => service.logs.filter((l) => l.msg === 'rolling restart complete').length;
+    await service.waitForLog((l) => /rolling restart aborted/.test(l.msg) || rolls() === 2, 'two rolls');
+    assert.equal(service.logs.filter((l) => /rolling restart aborted/.test(l.msg)).length, 0, service.dump());
+    const after = service.liveWorkerPids();
+    assert.equal(after.length, 2, service.dump());
+    for (const pid of after) assert.ok(!before.includes(pid), `pid ${pid} was not replaced`);
   });
 
   it('SIGTERM to the group: /readyz is 503 for SHUTDOWN_DELAY_MS, then exit 0', {

@@ -430,6 +430,91 @@ describe('Supervisor', () => {
     );
   });
 
+  it('a new worker killed by a group SIGHUP before it was ready: the roll starts another, nothing counts as a failed boot', () => {
+    const h = started({ workers: 2, crashLoopLimit: 1 });
+    const from = h.actions.length;
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    h.send({ type: 'signal', signal: 'SIGHUP' }); // the same group signal, as the primary sees it
+    const [oldId, firstNew] = h.idsInSlot(0) as [number, number];
+    h.exit(firstNew, null, 'SIGHUP');
+    assert.equal(h.exitCode(), undefined, 'a signalled boot is not a crash loop');
+    const [, secondNew] = h.idsInSlot(0) as [number, number];
+    assert.ok(secondNew > firstNew, 'another replacement starts at once');
+    for (let step = 0; step < 4; step++) {
+      const newest = Math.max(...h.live.keys());
+      const old = h.idsInSlot(h.live.get(newest) as number)[0] as number;
+      h.send({ type: 'ready', id: newest });
+      h.exit(old, 0);
+    }
+    assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length, 2);
+    assert.ok(!h.live.has(oldId));
+    assert.equal(h.live.size, 2);
+    assert.equal(h.of('log', from).filter((l) => /rolling restart aborted/.test(l.msg)).length, 0);
+  });
+
+  it('a worker killed by SIGTERM before it was ready at start is respawned, not counted toward the crash-loop limit', () => {
+    const h = new Harness({ workers: 1, crashLoopLimit: 1 });
+    h.send({ type: 'start' });
+    const [id] = h.idsInSlot(0) as [number];
+    h.exit(id, null, 'SIGTERM');
+    assert.equal(h.exitCode(), undefined);
+    h.advance();
+    assert.equal(h.spawned().length, 2);
+    // A worker that exits on its own before ready still counts.
+    h.exit(h.idsInSlot(0)[0] as number, 1);
+    assert.equal(h.exitCode(), ExitCode.crashLoop);
+  });
+
+  it('roll after roll whose new worker fails while the old one serves never stops the service (bad release)', () => {
+    const h = started({ workers: 2, crashLoopLimit: 2 });
+    for (let i = 0; i < 5; i++) {
+      h.send({ type: 'signal', signal: 'SIGHUP' });
+      const newest = Math.max(...h.live.keys());
+      h.exit(newest, 1);
+      h.clock += 1_000;
+      for (const id of h.live.keys()) h.send({ type: 'heartbeat', id });
+    }
+    assert.equal(h.exitCode(), undefined);
+    assert.equal(h.of('drain').length, 0);
+    assert.deepEqual(
+      h.supervisor.snapshot().workers.map((w) => w.state),
+      ['listening', 'listening'],
+    );
+    // Boot failures outside a roll still count.
+    const [id] = h.idsInSlot(1) as [number];
+    h.send({ type: 'ready', id });
+    h.exit(id, 1);
+    h.advance();
+    h.exit(h.idsInSlot(1)[0] as number, 1);
+    h.advance();
+    h.exit(h.idsInSlot(1)[0] as number, 1);
+    assert.ok(h.of('log').some((l) => l.level === 'fatal' && /2 workers in a row failed/.test(l.msg)));
+  });
+
+  it('the back-off is forgotten after 10 s of service in the slot, even when a roll replaced the worker', () => {
+    const h = new Harness({ workers: 1, crashLoopLimit: 100 });
+    h.send({ type: 'start' });
+    for (let i = 0; i < 3; i++) {
+      h.exit(h.idsInSlot(0)[0] as number, 1);
+      h.advance();
+    }
+    h.readyAll();
+    const beat = (ms: number) => {
+      for (let t = 0; t < ms; t += 1_000) {
+        h.clock += 1_000;
+        for (const id of h.live.keys()) h.send({ type: 'heartbeat', id });
+      }
+    };
+    beat(60_000);
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    h.send({ type: 'ready', id: newId });
+    h.exit(oldId, 0);
+    beat(1_000);
+    h.exit(newId, 1);
+    assert.equal(h.of('log').at(-1)?.fields.restartInMs, DEFAULT_BACKOFF.initialMs);
+  });
+
   it('SIGTTIN adds a worker, SIGTTOU removes one, never below one', () => {
     const h = started({ workers: 1 });
     h.send({ type: 'signal', signal: 'SIGTTIN' });

@@ -17,7 +17,7 @@ export interface RollHost {
 
 interface Step {
   readonly slot: number;
-  readonly newId: number;
+  newId: number;
   oldId: number | undefined;
 }
 
@@ -71,6 +71,18 @@ export class RollingRestart {
       });
     // 'starting': its ready advances the roll; 'stopping' (being killed): its exit aborts it.
     if (!replacement || replacement.state === 'listening') this.#advance(true);
+    return true;
+  }
+
+  /**
+   * The replacement `id` died of a signal before it was ready while the old worker still serves:
+   * another replacement starts at once. Returns false when `id` is not that replacement.
+   */
+  retryReplacement(id: number): boolean {
+    const step = this.#step;
+    if (step?.newId !== id || step.oldId === undefined) return false;
+    if (this.#host.workers.get(step.oldId)?.state !== 'listening') return false;
+    step.newId = this.#host.spawnReplacement(step.slot);
     return true;
   }
 

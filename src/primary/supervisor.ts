@@ -22,7 +22,15 @@ import { type WorkerRecord, WorkerTable, workerFields } from './worker-table.js'
 interface Slot {
   failures: number;
   respawnAt: number | undefined;
+  /** Since when a worker has served in this slot without a failure, across rolls. */
+  goodSince: number | undefined;
 }
+
+/**
+ * Signals that end a worker that does not handle them. Workers ignore them, but one sent to the
+ * whole process group reaches a new worker before it can: that worker did not fail to boot.
+ */
+const INTERRUPTS: ReadonlySet<string> = new Set(['SIGHUP', 'SIGINT', 'SIGTERM']);
 
 export class Supervisor {
   #phase: Phase = 'idle';
@@ -124,7 +132,7 @@ export class Supervisor {
   }
 
   #spawnWorker(slot: number): number {
-    this.#slots[slot] ??= { failures: 0, respawnAt: undefined };
+    this.#slots[slot] ??= { failures: 0, respawnAt: undefined, goodSince: undefined };
     return this.#workers.spawn(slot);
   }
 
@@ -137,6 +145,8 @@ export class Supervisor {
     this.#bootFailures = 0;
     this.#everReady = true;
     this.#log('info', 'worker ready', { ...workerFields(w), bootMs: w.readyAt - w.spawnedAt });
+    const slot = this.#slots[w.slot];
+    if (slot) slot.goodSince ??= w.readyAt;
     this.#roll.onReady(id);
     if (this.#phase === 'stopping') this.#workers.drain(w, 'shutdown');
   }
@@ -173,7 +183,15 @@ export class Supervisor {
     const now = this.now();
     const booted = w.readyAt !== undefined;
     const cause: RestartCause = !booted ? 'boot' : w.stopReason === 'hung' ? 'hung' : 'crash';
-    if (!booted) {
+    const interrupted = !booted && w.stopReason === undefined && INTERRUPTS.has(signal ?? '');
+    if (interrupted && this.#roll.retryReplacement(id)) {
+      this.#log('warn', 'new worker killed by a signal before it was ready; starting another', exit);
+      return;
+    }
+    // A roll's new worker that fails while the old one serves says nothing of the service's health
+    // (often a bad release): the roll stops, and it does not count toward the crash-loop limit.
+    if (this.#roll.onReplacementFailed(id, exit, cause)) return;
+    if (!booted && !interrupted) {
       this.#bootFailures++;
       if (this.#bootFailures >= this.options.crashLoopLimit) {
         this.#giveUp(
@@ -184,14 +202,15 @@ export class Supervisor {
         return;
       }
     }
-    if (this.#roll.onReplacementFailed(id, exit, cause)) return;
     const slot = this.#slots[w.slot];
     if (!slot || w.slot >= this.#target) return;
     if (slot.respawnAt !== undefined || this.#workers.isSlotFilled(w.slot)) {
       this.#log('warn', 'worker exited unexpectedly; its slot is already being refilled', { ...exit, cause });
       return;
     }
-    if (booted && now - (w.readyAt ?? now) >= this.options.backoff.resetAfterMs) slot.failures = 0;
+    if (slot.goodSince !== undefined && now - slot.goodSince >= this.options.backoff.resetAfterMs)
+      slot.failures = 0;
+    slot.goodSince = undefined;
     const { initialMs, maxMs } = this.options.backoff;
     const delayMs = Math.min(initialMs * 2 ** slot.failures, maxMs);
     slot.failures++;
@@ -221,7 +240,7 @@ export class Supervisor {
       this.#roll.request();
     } else if (signal === 'SIGTTIN') {
       this.#target++;
-      this.#slots[this.#target - 1] = { failures: 0, respawnAt: undefined };
+      this.#slots[this.#target - 1] = { failures: 0, respawnAt: undefined, goodSince: undefined };
       this.#restarts.scale++;
       this.#log('info', 'SIGTTIN: adding a worker', { workers: this.#target });
       this.#spawnWorker(this.#target - 1);

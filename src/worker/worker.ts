@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
-import { CONTROL_SIGNALS, isPrimaryMessage, type WorkerMessage } from '../protocol.js';
+import { isPrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { closeGracefully } from './connections.js';
 import { RequestStats } from './request-stats.js';
 import { createGreetingServer, LISTEN_BACKLOG, type Readiness } from './server.js';
@@ -32,10 +32,6 @@ export function runWorker(config: Config, slot: number): void {
   });
   // A worker without its primary must not keep serving as an orphan.
   process.on('disconnect', () => process.exit(ExitCode.ok));
-  // Signals are the primary's to act on. One sent to the whole process group (Ctrl-C, a closed
-  // terminal, systemd's control-group stop, kill -- -PGID) reaches the workers too: acting on it
-  // here as well would skip SHUTDOWN_DELAY_MS on SIGTERM and kill every worker at once on SIGHUP.
-  for (const signal of CONTROL_SIGNALS) process.on(signal, () => {});
 
   const metrics = config.metrics
     ? () =>
