@@ -39,6 +39,8 @@ describe('which request heads the fast path takes', () => {
     ['a query', 'GET /?name=docker&x=%20 HTTP/1.1\r\nHost: h\r\n\r\n', 'keep-alive'],
     ['Connection: close', 'GET / HTTP/1.1\r\nhost: h\r\nconnection:  Close \r\n\r\n', 'close'],
     ['HTTP/1.0 without Host', 'GET / HTTP/1.0\r\n\r\n', 'close'],
+    ['an IPv6 Host with a port', 'GET / HTTP/1.1\r\nHost: \t[::1]:5000 \r\n\r\n', 'keep-alive'],
+    ['an empty Host', 'GET / HTTP/1.1\r\nHost:\r\n\r\n', 'keep-alive'],
   ];
   for (const [name, head, kind] of taken) {
     it(`takes ${name} (${kind})`, () => assert.equal(recognizeGreetingRequest(head), kind));
@@ -52,6 +54,10 @@ describe('which request heads the fast path takes', () => {
     ['a fragment', 'GET /#x HTTP/1.1\r\nHost: h\r\n\r\n'],
     ['HTTP/1.1 without Host', 'GET / HTTP/1.1\r\nAccept: */*\r\n\r\n'],
     ['two Hosts', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    ['two Hosts in HTTP/1.0', 'GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n'],
+    ['a space inside Host', 'GET / HTTP/1.1\r\nHost: a b\r\n\r\n'],
+    ['a path and userinfo in Host', 'GET / HTTP/1.1\r\nHost: a/../x@y\r\n\r\n'],
+    ['a Host port that is not digits', 'GET / HTTP/1.0\r\nHost: a:b\r\n\r\n'],
     ['Content-Length', 'GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n'],
     ['Transfer-Encoding', 'GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n'],
     ['Expect', 'GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n'],

@@ -41,13 +41,17 @@ after(async () => {
   for (const service of [...services]) await stop(service);
 });
 
-async function listenInProcess(limits: HttpLimits): Promise<{ server: Server; port: number }> {
+async function listenInProcess(
+  limits: HttpLimits,
+  metrics?: () => Promise<string | null>,
+): Promise<{ server: Server; port: number }> {
   const server = createGreetingServer({
     hostname: 'test-host',
     pid: 4242,
     limits,
     stats: new RequestStats(),
     readiness: () => 'ready',
+    metrics,
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -264,6 +268,70 @@ const CASES: readonly Case[] = [
     close: true,
     real: true,
   },
+  ...bad(
+    'Host',
+    [
+      ['two Host lines', crlf(['GET / HTTP/1.1', 'Host: a', 'Host: evil.example'])],
+      ['two Host lines in HTTP/1.0', crlf(['GET / HTTP/1.0', 'Host: a', 'Host: a'])],
+      ['two Host lines on another path', crlf(['GET /healthz HTTP/1.1', 'host: a', 'HOST: a'])],
+      ['a space inside the value', crlf(['GET / HTTP/1.1', 'Host: a b'])],
+      ['a path and userinfo in the value', crlf(['GET / HTTP/1.1', 'Host: a/../x@y'])],
+      ['a port that is not digits', crlf(['GET / HTTP/1.1', 'Host: a:b'])],
+      ['an unclosed IP literal', crlf(['GET / HTTP/1.0', 'Host: [::1'])],
+      ['a byte past ASCII', crlf(['GET /nope HTTP/1.1', 'Host: caf\xe9'])],
+      [
+        'an invalid value with Expect: 100-continue (no 100 Continue)',
+        crlf(['GET / HTTP/1.1', 'Host: a b', 'Expect: 100-continue', 'Content-Length: 4']),
+      ],
+    ],
+    'two Host lines',
+  ),
+  ...[
+    ['an IPv6 literal and a port', 'Host: [::1]:5000'],
+    ['an IPv4 address', 'Host: 127.0.0.1'],
+    ['a percent-encoded name, sub-delims and an empty port', "Host: my_host-1.%41!$&'()*+,;=:"],
+    ['an empty value (the service has one default authority)', 'Host:'],
+  ].map(([what, line]) => ({
+    name: `Host with ${what} → 200`,
+    send: crlf(['GET / HTTP/1.1', line as string]),
+    status: 200,
+    body: GREETING,
+  })),
+  {
+    name: 'HTTP/1.0 with Transfer-Encoding (faulty framing) → 400 and close; a pipelined request is not served',
+    send: `${crlf(['GET / HTTP/1.0', 'Connection: keep-alive', 'Transfer-Encoding: chunked'])}0\r\n\r\n${get()}`,
+    status: 400,
+    close: true,
+    real: true,
+  },
+  ...(
+    [
+      ['GET http://a/', 200, GREETING],
+      ['GET http://a/?x', 200, GREETING],
+      ['GET HTTPS://A:443?x', 200, GREETING],
+      ['GET http://[::1]:5000/healthz', 200, 'ok\n'],
+      ['GET http://a/nope', 404, 'Not Found\n'],
+      ['GET ftp://a/', 404, 'Not Found\n'],
+    ] as const
+  ).map(([line, status, body]) => ({
+    name: `absolute-form ${line} → ${status}`,
+    send: crlf([`${line} HTTP/1.1`, 'Host: test']),
+    status,
+    body,
+    real: line === 'GET http://a/',
+  })),
+  {
+    name: 'absolute-form HEAD http://a/ → 200, the same headers, no body',
+    send: crlf(['HEAD http://a/ HTTP/1.1', 'Host: test']),
+    head: true,
+    status: 200,
+    body: '',
+  },
+  ...bad('absolute-form', [
+    ['an empty host', crlf(['GET http:/// HTTP/1.1', 'Host: test'])],
+    ['userinfo', crlf(['GET http://u@a/ HTTP/1.1', 'Host: test'])],
+    ['a port that is not digits', crlf(['GET http://a:b/ HTTP/1.1', 'Host: test'])],
+  ]),
   {
     name: 'HTTP/1.0 without Host → 200, then close (no keep-alive asked)',
     send: 'GET / HTTP/1.0\r\n\r\n',
@@ -354,6 +422,69 @@ describe('hostile input: the greeting server in this process, default limits', (
       });
     } finally {
       await closeInProcess(noKeepAlive);
+    }
+  });
+
+  it('a bad request after one whose answer is still pending: the 400 comes after that answer, then the close', async () => {
+    let answerMetrics: (text: string) => void = () => assert.fail('/metrics was not asked');
+    const metrics = (): Promise<string | null> =>
+      new Promise((resolve) => {
+        answerMetrics = resolve;
+      });
+    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, metrics);
+    const conn = await RawConnection.open(p);
+    try {
+      const parseError = once(withMetrics, 'clientError');
+      conn.write(
+        crlf(['GET /metrics HTTP/1.1', 'Host: test']) + crlf(['GET /x HTTP/1.1', 'Host: test', 'Bad Header']),
+      );
+      // The second request's parse error happens while /metrics waits for its text.
+      await parseError;
+      answerMetrics('metric 1\n');
+      const first = await conn.reply();
+      assert.equal(first.status, 200, `${first.status} ${first.reason}: ${first.body}`);
+      assert.equal(first.body, 'metric 1\n');
+      const second = await conn.reply();
+      assert.equal(second.status, 400);
+      assertSafe(second);
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the server did not close the connection');
+      assert.equal(conn.unread, '', 'bytes after the 400');
+    } finally {
+      conn.destroy();
+      await closeInProcess(withMetrics);
+    }
+  });
+
+  it('HEADERS_TIMEOUT_MS counts from the opening also after the fast path hands over: a client that waits, then trickles its headers, gets 408 in time; one answered in time is kept', async () => {
+    const HEADERS_MS = 1_000;
+    const { server: slow, port: p } = await listenInProcess({ ...DEFAULTS, headersTimeoutMs: HEADERS_MS });
+    // Handed over at once and answered by node:http: its deadline passes before the other's.
+    const served = await RawConnection.open(p);
+    const conn = await RawConnection.open(p);
+    let drip: NodeJS.Timeout | undefined;
+    try {
+      served.write(crlf(['GET /nope HTTP/1.1', 'Host: test']));
+      assert.equal((await served.reply()).status, 404);
+      // Waiting before the first byte is the point: node:http's own clock starts at that byte.
+      await new Promise((resolve) => setTimeout(resolve, 0.6 * HEADERS_MS));
+      conn.write('GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ');
+      drip = setInterval(() => conn.write('a'), 100);
+      const reply = await conn.reply({ ms: 3 * HEADERS_MS });
+      const elapsed = performance.now() - conn.openedAt;
+      assert.equal(reply.status, 408);
+      assertSafe(reply);
+      assert.ok(
+        elapsed >= HEADERS_MS - 20 && elapsed < 1.2 * HEADERS_MS,
+        `408 after ${Math.round(elapsed)} ms`,
+      );
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the server did not close the connection');
+      served.write(get());
+      assert.equal((await served.reply()).status, 200, 'the answered connection was cut');
+    } finally {
+      clearInterval(drip);
+      served.destroy();
+      conn.destroy();
+      await closeInProcess(slow);
     }
   });
 });

@@ -5,12 +5,16 @@
  * identical to what node:http sends. At the first chunk that is anything else (another path or
  * method, a body, Expect, Upgrade, a request split over two reads, pipelining, anything
  * malformed) the connection goes to node:http with that chunk put back, so every error, limit and
- * timeout is still node:http's.
+ * timeout is still node:http's, except that the headers timeout of a connection not answered yet
+ * still counts from its opening.
  */
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import type { RequestStats } from './request-stats.js';
+
+/** node:http's socket, with the response it is writing (or about to write) attached. */
+type HttpSocket = Socket & { _httpMessage?: unknown };
 
 /** How a recognized request wants its connection treated. */
 export type FastRequest = 'keep-alive' | 'close';
@@ -31,9 +35,19 @@ const SPECIAL_HEADER =
   /^(host|connection|proxy-connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
 
 /**
+ * A valid Host field value (RFC 9110 §7.2): uri-host [ ":" port ] of RFC 3986, with the optional
+ * whitespace around a field value. uri-host is an IP literal in brackets (its inside not parsed
+ * further), or a reg-name (IPv4 addresses among them): unreserved, pct-encoded and sub-delims. An
+ * empty value is valid: the request then names no authority, and the service has only one.
+ */
+export const HOST_VALUE =
+  /^[\t ]*(?:\[(?:[\dA-Fa-f:.]+|v[\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?[\t ]*$/;
+
+/**
  * Returns how to answer `head` on the fast path, or undefined when node:http must take it.
  * Connection semantics are node:http's: HTTP/1.1 keeps the connection unless `close`; HTTP/1.0
- * closes it unless `keep-alive`. HTTP/1.1 without exactly one Host is node:http's 400 to give.
+ * closes it unless `keep-alive`. A request without exactly one valid Host (none is fine for
+ * HTTP/1.0) is left to node:http, where the server answers 400 (RFC 9112 §3.2).
  */
 export function recognizeGreetingRequest(head: string): FastRequest | undefined {
   const match = REQUEST_HEAD.exec(head);
@@ -43,12 +57,13 @@ export function recognizeGreetingRequest(head: string): FastRequest | undefined 
   let connection: string | undefined;
   for (const [, name, value] of (match[2] as string).matchAll(SPECIAL_HEADER)) {
     const lower = (name as string).toLowerCase();
-    if (lower === 'host') hosts++;
-    else if (lower === 'connection' && connection === undefined)
+    if (lower === 'host') {
+      if (++hosts > 1 || !HOST_VALUE.test(value as string)) return undefined;
+    } else if (lower === 'connection' && connection === undefined)
       connection = (value as string).trim().toLowerCase();
     else return undefined;
   }
-  if (hosts > 1 || (hosts === 0 && !http10)) return undefined;
+  if (hosts === 0 && !http10) return undefined;
   if (connection === undefined) return http10 ? 'close' : 'keep-alive';
   if (connection === 'close') return 'close';
   if (connection === 'keep-alive') return 'keep-alive';
@@ -140,6 +155,33 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     return kind;
   };
 
+  /**
+   * node:http starts its headers clock afresh at a request's first byte (llhttp's
+   * on_message_begin), so a connection handed over before any answer would get HEADERS_TIMEOUT_MS
+   * from the byte that made the fast path let go, up to twice the limit from its opening. This
+   * keeps the fast path's deadline, counted from the accept, until a request head is complete.
+   */
+  const keepHeadersDeadline = (socket: Socket, acceptedAt: number): void => {
+    const left = (): number => limits.headersTimeoutMs - (performance.now() - acceptedAt);
+    const expire = (): void => {
+      // Timers start from the event loop's cached clock, as in onTimeout below: never cut early.
+      const early = left();
+      if (early > 0) {
+        timer = setTimeout(expire, Math.ceil(early)).unref();
+        return;
+      }
+      socket.off('close', stop);
+      // A response attached or anything written: node:http has read a request head in time.
+      if (!socket.writable || socket.bytesWritten > 0 || (socket as HttpSocket)._httpMessage) return;
+      stats.countResponse(408);
+      socket.end(timeoutReply);
+      socket.destroySoon();
+    };
+    let timer = setTimeout(expire, Math.max(0, Math.ceil(left()))).unref();
+    const stop = (): void => clearTimeout(timer);
+    socket.once('close', stop);
+  };
+
   server.on('connection', (socket: Socket) => {
     if (closesConnection()) {
       handOverToNode(socket);
@@ -214,6 +256,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
       owned.delete(socket);
     };
     function handOver(chunk: Buffer | undefined): void {
+      if (!answered) keepHeadersDeadline(socket, acceptedAt);
       owned.delete(socket);
       socket.off('data', onData);
       socket.off('timeout', onTimeout);

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import { cutStalledConnections } from './connections.js';
-import { serveGreetingsFast } from './fast-path.js';
+import { HOST_VALUE, serveGreetingsFast } from './fast-path.js';
 import type { RequestStats } from './request-stats.js';
 
 export type Readiness = 'starting' | 'ready' | 'draining';
@@ -89,6 +89,56 @@ const clientErrors: Readonly<Record<string, string>> = {
 };
 const badRequest = rawReply(400, 'Bad Request');
 
+/** node:http's socket, with the response it is writing (or about to write) attached. */
+type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
+
+/**
+ * The scheme and authority of an absolute-form target (RFC 9112 §3.2.2), which a server must
+ * accept; the authority ends at the path, the query or a fragment.
+ */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)/i;
+
+/**
+ * The path an origin-form or absolute-form target names, without its query; undefined for an
+ * `http` or `https` target whose authority is invalid or has no host (RFC 9110 §4.2.1). Other
+ * targets (`*`, other schemes) come back whole and are not found.
+ */
+function targetPath(url: string): string | undefined {
+  let target = url;
+  if (target.charCodeAt(0) !== 0x2f /* / */) {
+    const absolute = ABSOLUTE_FORM.exec(target);
+    if (absolute !== null) {
+      const authority = absolute[1] as string;
+      if (authority === '' || authority[0] === ':' || !HOST_VALUE.test(authority)) return undefined;
+      target = target.slice(absolute[0].length);
+      if (target.charCodeAt(0) !== 0x2f) target = `/${target}`;
+    }
+  }
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+/**
+ * A request to refuse with 400 whatever it asks: not HTTP/1 (llhttp accepts `GET /` as HTTP/0.9
+ * and `HTTP/2.0` request lines); HTTP/1.1 without Host, or any request with more than one Host
+ * line or an invalid one (RFC 9112 §3.2: node:http keeps the first Host and checks none); HTTP/1.0
+ * with Transfer-Encoding, whose framing must be treated as faulty (RFC 9112 §6.1).
+ */
+function isBadRequest(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor !== 1) return true;
+  if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return true;
+  const raw = req.rawHeaders;
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (host !== undefined) return true;
+      host = raw[i + 1] as string;
+    }
+  }
+  return host === undefined ? req.httpVersionMinor === 1 : !HOST_VALUE.test(host);
+}
+
 /** Builds the greeting server with its limits applied; the caller listens. */
 export function createGreetingServer(options: GreetingServerOptions): Server {
   const { limits, stats, readiness } = options;
@@ -107,11 +157,13 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   }
 
   function route(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
+    const path = targetPath(req.url ?? '/');
     const readable = req.method === 'GET' || req.method === 'HEAD';
     switch (path) {
+      case undefined:
+        stats.requests++;
+        send(res, badRequestReply);
+        return;
       case '/':
         stats.requests++;
         send(res, readable ? greeting : methodNotAllowed);
@@ -192,9 +244,8 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const h = req.headers;
-    // llhttp accepts `GET /` (HTTP/0.9) and `HTTP/2.0` request lines; neither is HTTP/1. The Host
-    // check is Node's requireHostHeader, done here so the 400 carries our headers and body.
-    if (req.httpVersionMajor !== 1 || (h.host === undefined && req.httpVersionMinor === 1)) {
+    // Here rather than Node's requireHostHeader, so the 400 carries our headers and body.
+    if (isBadRequest(req)) {
       stats.requests++;
       send(res, badRequestReply);
     } else if (
@@ -239,8 +290,8 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       refuseBody(res);
       return;
     }
-    // Only HTTP/1.1 gets here; without Host, onRequest refuses it with 400.
-    if (req.headers.host !== undefined) res.writeContinue();
+    // Only HTTP/1.1 gets here; a bad request gets its 400 from onRequest without a 100 first.
+    if (!isBadRequest(req)) res.writeContinue();
     onRequest(req, res);
   });
   // Node's own 417 carries none of our headers.
@@ -255,15 +306,32 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   // onconnection); dropMaxConnection makes the worker accept and close it, as under reuseport.
   server.maxConnections = limits.maxConnections;
   (server as Server & { dropMaxConnection: boolean }).dropMaxConnection = true;
+  /** Sockets given an error reply, or waiting to be: llhttp repeats its error at every later read. */
+  const refused = new WeakSet<Socket>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // Answer only when no response has started on this socket; otherwise just close it.
-    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
-    if (socket.writable && !inFlight?.headersSent && err.code !== 'ECONNRESET') {
-      const reply = (err.code && clientErrors[err.code]) || badRequest;
+    if (refused.has(socket)) return;
+    refused.add(socket);
+    if (err.code === 'ECONNRESET') socket.destroy();
+    else refuse(socket as HttpSocket, clientErrors[err.code ?? ''] || badRequest);
+  });
+
+  /**
+   * Sends `reply` for an error found before a request exists, and closes. Responses to requests
+   * read before the error go first (RFC 9112 §9.3.2): /metrics may still be waiting for its text,
+   * and node:http holds later responses until the one attached to the socket finishes.
+   */
+  function refuse(socket: HttpSocket, reply: string): void {
+    const inFlight = socket._httpMessage;
+    if (inFlight?.req.complete) {
+      inFlight.once('finish', () => refuse(socket, reply));
+      return;
+    }
+    // Otherwise the error is in the request being read: answer it unless its response has started.
+    if (socket.writable && !inFlight?.headersSent) {
       stats.countResponse(Number(reply.slice(9, 12)));
       socket.end(reply);
     }
     socket.destroySoon();
-  });
+  }
   return server;
 }
