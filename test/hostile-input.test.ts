@@ -331,6 +331,10 @@ const CASES: readonly Case[] = [
     ['an empty host', crlf(['GET http:/// HTTP/1.1', 'Host: test'])],
     ['userinfo', crlf(['GET http://u@a/ HTTP/1.1', 'Host: test'])],
     ['a port that is not digits', crlf(['GET http://a:b/ HTTP/1.1', 'Host: test'])],
+    [
+      'userinfo with Expect: 100-continue (no 100 Continue)',
+      crlf(['GET http://u@a/ HTTP/1.1', 'Host: test', 'Expect: 100-continue', 'Content-Length: 4']),
+    ],
   ]),
   {
     name: 'HTTP/1.0 without Host → 200, then close (no keep-alive asked)',
