@@ -121,9 +121,9 @@ function targetPath(url: string): string | undefined {
 /**
  * A request to refuse with 400 whatever it asks, before reading any body: not HTTP/1 (llhttp
  * accepts `GET /` as HTTP/0.9 and `HTTP/2.0` request lines); an absolute-form target with a bad
- * authority; HTTP/1.1 without Host, or any request with more than one Host
- * line or an invalid one (RFC 9112 §3.2: node:http keeps the first Host and checks none); HTTP/1.0
- * with Transfer-Encoding, whose framing must be treated as faulty (RFC 9112 §6.1).
+ * authority; HTTP/1.1 without Host, or any request with more than one Host line or an invalid
+ * one (RFC 9112 §3.2: node:http keeps the first Host and checks none); HTTP/1.0 with
+ * Transfer-Encoding, whose framing must be treated as faulty (RFC 9112 §6.1).
  */
 function isBadRequest(req: IncomingMessage): boolean {
   if (req.httpVersionMajor !== 1 || targetPath(req.url ?? '/') === undefined) return true;
