@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import { type Config, ConfigError, parseConfig } from './config.js';
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
+import { SignalQueue } from './primary/signal-queue.js';
 import { CONTROL_SIGNALS, WORKER_CONFIG_ENV, WORKER_SLOT_ENV } from './protocol.js';
 
 async function main(): Promise<void> {
@@ -19,21 +20,15 @@ async function main(): Promise<void> {
     runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? 0));
     return;
   }
-  const healthcheck = process.argv.includes('--healthcheck');
-  let config: Config;
-  try {
-    config = parseConfig();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    log('fatal', err.message, { code: err.code });
+  if (process.argv.includes('--healthcheck')) {
     // Docker reserves a health check's exit code 2: unhealthy is 1, whatever the reason.
-    process.exit(healthcheck ? 1 : ExitCode.config);
-  }
-  setLogLevel(config.logLevel);
-  if (healthcheck) {
+    const config = loadConfig(1);
     const { runHealthcheck } = await import('./healthcheck.js');
     process.exit(await runHealthcheck(config));
   }
+  // From the primary's first line: a stop signal during start-up is acted on once it runs.
+  const signals = new SignalQueue();
+  const config = loadConfig(ExitCode.config);
   if (config.balance === 'reuseport') {
     // Round-robin needs no probe: its primary binds without SO_REUSEPORT itself.
     const { probeListen } = await import('./primary/port-probe.js');
@@ -45,7 +40,20 @@ async function main(): Promise<void> {
     }
   }
   const { runPrimary } = await import('./primary/primary.js');
-  runPrimary(config);
+  runPrimary(config, signals);
+}
+
+/** The validated configuration; on an invalid one, logs what is wrong and exits with `exitCode`. */
+function loadConfig(exitCode: number): Config {
+  try {
+    const config = parseConfig();
+    setLogLevel(config.logLevel);
+    return config;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log('fatal', err.message, { code: err.code });
+    process.exit(exitCode);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
+import { healthcheckHost } from '../src/healthcheck.js';
 import { greetingPid } from './helpers/load.js';
 import { freePort, MAIN, servicesStoppedAfterEach } from './helpers/service.js';
 
@@ -155,6 +156,27 @@ describe('signals sent to the whole process group act once, through the primary'
     for (const pid of after) assert.ok(!before.includes(pid), `pid ${pid} was not replaced`);
   });
 
+  it('signals are caught from the start: a SIGTERM before the first log line stops the service, exit 0', async () => {
+    // As PID 1 in a container, a signal with no handler is dropped: a `docker stop` during
+    // start-up waited out its 10 s. The kernel's mask of caught signals shows the handlers.
+    const service = await start({ env: { WORKERS: '2' }, ready: 0 });
+    const catches = (signo: number) => {
+      const mask = /SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'))?.[1];
+      return ((BigInt(`0x${mask ?? 0}`) >> BigInt(signo - 1)) & 1n) === 1n;
+    };
+    const deadline = performance.now() + 5_000;
+    while (!catches(1 /* SIGHUP: Node catches SIGTERM itself */) && performance.now() < deadline)
+      await setImmediate();
+    assert.equal(service.logs.length, 0, 'the primary logged before it caught the control signals');
+    service.proc.kill('SIGTERM');
+    const { code, signal } = await service.exited;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, service.dump());
+    assert.ok(
+      service.logs.some((l) => l.msg === 'SIGTERM: shutting down'),
+      service.dump(),
+    );
+  });
+
   it('SIGTERM to the group: /readyz is 503 for SHUTDOWN_DELAY_MS, then exit 0', {
     timeout: 15_000,
   }, async () => {
@@ -184,6 +206,13 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
     }).catch((err: { code: number; stdout: string }) => err);
     return { code: 'code' in result ? result.code : 0, stdout: result.stdout };
   };
+
+  it('asks loopback for a wildcard HOST in every spelling, and a specific HOST itself', () => {
+    for (const wildcard of [undefined, '0.0.0.0', '0', '::', '::0', '0:0:0:0:0:0:0:0'])
+      assert.equal(healthcheckHost(wildcard), '127.0.0.1', String(wildcard));
+    for (const specific of ['127.0.0.2', '::1', 'localhost', '0.0.0.1', '1.2.3.4.5'])
+      assert.equal(healthcheckHost(specific), specific);
+  });
 
   it('exits 0 when /readyz answers 200, 1 when nothing listens', async () => {
     const service = await start({ env: { WORKERS: '1' } });

@@ -5,7 +5,6 @@ import { detectOwnCpuLimit } from '../cpu-count.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
 import {
-  CONTROL_SIGNALS,
   isWorkerMessage,
   type PrimaryMessage,
   WORKER_CONFIG_ENV,
@@ -14,6 +13,7 @@ import {
 } from '../protocol.js';
 import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
+import type { SignalQueue } from './signal-queue.js';
 import { Supervisor } from './supervisor.js';
 import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor-events.js';
 
@@ -29,8 +29,12 @@ function sendTo(worker: Worker, message: PrimaryMessage): void {
   if (worker.isConnected()) worker.send(message);
 }
 
-/** Runs this process as the primary until the supervisor decides to exit. */
-export function runPrimary(config: Config): void {
+/**
+ * Runs this process as the primary until the supervisor decides to exit. `signals` has caught the
+ * control signals since the process started; those that came before are acted on once the
+ * workers are started.
+ */
+export function runPrimary(config: Config, signals: SignalQueue): void {
   const started = Date.now();
   const cpu = config.workers === 'auto' ? detectOwnCpuLimit() : undefined;
   const count = cpu ? cpu.workers : (config.workers as number);
@@ -203,10 +207,10 @@ export function runPrimary(config: Config): void {
     });
   }
 
-  for (const signal of CONTROL_SIGNALS) process.on(signal, () => dispatch({ type: 'signal', signal }));
   process.on('uncaughtException', (err) => {
     log('fatal', 'uncaught exception in the primary', errorFields(err));
     process.exit(ExitCode.internal);
   });
   dispatch({ type: 'start' });
+  signals.forward((signal) => dispatch({ type: 'signal', signal }));
 }

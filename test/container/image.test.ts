@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import { request } from 'undici';
 import { greetingPid } from '../helpers/load.js';
 import {
@@ -131,6 +132,22 @@ describe('docker stop', () => {
     assert.ok(ms < 2_000, `docker stop took ${Math.round(ms)} ms`);
     const last = await container.service.waitForLog((l) => l.msg === 'primary exiting');
     assert.equal(last.exitCode, 0);
+  });
+
+  it('right after docker run, during start-up: exit 0, not a SIGKILL after 10 s', TIMEOUT, async (t) => {
+    const container = await Container.start(image as string);
+    started.push(container);
+    // PID 1 drops a signal it has no handler for; before Node has started, nothing can catch it.
+    // The primary catches SIGHUP only from its first line on (Node catches SIGTERM itself).
+    const catchesHup = async () =>
+      /^SigCgt:\s*[0-9a-f]*[13579bdf]$/m.test(await container.exec(['cat', '/proc/1/status']));
+    while (!(await catchesHup())) await setImmediate();
+    const { ms, exitCode } = await container.stop();
+    const ready = container.service.logs.filter((l) => l.msg === 'worker ready').length;
+    t.diagnostic(
+      `docker stop during start-up (${ready} workers ready): ${Math.round(ms)} ms, exit ${exitCode}`,
+    );
+    assert.equal(exitCode, 0, container.service.dump());
   });
 
   it(
