@@ -1,16 +1,25 @@
 /** `node dist/src/main.js --healthcheck`: Docker's HEALTHCHECK without curl. Exit 0 when /readyz says 200. */
 import { request } from 'node:http';
+import { isIPv6 } from 'node:net';
 import type { Config } from './config.js';
 
 const TIMEOUT_MS = 2_000;
 
+/**
+ * Where to ask: a wildcard bind answers on loopback, a specific HOST only on that address. The
+ * wildcard is recognised in every spelling listen() takes (`::0`, `0:0:0:0:0:0:0:0`, `0`), by the
+ * address the URL parser makes of it.
+ */
+export function healthcheckHost(host: string | undefined): string {
+  if (host === undefined) return '127.0.0.1';
+  // A name the URL parser refuses (`1.2.3.4.5`) is no wildcard either.
+  const hostname = URL.parse(`http://${isIPv6(host) ? `[${host}]` : host}/`)?.hostname;
+  return hostname === '0.0.0.0' || hostname === '[::]' ? '127.0.0.1' : host;
+}
+
 /** Asks the local service's /readyz; resolves to the exit code Docker expects (0 healthy, 1 not). */
 export function runHealthcheck(config: Config): Promise<number> {
-  // A wildcard bind answers on loopback; a specific HOST only on that address.
-  const host =
-    config.host === undefined || config.host === '0.0.0.0' || config.host === '::'
-      ? '127.0.0.1'
-      : config.host;
+  const host = healthcheckHost(config.host);
   return new Promise((resolve) => {
     const req = request({ host, port: config.port, path: '/readyz', agent: false }, (res) => {
       clearTimeout(deadline);
