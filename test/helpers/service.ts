@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterEach } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ExitCode } from '../../src/exit-codes.js';
 
 export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 
@@ -147,10 +148,31 @@ export interface StartOptions {
 }
 
 /** Spawns `node dist/src/main.js` with a clean environment plus `env`, on a free port. */
-export async function startService(options: StartOptions = {}): Promise<Service> {
-  const service = await spawnService(options);
-  await waitUntilReady(service, options);
-  return service;
+export function startService(options: StartOptions = {}): Promise<Service> {
+  return spawnUntilReady(options, () => {});
+}
+
+/**
+ * Spawns the service and waits until it is ready; `record` sees each process at once. A port from
+ * freePort() can be taken before the service binds it (by another program, or as the local port
+ * of an outgoing connection): that service exits 3 with EADDRINUSE and another starts on a new
+ * port, twice at most.
+ */
+async function spawnUntilReady(options: StartOptions, record: (service: Service) => void): Promise<Service> {
+  for (let attempt = 1; ; attempt++) {
+    const service = await spawnService(options);
+    record(service);
+    try {
+      await waitUntilReady(service, options);
+      return service;
+    } catch (err) {
+      const portTaken =
+        options.port === undefined &&
+        service.proc.exitCode === ExitCode.bind &&
+        service.logs.some((l) => l.code === 'EADDRINUSE');
+      if (!portTaken || attempt === 3) throw err;
+    }
+  }
 }
 
 /** The service process, not yet ready. */
@@ -204,11 +226,6 @@ export function servicesStoppedAfterEach(): (options?: StartOptions) => Promise<
       for (const pid of [service.pid, ...service.workerPidsEverLogged()])
         assert.equal(isAlive(pid), false, `pid ${pid} left`);
   });
-  return async (options = {}) => {
-    // Recorded before it is ready: one that never gets there is stopped all the same.
-    const service = await spawnService(options);
-    started.push(service);
-    await waitUntilReady(service, options);
-    return service;
-  };
+  // Recorded before it is ready: one that never gets there is stopped all the same.
+  return (options = {}) => spawnUntilReady(options, (service) => started.push(service));
 }
