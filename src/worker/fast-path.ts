@@ -8,21 +8,21 @@
  * timeout is still node:http's, except that the headers timeout of a connection not answered yet
  * still counts from its opening.
  */
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import type { RequestStats } from './request-stats.js';
 
 /** node:http's socket, with the response it is writing (or about to write) attached. */
-type HttpSocket = Socket & { _httpMessage?: unknown };
+export type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
 
 /** How a recognized request wants its connection treated. */
 export type FastRequest = 'keep-alive' | 'close';
 
 /**
  * One whole `GET /` (query allowed) request head and nothing after it, in the strict grammar of
- * RFC 9112: tchar header names, visible ASCII values, at most 100 header lines (node:http drops
- * lines past its 1,000th, a Host among them). Everything else fails and goes to node:http.
+ * RFC 9112: tchar header names, visible ASCII values, at most 100 header lines (more than any
+ * client sends; node:http answers 431 past 1,000). Everything else fails and goes to node:http.
  * Linear: no character class in a repeated group overlaps the delimiter that ends it.
  */
 const REQUEST_HEAD =
@@ -35,13 +35,15 @@ const SPECIAL_HEADER =
   /^(host|connection|proxy-connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
 
 /**
- * A valid Host field value (RFC 9110 §7.2): uri-host [ ":" port ] of RFC 3986, with the optional
- * whitespace around a field value. uri-host is an IP literal in brackets (its inside not parsed
- * further), or a reg-name (IPv4 addresses among them): unreserved, pct-encoded and sub-delims. An
- * empty value is valid: the request then names no authority, and the service has only one.
+ * A valid Host field value (RFC 9110 §7.2), whitespace around it removed: uri-host [ ":" port ] of
+ * RFC 3986. uri-host is an IP literal in brackets (its inside not parsed further), or a reg-name
+ * (IPv4 addresses among them): unreserved, pct-encoded and sub-delims. An empty value is valid:
+ * the request then names no authority, and the service has only one. Linear, like the expressions
+ * above; whitespace is trimmed first because optional runs of it on both sides of a part that can
+ * be empty make a regular expression backtrack quadratically on a run of spaces.
  */
 export const HOST_VALUE =
-  /^[\t ]*(?:\[(?:[\dA-Fa-f:.]+|v[\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?[\t ]*$/;
+  /^(?:\[(?:[\dA-Fa-f:.]+|v[\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?$/;
 
 /**
  * Returns how to answer `head` on the fast path, or undefined when node:http must take it.
@@ -58,7 +60,7 @@ export function recognizeGreetingRequest(head: string): FastRequest | undefined 
   for (const [, name, value] of (match[2] as string).matchAll(SPECIAL_HEADER)) {
     const lower = (name as string).toLowerCase();
     if (lower === 'host') {
-      if (++hosts > 1 || !HOST_VALUE.test(value as string)) return undefined;
+      if (++hosts > 1 || !HOST_VALUE.test((value as string).trim())) return undefined;
     } else if (lower === 'connection' && connection === undefined)
       connection = (value as string).trim().toLowerCase();
     else return undefined;
@@ -184,6 +186,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
 
   server.on('connection', (socket: Socket) => {
     if (closesConnection()) {
+      keepHeadersDeadline(socket, performance.now());
       handOverToNode(socket);
       return;
     }

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import { cutStalledConnections } from './connections.js';
-import { HOST_VALUE, serveGreetingsFast } from './fast-path.js';
+import { HOST_VALUE, type HttpSocket, serveGreetingsFast } from './fast-path.js';
 import type { RequestStats } from './request-stats.js';
 
 export type Readiness = 'starting' | 'ready' | 'draining';
@@ -89,9 +89,6 @@ const clientErrors: Readonly<Record<string, string>> = {
 };
 const badRequest = rawReply(400, 'Bad Request');
 
-/** node:http's socket, with the response it is writing (or about to write) attached. */
-type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
-
 /**
  * The scheme and authority of an absolute-form target (RFC 9112 §3.2.2), which a server must
  * accept; the authority ends at the path, the query or a fragment.
@@ -119,25 +116,27 @@ function targetPath(url: string): string | undefined {
 }
 
 /**
- * A request to refuse with 400 whatever it asks, before reading any body: not HTTP/1 (llhttp
- * accepts `GET /` as HTTP/0.9 and `HTTP/2.0` request lines); an absolute-form target with a bad
- * authority; HTTP/1.1 without Host, or any request with more than one Host line or an invalid
- * one (RFC 9112 §3.2: node:http keeps the first Host and checks none); HTTP/1.0 with
- * Transfer-Encoding, whose framing must be treated as faulty (RFC 9112 §6.1).
+ * The path a request asks for, or undefined for one to refuse with 400 whatever it asks, before
+ * reading any body: not HTTP/1 (llhttp accepts `GET /` as HTTP/0.9 and `HTTP/2.0` request
+ * lines); HTTP/1.1 without Host, or any request with more than one Host line or an invalid one
+ * (RFC 9112 §3.2: node:http keeps the first Host and checks none); HTTP/1.0 with
+ * Transfer-Encoding, whose framing must be treated as faulty (RFC 9112 §6.1); an absolute-form
+ * target with a bad authority.
  */
-function isBadRequest(req: IncomingMessage): boolean {
-  if (req.httpVersionMajor !== 1 || targetPath(req.url ?? '/') === undefined) return true;
-  if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return true;
+function requestPath(req: IncomingMessage): string | undefined {
+  if (req.httpVersionMajor !== 1) return undefined;
+  if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) return undefined;
   const raw = req.rawHeaders;
   let host: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (name.length === 4 && name.toLowerCase() === 'host') {
-      if (host !== undefined) return true;
+      if (host !== undefined) return undefined;
       host = raw[i + 1] as string;
     }
   }
-  return host === undefined ? req.httpVersionMinor === 1 : !HOST_VALUE.test(host);
+  const hostValid = host === undefined ? req.httpVersionMinor !== 1 : HOST_VALUE.test(host.trim());
+  return hostValid ? targetPath(req.url ?? '/') : undefined;
 }
 
 /** Builds the greeting server with its limits applied; the caller listens. */
@@ -157,14 +156,9 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     if (count) stats.countResponse(reply.status);
   }
 
-  function route(req: IncomingMessage, res: ServerResponse): void {
-    const path = targetPath(req.url ?? '/');
+  function route(req: IncomingMessage, res: ServerResponse, path: string): void {
     const readable = req.method === 'GET' || req.method === 'HEAD';
     switch (path) {
-      case undefined:
-        stats.requests++;
-        send(res, badRequestReply);
-        return;
       case '/':
         stats.requests++;
         send(res, readable ? greeting : methodNotAllowed);
@@ -224,7 +218,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
    * A greeting needs no body: take up to maxBodyBytes and drop it, refuse more with 413. The 413
    * closes the connection: Node would otherwise read the rest of an unbounded body to reuse it.
    */
-  function withBody(req: IncomingMessage, res: ServerResponse): void {
+  function withBody(req: IncomingMessage, res: ServerResponse, path: string): void {
     if (declaresTooMuch(req)) {
       refuseBody(res);
       return;
@@ -238,24 +232,24 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
         refuseBody(res);
       }
     };
-    const onEnd = (): void => route(req, res);
+    const onEnd = (): void => route(req, res, path);
     req.on('data', onData);
     req.on('end', onEnd);
   }
 
-  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  /** `path` from requestPath(): undefined gets 400 here, not Node's, so it carries our headers. */
+  function answer(req: IncomingMessage, res: ServerResponse, path: string | undefined): void {
     const h = req.headers;
-    // Here rather than Node's requireHostHeader, so the 400 carries our headers and body.
-    if (isBadRequest(req)) {
+    if (path === undefined) {
       stats.requests++;
       send(res, badRequestReply);
     } else if (
       h['transfer-encoding'] !== undefined ||
       (h['content-length'] !== undefined && h['content-length'] !== '0')
     ) {
-      withBody(req, res);
+      withBody(req, res, path);
     } else {
-      route(req, res);
+      route(req, res, path);
     }
   }
 
@@ -273,7 +267,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       insecureHTTPParser: false,
       noDelay: true,
     },
-    onRequest,
+    (req, res) => answer(req, res, requestPath(req)),
   );
   serveGreetingsFast(server, {
     limits,
@@ -291,9 +285,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       refuseBody(res);
       return;
     }
-    // Only HTTP/1.1 gets here; a bad request gets its 400 from onRequest without a 100 first.
-    if (!isBadRequest(req)) res.writeContinue();
-    onRequest(req, res);
+    // Only HTTP/1.1 gets here; a request to refuse gets its 400 without a 100 first.
+    const path = requestPath(req);
+    if (path !== undefined) res.writeContinue();
+    answer(req, res, path);
   });
   // Node's own 417 carries none of our headers.
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
