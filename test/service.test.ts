@@ -156,6 +156,37 @@ describe('signals sent to the whole process group act once, through the primary'
     for (const pid of after) assert.ok(!before.includes(pid), `pid ${pid} was not replaced`);
   });
 
+  it('SIGTTIN to the group while a new worker starts: the worker it stopped is continued, not killed as a failed boot', {
+    timeout: 30_000,
+  }, async () => {
+    // Its own process group in the test's session, as a shell job is: the kernel stops a process
+    // there on SIGTTIN (in an orphaned group, such as a container's or a new session's, it would not).
+    const service = await start({
+      env: { WORKERS: '1', BOOT_TIMEOUT_MS: '3000' },
+      wrap: `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`,
+    });
+    const [first] = service.liveWorkerPids();
+    process.kill(-service.pid, 'SIGTTIN');
+    // The new worker once it runs Node (cluster's NODE_UNIQUE_ID is in its environment): still in
+    // Node's own start-up, before it can ignore the signal. Between the fork and that exec the
+    // signal would stop it where the primary waits for the exec (README: Signals).
+    const started = (pid: string) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'latin1').includes('NODE_UNIQUE_ID=');
+      } catch {
+        return false;
+      }
+    };
+    const children = () => readFileSync(`/proc/${service.pid}/task/${service.pid}/children`, 'utf8');
+    const deadline = performance.now() + 5_000;
+    const isNew = (pid: string) => pid !== '' && Number(pid) !== first && started(pid);
+    while (!children().trim().split(' ').some(isNew) && performance.now() < deadline) await setImmediate();
+    process.kill(-service.pid, 'SIGTTIN');
+    await service.waitForMsgCount('worker ready', 2);
+    assert.equal(service.logs.filter((l) => /did not become ready/.test(l.msg)).length, 0, service.dump());
+    assert.equal(service.liveWorkerPids().length, 3, service.dump());
+  });
+
   it('signals are caught from the start: a SIGTERM before the first log line stops the service, exit 0', async () => {
     // As PID 1 in a container, a signal with no handler is dropped: a `docker stop` during
     // start-up waited out its 10 s. The kernel's mask of caught signals shows the handlers.

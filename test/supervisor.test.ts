@@ -450,16 +450,21 @@ describe('Supervisor', () => {
     assert.ok(!h.live.has(oldId));
     assert.equal(h.live.size, 2);
     assert.equal(h.of('log', from).filter((l) => /rolling restart aborted/.test(l.msg)).length, 0);
+    assert.equal(h.supervisor.snapshot().restarts.roll, 4, 'the killed replacement is not counted');
   });
 
   it('a worker killed by SIGTERM before it was ready at start is respawned, not counted toward the crash-loop limit', () => {
     const h = new Harness({ workers: 1, crashLoopLimit: 1 });
     h.send({ type: 'start' });
-    const [id] = h.idsInSlot(0) as [number];
-    h.exit(id, null, 'SIGTERM');
+    // Killed again and again: no back-off growth, no restart counted, never a crash loop.
+    for (let i = 0; i < 8; i++) {
+      h.exit(h.idsInSlot(0)[0] as number, null, 'SIGTERM');
+      assert.equal(h.of('log').at(-1)?.fields.restartInMs, DEFAULT_BACKOFF.initialMs);
+      h.advance();
+    }
     assert.equal(h.exitCode(), undefined);
-    h.advance();
-    assert.equal(h.spawned().length, 2);
+    assert.equal(h.spawned().length, 9);
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 });
     // A worker that exits on its own before ready still counts.
     h.exit(h.idsInSlot(0)[0] as number, 1);
     assert.equal(h.exitCode(), ExitCode.crashLoop);

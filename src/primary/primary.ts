@@ -212,5 +212,12 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     process.exit(ExitCode.internal);
   });
   dispatch({ type: 'start' });
-  signals.forward((signal) => dispatch({ type: 'signal', signal }));
+  // After the start: a roll or a scaling signal needs workers, and a stop kills the starting ones.
+  signals.forward((signal) => {
+    // Sent to the whole process group (a shell job's), SIGTTIN and SIGTTOU stop a worker still in
+    // Node's own start-up, before it can ignore them: continue every worker (the others ignore it).
+    if (signal === 'SIGTTIN' || signal === 'SIGTTOU')
+      for (const worker of handles.values()) worker.process.kill('SIGCONT');
+    dispatch({ type: 'signal', signal });
+  });
 }

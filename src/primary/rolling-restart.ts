@@ -4,12 +4,13 @@
  * Part of the supervisor's state machine: no I/O, everything goes through the host.
  */
 import type { Level } from '../log.js';
+import type { RestartCause } from './supervisor-events.js';
 import type { WorkerRecord, WorkerTable } from './worker-table.js';
 
 export interface RollHost {
   readonly workers: WorkerTable;
-  /** Starts the replacement worker in `slot` and returns its id. */
-  spawnReplacement(slot: number): number;
+  /** Starts the replacement worker in `slot` and returns its id; `retry` after one was killed. */
+  spawnReplacement(slot: number, retry: boolean): number;
   log(level: Level, msg: string, fields?: Record<string, unknown>): void;
   /** How many workers are configured now. */
   configured(): number;
@@ -82,7 +83,7 @@ export class RollingRestart {
     const step = this.#step;
     if (step?.newId !== id || step.oldId === undefined) return false;
     if (this.#host.workers.get(step.oldId)?.state !== 'listening') return false;
-    step.newId = this.#host.spawnReplacement(step.slot);
+    step.newId = this.#host.spawnReplacement(step.slot, true);
     return true;
   }
 
@@ -90,7 +91,7 @@ export class RollingRestart {
    * A worker failed before it was ready. If it was a replacement, the roll stops there; returns
    * true when the old worker keeps serving, so the slot needs nothing more.
    */
-  onReplacementFailed(id: number, exit: Record<string, unknown>, cause: string): boolean {
+  onReplacementFailed(id: number, exit: Record<string, unknown>, cause: RestartCause): boolean {
     const step = this.#step;
     if (step?.newId !== id) return false;
     this.cancel();
@@ -146,7 +147,7 @@ export class RollingRestart {
       }
       const old = this.#host.workers.listeningIn(slot);
       if (!old) continue; // The slot is restarting after a crash: its next worker is new anyway.
-      this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
+      this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot, false) };
     }
   }
 }

@@ -54,8 +54,8 @@ export class Supervisor {
     this.#workers = new WorkerTable(options, now, (action) => this.#actions.push(action));
     this.#roll = new RollingRestart({
       workers: this.#workers,
-      spawnReplacement: (slot) => {
-        this.#restarts.roll++;
+      spawnReplacement: (slot, retry) => {
+        if (!retry) this.#restarts.roll++;
         return this.#spawnWorker(slot);
       },
       log: (level, msg, fields) => this.#log(level, msg, fields),
@@ -208,10 +208,18 @@ export class Supervisor {
       this.#log('warn', 'worker exited unexpectedly; its slot is already being refilled', { ...exit, cause });
       return;
     }
-    if (slot.goodSince !== undefined && now - slot.goodSince >= this.options.backoff.resetAfterMs)
-      slot.failures = 0;
+    const { initialMs, maxMs, resetAfterMs } = this.options.backoff;
+    if (interrupted) {
+      // Not a failure: no back-off growth, no restart counted.
+      slot.respawnAt = now + initialMs;
+      this.#log('warn', 'new worker killed by a signal before it was ready; starting another', {
+        ...exit,
+        restartInMs: initialMs,
+      });
+      return;
+    }
+    if (slot.goodSince !== undefined && now - slot.goodSince >= resetAfterMs) slot.failures = 0;
     slot.goodSince = undefined;
-    const { initialMs, maxMs } = this.options.backoff;
     const delayMs = Math.min(initialMs * 2 ** slot.failures, maxMs);
     slot.failures++;
     slot.respawnAt = now + delayMs;

@@ -156,7 +156,7 @@ export function startService(options: StartOptions = {}): Promise<Service> {
  * Spawns the service and waits until it is ready; `record` sees each process at once. A port from
  * freePort() can be taken before the service binds it (by another program, or as the local port
  * of an outgoing connection): that service exits 3 with EADDRINUSE and another starts on a new
- * port, twice at most.
+ * port, twice at most. Only while waiting for ready workers: with `ready: 0` the caller sees the exit.
  */
 async function spawnUntilReady(options: StartOptions, record: (service: Service) => void): Promise<Service> {
   for (let attempt = 1; ; attempt++) {
