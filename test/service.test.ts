@@ -5,14 +5,13 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
-import { setImmediate } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { healthcheckHost } from '../src/healthcheck.js';
 import { greetingPid } from './helpers/load.js';
-import { freePort, MAIN, servicesStoppedAfterEach } from './helpers/service.js';
+import { freePort, MAIN, pollUntil, servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
 const run = promisify(execFile);
@@ -144,9 +143,7 @@ describe('signals sent to the whole process group act once, through the primary'
     const before = service.liveWorkerPids();
     process.kill(-service.pid, 'SIGHUP');
     // The next group signal as soon as the new worker exists: it finds the worker starting.
-    const children = () => readFileSync(`/proc/${service.pid}/task/${service.pid}/children`, 'utf8');
-    const deadline = performance.now() + 5_000;
-    while (children().trim().split(' ').length < 3 && performance.now() < deadline) await setImmediate();
+    await pollUntil(() => service.childPids().length >= 3, 'a third worker');
     process.kill(-service.pid, 'SIGHUP');
     const rolls = () => service.logs.filter((l) => l.msg === 'rolling restart complete').length;
     await service.waitForLog((l) => /rolling restart aborted/.test(l.msg) || rolls() === 2, 'two rolls');
@@ -170,17 +167,14 @@ describe('signals sent to the whole process group act once, through the primary'
     // The new worker once it runs Node (cluster's NODE_UNIQUE_ID is in its environment): still in
     // Node's own start-up, before it can ignore the signal. Between the fork and that exec the
     // signal would stop it where the primary waits for the exec (README: Signals).
-    const started = (pid: string) => {
+    const started = (pid: number) => {
       try {
         return readFileSync(`/proc/${pid}/environ`, 'latin1').includes('NODE_UNIQUE_ID=');
       } catch {
         return false;
       }
     };
-    const children = () => readFileSync(`/proc/${service.pid}/task/${service.pid}/children`, 'utf8');
-    const deadline = performance.now() + 5_000;
-    const isNew = (pid: string) => pid !== '' && Number(pid) !== first && started(pid);
-    while (!children().trim().split(' ').some(isNew) && performance.now() < deadline) await setImmediate();
+    await pollUntil(() => service.childPids().some((pid) => pid !== first && started(pid)), 'a new worker');
     process.kill(-service.pid, 'SIGTTIN');
     await service.waitForMsgCount('worker ready', 2);
     assert.equal(service.logs.filter((l) => /did not become ready/.test(l.msg)).length, 0, service.dump());
@@ -195,9 +189,7 @@ describe('signals sent to the whole process group act once, through the primary'
       const mask = /SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'))?.[1];
       return ((BigInt(`0x${mask ?? 0}`) >> BigInt(signo - 1)) & 1n) === 1n;
     };
-    const deadline = performance.now() + 5_000;
-    while (!catches(1 /* SIGHUP: Node catches SIGTERM itself */) && performance.now() < deadline)
-      await setImmediate();
+    await pollUntil(() => catches(1 /* SIGHUP: Node catches SIGTERM itself */), 'SIGHUP caught');
     assert.equal(service.logs.length, 0, 'the primary logged before it caught the control signals');
     service.proc.kill('SIGTERM');
     const { code, signal } = await service.exited;

@@ -3,9 +3,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterEach } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ExitCode } from '../../src/exit-codes.js';
 
@@ -97,6 +99,12 @@ export class Service {
       () => this.logs.filter((l) => l.msg === msg).length >= base + count,
       `${count}× "${msg}"`,
     );
+  }
+
+  /** The primary's child processes now: its workers, one being forked among them. */
+  childPids(): number[] {
+    const text = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, 'utf8').trim();
+    return text === '' ? [] : text.split(' ').map(Number);
   }
 
   /** Every worker pid any log line named, exited or not. */
@@ -199,6 +207,15 @@ async function spawnService(options: StartOptions): Promise<Service> {
 async function waitUntilReady(service: Service, options: StartOptions): Promise<void> {
   const ready = options.ready ?? (options.env?.WORKERS ? Number(options.env.WORKERS) : 0);
   if (ready > 0) await service.waitForMsgCount('worker ready', ready);
+}
+
+/** Resolves as soon as `test()` holds, checked at every turn of the event loop; throws after `ms`. */
+export async function pollUntil(test: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!test()) {
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await setImmediate();
+  }
 }
 
 /** True while a process with this pid exists. */
