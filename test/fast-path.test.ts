@@ -58,6 +58,7 @@ describe('which request heads the fast path takes', () => {
     ['a space inside Host', 'GET / HTTP/1.1\r\nHost: a b\r\n\r\n'],
     ['a path and userinfo in Host', 'GET / HTTP/1.1\r\nHost: a/../x@y\r\n\r\n'],
     ['a Host port that is not digits', 'GET / HTTP/1.0\r\nHost: a:b\r\n\r\n'],
+    ['a Host IP literal that is no IPv6 address', 'GET / HTTP/1.1\r\nHost: [1::2::3]\r\n\r\n'],
     ['Content-Length', 'GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n'],
     ['Transfer-Encoding', 'GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n'],
     ['Expect', 'GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n'],

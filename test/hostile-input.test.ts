@@ -278,6 +278,7 @@ const CASES: readonly Case[] = [
       ['a path and userinfo in the value', crlf(['GET / HTTP/1.1', 'Host: a/../x@y'])],
       ['a port that is not digits', crlf(['GET / HTTP/1.1', 'Host: a:b'])],
       ['an unclosed IP literal', crlf(['GET / HTTP/1.0', 'Host: [::1'])],
+      ['an IP literal that is no IPv6 address', crlf(['GET / HTTP/1.1', 'Host: [1.2.3.4]:80'])],
       ['a byte past ASCII', crlf(['GET /nope HTTP/1.1', 'Host: caf\xe9'])],
       [
         'an invalid value with Expect: 100-continue (no 100 Continue)',
@@ -331,6 +332,7 @@ const CASES: readonly Case[] = [
     ['an empty host', crlf(['GET http:/// HTTP/1.1', 'Host: test'])],
     ['userinfo', crlf(['GET http://u@a/ HTTP/1.1', 'Host: test'])],
     ['a port that is not digits', crlf(['GET http://a:b/ HTTP/1.1', 'Host: test'])],
+    ['an IP literal that is no IPv6 address', crlf(['GET http://[1::2::3]/ HTTP/1.1', 'Host: test'])],
     [
       'userinfo with Expect: 100-continue (no 100 Continue)',
       crlf(['GET http://u@a/ HTTP/1.1', 'Host: test', 'Expect: 100-continue', 'Content-Length: 4']),

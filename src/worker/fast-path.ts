@@ -9,7 +9,7 @@
  * still counts from its opening.
  */
 import type { Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIPv6, type Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import type { RequestStats } from './request-stats.js';
 
@@ -35,15 +35,24 @@ const SPECIAL_HEADER =
   /^(host|connection|proxy-connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
 
 /**
- * A valid Host field value (RFC 9110 §7.2), whitespace around it removed: uri-host [ ":" port ] of
- * RFC 3986. uri-host is an IP literal in brackets (its inside not parsed further), or a reg-name
- * (IPv4 addresses among them): unreserved, pct-encoded and sub-delims. An empty value is valid:
- * the request then names no authority, and the service has only one. Linear, like the expressions
- * above; whitespace is trimmed first because optional runs of it on both sides of a part that can
- * be empty make a regular expression backtrack quadratically on a run of spaces.
+ * The shape of a Host field value (RFC 9110 §7.2), whitespace around it removed: uri-host
+ * [ ":" port ] of RFC 3986. uri-host is an IP literal in brackets, or a reg-name (IPv4 addresses
+ * among them): unreserved, pct-encoded and sub-delims. Linear, like the expressions above;
+ * whitespace is trimmed first because optional runs of it on both sides of a part that can be
+ * empty make a regular expression backtrack quadratically on a run of spaces.
  */
-export const HOST_VALUE =
+const HOST_VALUE =
   /^(?:\[(?:[\dA-Fa-f:.]+|v[\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?$/;
+
+/**
+ * True for a valid Host value or absolute-form authority (no whitespace around it). An empty value
+ * is valid: the request then names no authority, and the service has only one. An IP literal must
+ * be an IPv6 address (or RFC 3986's IPvFuture, `[v1.x]`).
+ */
+export function isValidHost(value: string): boolean {
+  if (!HOST_VALUE.test(value)) return false;
+  return value[0] !== '[' || value[1] === 'v' || isIPv6(value.slice(1, value.indexOf(']')));
+}
 
 /**
  * Returns how to answer `head` on the fast path, or undefined when node:http must take it.
@@ -60,7 +69,7 @@ export function recognizeGreetingRequest(head: string): FastRequest | undefined 
   for (const [, name, value] of (match[2] as string).matchAll(SPECIAL_HEADER)) {
     const lower = (name as string).toLowerCase();
     if (lower === 'host') {
-      if (++hosts > 1 || !HOST_VALUE.test((value as string).trim())) return undefined;
+      if (++hosts > 1 || !isValidHost((value as string).trim())) return undefined;
     } else if (lower === 'connection' && connection === undefined)
       connection = (value as string).trim().toLowerCase();
     else return undefined;

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import { cutStalledConnections } from './connections.js';
-import { HOST_VALUE, type HttpSocket, serveGreetingsFast } from './fast-path.js';
+import { type HttpSocket, isValidHost, serveGreetingsFast } from './fast-path.js';
 import type { RequestStats } from './request-stats.js';
 
 export type Readiness = 'starting' | 'ready' | 'draining';
@@ -106,7 +106,7 @@ function targetPath(url: string): string | undefined {
     const absolute = ABSOLUTE_FORM.exec(target);
     if (absolute !== null) {
       const authority = absolute[1] as string;
-      if (authority === '' || authority[0] === ':' || !HOST_VALUE.test(authority)) return undefined;
+      if (authority === '' || authority[0] === ':' || !isValidHost(authority)) return undefined;
       target = target.slice(absolute[0].length);
       if (target.charCodeAt(0) !== 0x2f) target = `/${target}`;
     }
@@ -135,7 +135,7 @@ function requestPath(req: IncomingMessage): string | undefined {
       host = raw[i + 1] as string;
     }
   }
-  const hostValid = host === undefined ? req.httpVersionMinor !== 1 : HOST_VALUE.test(host.trim());
+  const hostValid = host === undefined ? req.httpVersionMinor !== 1 : isValidHost(host.trim());
   return hostValid ? targetPath(req.url ?? '/') : undefined;
 }
 
