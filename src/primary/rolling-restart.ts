@@ -53,7 +53,7 @@ export class RollingRestart {
   onReady(id: number): void {
     const step = this.#step;
     if (step?.newId !== id) return;
-    const old = step.oldId === undefined ? undefined : this.#host.workers.get(step.oldId);
+    const old = this.#oldWorker(step);
     if (old) this.#host.workers.drain(old, 'roll');
     else this.#advance(true);
   }
@@ -81,8 +81,7 @@ export class RollingRestart {
    */
   retryReplacement(id: number): boolean {
     const step = this.#step;
-    if (step?.newId !== id || step.oldId === undefined) return false;
-    if (this.#host.workers.get(step.oldId)?.state !== 'listening') return false;
+    if (step?.newId !== id || this.#oldWorker(step)?.state !== 'listening') return false;
     step.newId = this.#host.spawnReplacement(step.slot, true);
     return true;
   }
@@ -96,8 +95,7 @@ export class RollingRestart {
     if (step?.newId !== id) return false;
     this.cancel();
     this.#again = false;
-    const old = step.oldId === undefined ? undefined : this.#host.workers.get(step.oldId);
-    if (old?.state === 'listening') {
+    if (this.#oldWorker(step)?.state === 'listening') {
       this.#host.log(
         'error',
         'rolling restart aborted: the new worker failed to start; the old one keeps serving',
@@ -119,6 +117,11 @@ export class RollingRestart {
     this.#queue = this.#queue.filter((q) => q !== slot);
     if (this.#step?.slot === slot) this.#step = undefined;
     if (!this.#step) this.#advance(false);
+  }
+
+  /** The worker the step replaces, while it has not exited. */
+  #oldWorker(step: Step): WorkerRecord | undefined {
+    return step.oldId === undefined ? undefined : this.#host.workers.get(step.oldId);
   }
 
   #start(): void {

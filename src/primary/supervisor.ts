@@ -26,6 +26,10 @@ interface Slot {
   goodSince: number | undefined;
 }
 
+function freshSlot(): Slot {
+  return { failures: 0, respawnAt: undefined, goodSince: undefined };
+}
+
 /**
  * Signals that end a worker that does not handle them. Workers ignore them, but one sent to the
  * whole process group reaches a new worker before it can: that worker did not fail to boot.
@@ -132,7 +136,7 @@ export class Supervisor {
   }
 
   #spawnWorker(slot: number): number {
-    this.#slots[slot] ??= { failures: 0, respawnAt: undefined, goodSince: undefined };
+    this.#slots[slot] ??= freshSlot();
     return this.#workers.spawn(slot);
   }
 
@@ -248,7 +252,7 @@ export class Supervisor {
       this.#roll.request();
     } else if (signal === 'SIGTTIN') {
       this.#target++;
-      this.#slots[this.#target - 1] = { failures: 0, respawnAt: undefined, goodSince: undefined };
+      this.#slots[this.#target - 1] = freshSlot();
       this.#restarts.scale++;
       this.#log('info', 'SIGTTIN: adding a worker', { workers: this.#target });
       this.#spawnWorker(this.#target - 1);
