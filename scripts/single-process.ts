@@ -22,7 +22,7 @@ const server = createGreetingServer({
 function stop(): void {
   if (readiness === 'draining') process.exit(0);
   readiness = 'draining';
-  closeGracefully(server, () => process.exit(0));
+  closeGracefully(server, config.drainTimeoutMs, () => process.exit(0));
 }
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -295,4 +295,21 @@ describe('graceful stop', () => {
     const { code } = await service.exited;
     assert.equal(code, 0);
   });
+
+  it('an idle kept-alive connection with DRAIN_TIMEOUT_MS under the 500 ms idle grace: closed in time, exit 0', async () => {
+    const service = await start({ env: { WORKERS: '1', DRAIN_TIMEOUT_MS: '200' } });
+    const socket = connect(service.port, '127.0.0.1');
+    let reply = '';
+    socket.setEncoding('utf8').on('data', (d: string) => {
+      reply += d;
+    });
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    while (!reply.includes('Hello, Docker world')) await once(socket, 'data');
+    // Now idle and kept alive, as behind any proxy.
+    service.signal('SIGTERM');
+    await once(socket, 'close');
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.ok, service.dump());
+    assert.ok(!service.logs.some((l) => /did not finish draining/.test(l.msg)), service.dump());
+  });
 });

@@ -47,11 +47,14 @@ export function cutStalledConnections(server: Server, checkEveryMs: number, stal
  * Stops accepting and calls `onClosed` once every connection is gone. In-flight requests finish
  * (their responses carry `Connection: close` while draining). Idle connections, kept alive
  * between requests or not yet sent one, get IDLE_GRACE_MS to send a request before they are
- * closed: a client may be sending on one right now, and closing it at once would fail that request.
+ * closed: a client may be sending on one right now, and closing it at once would fail that
+ * request. With a drain deadline below twice that, they get half the deadline instead, so an idle
+ * connection alone never makes a worker miss it.
  */
-export function closeGracefully(server: Server, onClosed: () => void): void {
+export function closeGracefully(server: Server, drainTimeoutMs: number, onClosed: () => void): void {
   // net.Server's close, not http.Server's: since Node 19 that one also destroys every idle
   // connection at once, which under load reset requests already on the wire.
   NetServer.prototype.close.call(server, () => onClosed());
-  setTimeout(() => server.closeIdleConnections(), IDLE_GRACE_MS).unref();
+  const graceMs = Math.min(IDLE_GRACE_MS, Math.floor(drainTimeoutMs / 2));
+  setTimeout(() => server.closeIdleConnections(), graceMs).unref();
 }

@@ -82,7 +82,7 @@ export function runWorker(config: Config, slot: number): void {
     log('info', 'worker draining', { slot, delayMs });
     // Unref'd: once every connection is gone, nothing else may hold the process open.
     setTimeout(() => {
-      closeGracefully(server, () => {
+      closeGracefully(server, config.drainTimeoutMs, () => {
         clearInterval(heartbeat);
         // The final counts, so the primary's response totals keep what this worker served after
         // the last scrape (requestId 0: no collection is waiting for it).
