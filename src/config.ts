@@ -90,13 +90,31 @@ function workerCount(env: Env): Pick<Config, 'workers' | 'workersFrom'> {
   return { workers: n, workersFrom: name };
 }
 
+/**
+ * An IPv4 address in a numeric form getaddrinfo takes (inet_aton's: "0" and "127.1" too), or a
+ * hostname of RFC 1123 labels, underscores allowed since Compose service names may have them. A
+ * value neither of these reached listen() and failed there as a port error (exit 3, ENOTFOUND).
+ */
+function isHostname(value: string): boolean {
+  const name = value.endsWith('.') ? value.slice(0, -1) : value;
+  const labels = name.split('.');
+  if (labels.every((label) => /^\d{1,10}$/.test(label))) {
+    const parts = labels.map(Number);
+    const last = parts.pop() ?? 0;
+    return parts.length <= 3 && parts.every((p) => p <= 255) && last < 256 ** (4 - parts.length);
+  }
+  return (
+    name.length <= 253 && labels.every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l))
+  );
+}
+
 function host(env: Env): string | undefined {
   const value = raw(env, 'HOST');
   if (value === undefined) return undefined;
   // Brackets only around an IPv6 literal ("[::1]"), and a colon only in one; anything else must
-  // look like an IPv4 address or a hostname, which listen() resolves.
+  // be an IPv4 address or a hostname, which listen() resolves.
   const unwrapped = /^\[(.*)\]$/.exec(value)?.[1] ?? value;
-  const valid = unwrapped.includes(':') ? isIPv6(unwrapped) : /^[A-Za-z0-9._-]+$/.test(unwrapped);
+  const valid = unwrapped.includes(':') ? isIPv6(unwrapped) : isHostname(unwrapped);
   if (!valid || (unwrapped !== value && !isIPv6(unwrapped))) {
     throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"`);
   }
@@ -109,9 +127,10 @@ const MINUTE = 60_000;
 export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = process.platform): Config {
   const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 100, 20_000, 10_000, ' (milliseconds)');
   const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 100, 10 * MINUTE, 30_000, ' (milliseconds)');
+  // HEADERS_TIMEOUT_MS's maximum is below REQUEST_TIMEOUT_MS's default: only a given value can fail.
   if (requestTimeoutMs < headersTimeoutMs) {
     throw new ConfigError(
-      `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${headersTimeoutMs}), got "${requestTimeoutMs}"`,
+      `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${headersTimeoutMs}), got "${env.REQUEST_TIMEOUT_MS}"`,
     );
   }
   const heartbeatIntervalMs = integer(env, 'HEARTBEAT_INTERVAL_MS', 50, MINUTE, 1_000, ' (milliseconds)');
@@ -124,8 +143,11 @@ export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = 
     ' (milliseconds)',
   );
   if (heartbeatTimeoutMs <= heartbeatIntervalMs) {
+    // Name the value the user gave, not a default they never set.
     throw new ConfigError(
-      `HEARTBEAT_TIMEOUT_MS must be greater than HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs}), got "${heartbeatTimeoutMs}"`,
+      raw(env, 'HEARTBEAT_TIMEOUT_MS') === undefined
+        ? `HEARTBEAT_INTERVAL_MS must be less than HEARTBEAT_TIMEOUT_MS (${heartbeatTimeoutMs}, the default), got "${env.HEARTBEAT_INTERVAL_MS}"`
+        : `HEARTBEAT_TIMEOUT_MS must be greater than HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs}), got "${env.HEARTBEAT_TIMEOUT_MS}"`,
     );
   }
   const config: Config = {

@@ -41,6 +41,17 @@ describe('parseConfig', () => {
     assert.equal(parseConfig({ HOST: 'fe80::1%lo' }).host, 'fe80::1%lo');
     assert.equal(parseConfig({ HOST: 'my-host.internal' }).host, 'my-host.internal');
     assert.equal(parseConfig({ HOST: '0.0.0.0' }).host, '0.0.0.0');
+    for (const host of [
+      '0',
+      '127.1',
+      '10.1.65535',
+      'localhost.',
+      'my_service',
+      'a-b.c1',
+      `${'a'.repeat(63)}.b`,
+    ]) {
+      assert.equal(parseConfig({ HOST: host }).host, host);
+    }
   });
 
   const errors: [Record<string, string>, string][] = [
@@ -59,6 +70,21 @@ describe('parseConfig', () => {
     [{ HOST: '[localhost]' }, 'HOST must be an IP address or a hostname, got "[localhost]"'],
     [{ HOST: 'local:host' }, 'HOST must be an IP address or a hostname, got "local:host"'],
     [{ HOST: 'local%host' }, 'HOST must be an IP address or a hostname, got "local%host"'],
+    ...[
+      '-foo',
+      'foo-',
+      '..',
+      'a..b',
+      '.a',
+      '1.2.3.4.5',
+      '256.1.1.1',
+      '1.2.3.256',
+      '127.16777216',
+      `${'a'.repeat(64)}.b`,
+    ].map((host): [Record<string, string>, string] => [
+      { HOST: host },
+      `HOST must be an IP address or a hostname, got "${host}"`,
+    ]),
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of "debug", "info", "warn", "error", "fatal", got "loud"'],
     [
       { DRAIN_TIMEOUT_MS: '5s' },
@@ -75,6 +101,14 @@ describe('parseConfig', () => {
     [
       { HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '1000' },
       'HEARTBEAT_TIMEOUT_MS must be greater than HEARTBEAT_INTERVAL_MS (1000), got "1000"',
+    ],
+    [
+      { HEARTBEAT_INTERVAL_MS: '20000' },
+      'HEARTBEAT_INTERVAL_MS must be less than HEARTBEAT_TIMEOUT_MS (10000, the default), got "20000"',
+    ],
+    [
+      { HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: ' 1000 ' },
+      'REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (5000), got " 1000 "',
     ],
   ];
   for (const [env, message] of errors) {

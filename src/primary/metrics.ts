@@ -89,7 +89,7 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_http_requests_total',
     'counter',
-    'Requests answered by each worker (probes and /metrics excluded).',
+    'Requests routed by each worker (probes, /metrics and requests refused with 400, 408 or 431 excluded).',
     workers.map((w) => [workerLabels(w), w.stats.requests]),
   );
   out.family(
@@ -101,7 +101,7 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_worker_restarts_total',
     'counter',
-    'Workers replaced since start, by cause (crash, hung, boot failure, rolling restart, scale).',
+    'Workers replaced since start, by cause (crash, hung, boot failure, rolling restart); scale: workers added by SIGTTIN or removed by SIGTTOU.',
     CAUSES.map((c) => [`{cause="${c}"}`, input.supervisor.restarts[c]]),
   );
   out.family('myservice_workers_configured', 'gauge', 'Workers the primary aims to run.', [
