@@ -5,12 +5,15 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import { takeSentAt, trackedRequest } from '../helpers/sent-at.js';
 
 const GREETING = /^Hello, Docker world from (.+) \(pid (\d+)\)\.\n$/;
 
 export interface Outcome {
   /** performance.now() when the request was started. */
   readonly startedAt: number;
+  /** performance.now() when its head was sent; undefined: never sent. */
+  readonly sentAt: number | undefined;
   readonly ok: boolean;
   readonly hostname?: string;
   readonly pid?: number;
@@ -29,7 +32,6 @@ export class TimedLoad {
   readonly outcomes: Outcome[] = [];
   #ok = 0;
   #running = true;
-  #waiters: { target: number; resolve: () => void }[] = [];
   readonly #outcomeWaiters: (() => void)[] = [];
   readonly #lanes: Promise<void>[] = [];
   readonly #agent: Agent;
@@ -51,34 +53,30 @@ export class TimedLoad {
 
   async #one(url: string, reset: boolean): Promise<void> {
     const startedAt = performance.now();
+    const { id, headers } = trackedRequest();
     let outcome: Outcome;
     try {
-      const res = await request(url, { dispatcher: this.#agent, reset });
+      const res = await request(url, { dispatcher: this.#agent, reset, headers });
       const text = await res.body.text();
       const m = GREETING.exec(text);
+      const sentAt = takeSentAt(id);
       outcome =
         res.statusCode === 200 && m
-          ? { startedAt, ok: true, hostname: m[1] as string, pid: Number(m[2]) }
-          : { startedAt, ok: false, error: `HTTP ${res.statusCode} ${text.slice(0, 60).trim()}` };
+          ? { startedAt, sentAt, ok: true, hostname: m[1] as string, pid: Number(m[2]) }
+          : { startedAt, sentAt, ok: false, error: `HTTP ${res.statusCode} ${text.slice(0, 60).trim()}` };
     } catch (err) {
-      outcome = { startedAt, ok: false, error: String((err as NodeJS.ErrnoException).code ?? err) };
+      const sentAt = takeSentAt(id);
+      outcome = { startedAt, sentAt, ok: false, error: String((err as NodeJS.ErrnoException).code ?? err) };
     }
     this.outcomes.push(outcome);
+    if (outcome.ok) this.#ok++;
     for (const resolve of this.#outcomeWaiters.splice(0)) resolve();
-    if (outcome.ok) {
-      this.#ok++;
-      this.#waiters = this.#waiters.filter((w) => {
-        if (this.#ok < w.target) return true;
-        w.resolve();
-        return false;
-      });
-    }
   }
 
-  /** Resolves once `n` more requests have succeeded (so a fault happens under real load). */
-  waitForOk(n: number): Promise<void> {
+  /** Resolves once `n` more requests have succeeded (so a fault happens under real load), or rejects after `ms`. */
+  waitForOk(n: number, ms = 60_000): Promise<void> {
     const target = this.#ok + n;
-    return new Promise((resolve) => this.#waiters.push({ target, resolve }));
+    return this.waitFor(() => this.#ok >= target, ms, `${n} more successful answers`);
   }
 
   #next(): Promise<void> {
@@ -100,7 +98,6 @@ export class TimedLoad {
   async stop(): Promise<this> {
     this.#running = false;
     await Promise.all(this.#lanes);
-    for (const w of this.#waiters) w.resolve();
     for (const resolve of this.#outcomeWaiters.splice(0)) resolve();
     await this.#agent.close();
     return this;

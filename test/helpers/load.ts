@@ -1,5 +1,6 @@
 /** Continuous load from undici lanes, counting every request that did not get a full greeting. */
 import { Agent, request } from 'undici';
+import { takeSentAt, trackedRequest } from './sent-at.js';
 
 const GREETING = /^Hello, Docker world from .+ \(pid (\d+)\)\.\n$/;
 
@@ -15,11 +16,11 @@ export class Load {
   ok = 0;
   failed = 0;
   readonly errors: string[] = [];
-  /** When each failed request was started (Date.now()), beside its error. */
-  readonly failures: { readonly startedAt: number; readonly error: string }[] = [];
+  /** When each failed request's head was sent (performance.now(); undefined: never), beside its error. */
+  readonly failures: { readonly sentAt: number | undefined; readonly error: string }[] = [];
   readonly pids = new Map<number, number>();
   #running = true;
-  #waiters: { target: number; resolve: () => void }[] = [];
+  #waiters: { target: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   readonly #lanes: Promise<void>[] = [];
   readonly #agent: Agent;
 
@@ -41,17 +42,19 @@ export class Load {
         })(),
       );
     }
+    // Lanes past their safety bound: nothing will meet a waiter any more.
+    Promise.all(this.#lanes).then(() => this.#rejectWaiters('the load stopped'));
   }
 
   async #one(url: string, reset: boolean): Promise<void> {
-    const startedAt = Date.now();
+    const { id, headers } = trackedRequest();
     const fail = (error: string): void => {
       this.failed++;
       this.errors.push(error);
-      this.failures.push({ startedAt, error });
+      this.failures.push({ sentAt: takeSentAt(id), error });
     };
     try {
-      const res = await request(url, { dispatcher: this.#agent, reset });
+      const res = await request(url, { dispatcher: this.#agent, reset, headers });
       const text = await res.body.text();
       const pid = GREETING.exec(text)?.[1];
       if (res.statusCode === 200 && pid) {
@@ -67,21 +70,48 @@ export class Load {
       }
     } catch (err) {
       fail(String((err as NodeJS.ErrnoException).code ?? err));
+    } finally {
+      takeSentAt(id);
     }
   }
 
-  /** Resolves once `n` more requests have succeeded (so a fault happens under real load). */
-  waitForOk(n: number): Promise<void> {
+  /**
+   * Resolves once `n` more requests have succeeded (so a fault happens under real load); rejects
+   * with the summary if that takes longer than `ms` or the load stops first.
+   */
+  waitForOk(n: number, ms = 20_000): Promise<void> {
     const target = this.ok + n;
-    if (this.ok >= target) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push({ target, resolve }));
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        target,
+        resolve: (): void => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: Error): void => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`${n} requests did not succeed within ${ms} ms: ${this.summary()}`));
+      }, ms).unref();
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #rejectWaiters(why: string): void {
+    for (const w of this.#waiters)
+      w.reject(new Error(`${why} before enough requests succeeded: ${this.summary()}`));
+    this.#waiters = [];
   }
 
   async stop(): Promise<this> {
     if (!this.#running) return this;
     this.#running = false;
     await Promise.all(this.#lanes);
-    for (const w of this.#waiters) w.resolve();
+    this.#rejectWaiters('the load was stopped');
     await this.#agent.close();
     return this;
   }

@@ -80,15 +80,31 @@ export class Service {
     }
   }
 
-  /** Resolves with the first log line (past or future) that matches; rejects if the process exits first. */
-  waitForLog(test: (l: LogLine) => boolean, what = 'log line'): Promise<LogLine> {
+  /**
+   * Resolves with the first log line (past or future) that matches; rejects with the logs if the
+   * process exits first or none comes within `ms` (a hung service fails with its logs, not a bare
+   * test timeout).
+   */
+  waitForLog(test: (l: LogLine) => boolean, what = 'log line', ms = 60_000): Promise<LogLine> {
     const seen = this.logs.find(test);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      this.#waiters.push({ test, resolve });
-      this.exited.then(({ code, signal }) =>
-        reject(new Error(`service exited (${code ?? signal}) before ${what}; logs:\n${this.dump()}`)),
-      );
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`no ${what} within ${ms} ms; logs:\n${this.dump()}`));
+      }, ms).unref();
+      const waiter = {
+        test,
+        resolve: (line: LogLine) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      this.#waiters.push(waiter);
+      this.exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`service exited (${code ?? signal}) before ${what}; logs:\n${this.dump()}`));
+      });
     });
   }
 
