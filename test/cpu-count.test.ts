@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { countCpuList, detectCpuLimit } from '../src/cpu-count.js';
 import { startService } from './helpers/service.js';
@@ -175,24 +175,46 @@ describe('detectCpuLimit over fixture trees', () => {
   });
 });
 
-describe('detectCpuLimit in a real cgroup v1 (what docker run --cpus does)', () => {
-  const base = '/sys/fs/cgroup/cpu';
+describe('detectCpuLimit in a real cgroup (what docker run --cpus does)', () => {
+  // cgroup v2 where the unified hierarchy is mounted (Debian 12's default), else v1's cpu controller.
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const base = v2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/cpu';
   const made: string[] = [];
   after(() => {
-    for (const dir of made) rmdirSync(dir);
+    for (const dir of made) {
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        console.error(`could not remove ${dir}: ${(err as Error).message}`);
+      }
+    }
   });
 
-  function makeCgroup(quota: number): string | undefined {
+  /** A cgroup with this quota per 100 ms, or why none can be made here (then the test skips). */
+  function makeCgroup(quota: number): { dir: string } | { skip: string } {
+    if (v2 && !readFileSync(`${base}/cgroup.controllers`, 'utf8').split(/\s+/).includes('cpu')) {
+      return { skip: 'the cgroup v2 cpu controller is not available here' };
+    }
     const dir = `${base}/myservice-test-${process.pid}-${quota}`;
     try {
       mkdirSync(dir);
-      made.push(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+        return { skip: `cannot create a cgroup under ${base} (${code}): needs root and a writable cgroup` };
+      }
+      throw err;
+    }
+    made.push(dir);
+    if (v2) {
+      // The child's cpu.max exists once the parent delegates the controller to its children.
+      if (!existsSync(`${dir}/cpu.max`)) writeFileSync(`${base}/cgroup.subtree_control`, '+cpu');
+      writeFileSync(`${dir}/cpu.max`, `${quota} 100000`);
+    } else {
       writeFileSync(`${dir}/cpu.cfs_period_us`, '100000');
       writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
-      return dir;
-    } catch {
-      return undefined;
     }
+    return { dir };
   }
 
   for (const [quota, workers] of [
@@ -200,11 +222,12 @@ describe('detectCpuLimit in a real cgroup v1 (what docker run --cpus does)', () 
     [150_000, 2],
   ] as const) {
     it(`quota ${quota}/100000 → ${workers} worker(s), logged with the reasoning`, async (t) => {
-      const dir = makeCgroup(quota);
-      if (!dir) {
-        t.skip(`cannot create a cgroup under ${base} (needs root and a writable cgroup v1 cpu controller)`);
+      const cgroup = makeCgroup(quota);
+      if ('skip' in cgroup) {
+        t.skip(cgroup.skip);
         return;
       }
+      const { dir } = cgroup;
       // Join the cgroup first, then exec node: the primary starts inside the quota.
       const service = await startService({
         env: { WORKERS: 'auto' },

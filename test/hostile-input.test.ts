@@ -462,15 +462,15 @@ describe('hostile input: the greeting server in this process, default limits', (
   });
 
   /**
-   * Opens a connection to `port`, waits 70% of the headers timeout, then trickles a request head:
-   * node:http's own clock starts at the first byte, which would give the 408 only after 1.7 times
+   * Opens a connection to `port`, waits 90% of the headers timeout, then trickles a request head:
+   * node:http's own clock starts at the first byte, which would give the 408 only after 1.9 times
    * the timeout. Resolves with the 408 and when it came, from the opening.
    */
   async function trickleAfterWait(port: number, headersMs: number): Promise<number> {
     const conn = await RawConnection.open(port);
     let drip: NodeJS.Timeout | undefined;
     try {
-      await new Promise((resolve) => setTimeout(resolve, 0.7 * headersMs));
+      await new Promise((resolve) => setTimeout(resolve, 0.9 * headersMs));
       conn.write('GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ');
       drip = setInterval(() => conn.write('a'), 100);
       const reply = await conn.reply({ ms: 3 * headersMs });
@@ -487,7 +487,8 @@ describe('hostile input: the greeting server in this process, default limits', (
   const HEADERS_MS = 1_000;
   const inTime = (elapsed: number) =>
     assert.ok(
-      elapsed >= HEADERS_MS - 20 && elapsed < 1.4 * HEADERS_MS,
+      // Halfway to the 1.9 times the limit that node:http's own clock would give: room for a busy machine.
+      elapsed >= HEADERS_MS - 20 && elapsed < 1.45 * HEADERS_MS,
       `408 after ${Math.round(elapsed)} ms`,
     );
 

@@ -209,7 +209,8 @@ describe('metrics aggregated across workers', () => {
     // Not a wait for an event: the loop staying idle for ~15 ticks is what is measured.
     await sleep(15 * LOOP_DELAY_RESOLUTION_MS);
     const idle = stats.snapshot();
-    assert.ok(idle.loopDelayP50Seconds < 0.005, `idle p50 ${idle.loopDelayP50Seconds} s`);
+    // Half the tick: far from the 20 ms an unsubtracted histogram reads, with room for a busy machine.
+    assert.ok(idle.loopDelayP50Seconds < 0.01, `idle p50 ${idle.loopDelayP50Seconds} s`);
     assert.ok(idle.loopDelayP99Seconds >= idle.loopDelayP50Seconds);
     const blockedAt = performance.now();
     while (performance.now() - blockedAt < 100);

@@ -200,6 +200,20 @@ describe('signals sent to the whole process group act once, through the primary'
     );
   });
 
+  it('a SIGTERM that comes while the port is probed, before the supervisor runs, is kept and acted on: exit 0', async () => {
+    const fixture = new URL('fixtures/sigterm-at-probe.js', import.meta.url).href;
+    const service = await start({
+      env: { WORKERS: '2', BALANCE: 'reuseport', NODE_OPTIONS: `--import=${fixture}` },
+      ready: 0,
+    });
+    const { code, signal } = await service.exited;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, service.dump());
+    assert.ok(
+      service.logs.some((l) => l.msg === 'SIGTERM: shutting down'),
+      service.dump(),
+    );
+  });
+
   it('SIGTERM to the group: /readyz is 503 for SHUTDOWN_DELAY_MS, then exit 0', {
     timeout: 15_000,
   }, async () => {
