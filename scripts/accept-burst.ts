@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
+import { stopChildren } from './bench/commands.js';
 import type { CpuPlan } from './bench/cpu-plan.js';
 import { renderTable } from './bench/format.js';
 import { launch } from './bench/launch.js';
@@ -20,6 +21,32 @@ import type { TargetSpec } from './bench/targets.js';
 
 const PAUSE_MS = 500;
 const SETTLE_MS = 15_000;
+
+/** Workers the burst has stopped now: an interrupted run must continue them, or they stay stopped. */
+let stoppedWorkers: readonly number[] = [];
+let interrupted = false;
+
+function continueWorkers(): void {
+  const pids = stoppedWorkers;
+  stoppedWorkers = [];
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+}
+
+/** Ctrl-C or SIGTERM: continue the stopped workers (a stopped process handles no SIGTERM), stop every target, exit 130. */
+function stopOn(signal: NodeJS.Signals): void {
+  process.once(signal, async () => {
+    interrupted = true;
+    continueWorkers();
+    await stopChildren();
+    process.exit(130);
+  });
+}
 
 interface Burst {
   /** Handshakes completed while the workers were stopped. */
@@ -32,6 +59,7 @@ interface Burst {
 
 /** N clients connect at once and each sends one request; resolves once every one settled. */
 async function burst(port: number, connections: number, workers: readonly number[]): Promise<Burst> {
+  stoppedWorkers = workers;
   for (const pid of workers) process.kill(pid, 'SIGSTOP');
   const start = performance.now();
   let connected = 0;
@@ -71,7 +99,7 @@ async function burst(port: number, connections: number, workers: readonly number
   });
   await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
   const queued = connected;
-  for (const pid of workers) process.kill(pid, 'SIGCONT');
+  continueWorkers();
   await settled;
   return { queued, answered, failed, lastAnswerMs };
 }
@@ -141,4 +169,9 @@ async function main(): Promise<void> {
   );
 }
 
-await main();
+stopOn('SIGINT');
+stopOn('SIGTERM');
+// Once interrupted, what fails in the rounds (a refused start, a stopped server) is expected: the handler exits.
+await main().catch((err: unknown) => {
+  if (!interrupted) throw err;
+});

@@ -3,25 +3,29 @@
  * loads each with ab and wrk in interleaved rounds, and reports medians as a table, JSON and SVG.
  * See USAGE in bench/options.ts; the README explains the figures.
  */
-import { mkdir, mkdtemp, readFile, realpath, writeFile } from 'node:fs/promises';
-import { cpus, hostname, release, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { renderSvg } from './bench/chart-svg.js';
-import { findExecutable, run, stopChildren } from './bench/commands.js';
-import { allowedCpus, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
-import { type BenchOptions, OptionError, parseOptions, USAGE } from './bench/options.js';
+import { run, stopChildren } from './bench/commands.js';
+import { findCompared } from './bench/compare-tools.js';
+import { allowedCpus, type CpuPlan, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
+import { type BenchOptions, DEFAULT_CONNECTIONS, OptionError, parseOptions, USAGE } from './bench/options.js';
+import { prepareOutputs } from './bench/output-files.js';
 import {
   AB_CONCURRENCY,
   profiles as buildProfiles,
   findTools,
   type LoadSettings,
+  missingTools,
   type Tools,
 } from './bench/profiles.js';
 import type { BenchReport } from './bench/report.js';
 import { renderText } from './bench/report-text.js';
 import { runRounds } from './bench/run-rounds.js';
 import { comparisons, median, ratios, scaling, summarize } from './bench/summary.js';
-import { type CompareTool, defaultWorkerCounts, targetSpecs } from './bench/targets.js';
+import { defaultTargetId, defaultWorkerCounts, serviceDefaultWorkers, targetSpecs } from './bench/targets.js';
 
 /** "path (first line of its version output)", for the JSON: which binaries produced the figures. */
 async function toolVersion(path: string | undefined, flag: string): Promise<string | undefined> {
@@ -41,26 +45,16 @@ async function pm2Version(runtime: string): Promise<string> {
   }
 }
 
-function findCompared(options: BenchOptions, skipped: string[]): Map<CompareTool, string> {
-  const found = new Map<CompareTool, string>();
-  for (const { tool, path } of options.compare) {
-    if (tool === 'metrics-off') {
-      found.set(tool, 'METRICS=off');
-      continue;
-    }
-    if (tool === 'minimal') {
-      found.set(tool, 'scripts/bench/minimal-cluster.ts');
-      continue;
-    }
-    const located = findExecutable(path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx'));
-    if (located) found.set(tool, located);
-    else skipped.push(`${tool}: ${path ?? (tool === 'pm2' ? 'pm2-runtime' : 'nginx')} not found`);
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
   }
-  return found;
 }
 
-async function main(options: BenchOptions): Promise<number> {
-  const log = (line: string) => process.stderr.write(`${line}\n`);
+/** The CPU plan for the options; CPU lists it cannot honour are an OptionError. */
+function cpuPlanFor(options: BenchOptions): CpuPlan {
   const allowed = allowedCpus();
   for (const [name, cpus] of [
     ['--service-cpus', options.serviceCpus],
@@ -73,44 +67,49 @@ async function main(options: BenchOptions): Promise<number> {
       );
     }
   }
-  const plan = planCpus({
-    allowed,
-    taskset: hasTaskset(),
-    serviceOverride: options.serviceCpus,
-    loadOverride: options.loadCpus,
-  });
-  const workerCounts = options.workers ?? defaultWorkerCounts(plan.service.length);
-  const skipped: string[] = [];
+  try {
+    return planCpus({
+      allowed,
+      taskset: hasTaskset(),
+      serviceOverride: options.serviceCpus,
+      loadOverride: options.loadCpus,
+    });
+  } catch (err) {
+    throw new OptionError((err as Error).message);
+  }
+}
+
+async function main(options: BenchOptions): Promise<number> {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const plan = cpuPlanFor(options);
+  // The service's own WORKERS=auto rule on its CPUs: the default is measured unless --workers leaves it out.
+  const defaultWorkers = serviceDefaultWorkers(plan.service, readOrUndefined, cpus().length);
+  const workerCounts =
+    options.workers ??
+    [...new Set([...defaultWorkerCounts(plan.service.length), defaultWorkers])].sort((a, b) => a - b);
   const tools: Tools = findTools();
-  const connections = options.connections ?? 50;
+  const connections = options.connections ?? DEFAULT_CONNECTIONS;
   const settings: LoadSettings = {
     abRequests: options.requests ?? (options.quick ? 500 : 10_000),
     abConcurrency: AB_CONCURRENCY,
     wrkSeconds: options.seconds ?? (options.quick ? 1 : 5),
     wrkConnections: connections,
-    wrkThreads: Math.min(connections, options.threads ?? (plan.pinned ? plan.load.length : 1)),
+    // parseOptions refused an explicit --threads above the connections; the default is capped.
+    wrkThreads: options.threads ?? Math.min(connections, plan.pinned ? plan.load.length : 1),
   };
   const all = buildProfiles(settings);
-  for (const tool of ['ab', 'wrk'] as const) {
-    if (!tools[tool]) {
-      const pkg = 'Debian/Ubuntu: apt-get install apache2-utils wrk';
-      skipped.push(
-        `${all
-          .filter((p) => p.tool === tool)
-          .map((p) => p.command)
-          .join(', ')}: ${tool} not found (${pkg})`,
-      );
-    }
-  }
+  const skipped = missingTools(tools, all);
   const profiles = all.filter((p) => tools[p.tool]);
   const warm = buildProfiles({
     ...settings,
     abRequests: options.quick ? 200 : 2_000,
     wrkSeconds: 2,
   }).filter((p) => tools[p.tool] && (p.id === 'ab' || (p.id === 'wrk' && !options.quick)));
-  const compared = findCompared(options, skipped);
+  const compared = findCompared(options.compare);
   const specs = targetSpecs(workerCounts, [...compared.keys()]);
-  const defaultTarget = `reuseport-${Math.max(...workerCounts)}`;
+  const defaultTarget = defaultTargetId(workerCounts, defaultWorkers);
+  // Before measuring: a path that cannot be written must not cost a whole run.
+  const files = await prepareOutputs(options);
 
   log(
     `service CPUs ${formatCpuList(plan.service)}, load generator CPUs ${formatCpuList(plan.load)}: ${plan.reason}`,
@@ -158,25 +157,27 @@ async function main(options: BenchOptions): Promise<number> {
         ...(compared.has('nginx') ? { nginx: await toolVersion(compared.get('nginx'), '-v') } : {}),
       },
       defaultTarget,
+      defaultWorkers,
       skipped: [...skipped, ...rounds.problems],
     },
     profiles: profiles.map((p) => ({ id: p.id, command: p.command })),
     targets: specs.map((s) => ({ ...s, readyMs: median(rounds.readyMs.get(s.id) ?? []) })),
     summaries,
-    ratios: ratios(summaries, comparisons(specs, defaultTarget)),
+    ratios: ratios(summaries, comparisons(specs)),
     scaling: scaling(summaries, workerCounts),
     samples: rounds.samples,
   };
 
-  // Files first: a reader that stops early (`| head`) must not cost the results.
-  const out = options.out ?? (options.quick ? await mkdtemp(join(tmpdir(), 'bench-')) : 'scripts/results');
-  const jsonPath = resolve(options.json ?? join(out, 'bench.json'));
-  const svgPath = resolve(join(out, 'bench.svg'));
-  await mkdir(dirname(jsonPath), { recursive: true });
-  await mkdir(dirname(svgPath), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-  await writeFile(svgPath, renderSvg(report));
-  process.stdout.write(`\n${renderText(report)}\n\nJSON: ${jsonPath}\nSVG:  ${svgPath}\n`);
+  // The table first: it holds the results should the files fail after all (a full disk).
+  process.stdout.write(`\n${renderText(report)}\n\n`);
+  try {
+    await writeFile(files.json, `${JSON.stringify(report, null, 2)}\n`);
+    await writeFile(files.svg, renderSvg(report));
+  } catch (err) {
+    log(`cannot write the report: ${(err as Error).message}`);
+    return 1;
+  }
+  process.stdout.write(`JSON: ${files.json}\nSVG:  ${files.svg}\n`);
   const failedRuns = rounds.samples.filter((s) => s.error).length;
   return failedRuns > 0 || rounds.problems.length > 0 ? 1 : 0;
 }
@@ -205,6 +206,11 @@ function stopChildrenOn(signal: NodeJS.Signals): void {
     process.exit(130);
   });
 }
+
+// A reader that stops early (`| head`) closes the pipe: the files must still be written.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
 
 let options: BenchOptions;
 try {

@@ -7,15 +7,20 @@
  *   node dist/scripts/roll-drops.js [--rolls 10] [--rounds 3]
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
+import { Service } from '../test/helpers/service.js';
+import { waitForCount } from './bench/roll-wait.js';
 import { median } from './bench/summary.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const PORT = 5000;
+/** Deadlines: for the workers to get ready, for each roll, and for the whole run in its namespace. */
+const READY_MS = 30_000;
+const ROLL_MS = 60_000;
+const runMs = (rolls: number): number => READY_MS + rolls * ROLL_MS + 30_000;
 
 interface Result {
   readonly ok: number;
@@ -32,50 +37,47 @@ async function measure(rolls: number): Promise<Result> {
     WORKERS: '2',
     BALANCE: 'reuseport',
   };
-  const service = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  const waiters: { msg: string; count: number; resolve: () => void }[] = [];
-  let buffer = '';
-  service.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    buffer += chunk;
-    const parts = buffer.split('\n');
-    buffer = parts.pop() ?? '';
-    for (const line of parts) lines.push((JSON.parse(line) as { msg: string }).msg);
-    for (const w of waiters.splice(0)) {
-      if (lines.filter((m) => m === w.msg).length >= w.count) w.resolve();
-      else waiters.push(w);
-    }
+  // stderr piped, not inherited: a service that outlived us would hold the outer spawnSync's pipe open.
+  const proc = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const service = new Service(proc, PORT);
+  // The outer run's deadline sends SIGTERM: stop the service first, or it would outlive this process.
+  process.once('SIGTERM', () => {
+    void service.stop(5_000).finally(() => process.exit(1));
   });
-  const seen = (msg: string, count: number): Promise<void> =>
-    new Promise((resolve) => waiters.push({ msg, count, resolve }));
-
-  await seen('worker ready', 2);
+  let running = true;
+  const lanes: Promise<void>[] = [];
   const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000 });
   const result = { ok: 0, failed: 0, errors: {} as Record<string, number> };
-  let running = true;
-  const lanes = Array.from({ length: 4 }, async () => {
-    while (running) {
-      try {
-        const res = await request(`http://127.0.0.1:${PORT}/`, { dispatcher: agent, reset: true });
-        await res.body.text();
-        if (res.statusCode === 200) result.ok++;
-        else result.failed++;
-      } catch (err) {
-        result.failed++;
-        const code = String((err as NodeJS.ErrnoException).code ?? err);
-        result.errors[code] = (result.errors[code] ?? 0) + 1;
-      }
+  try {
+    await waitForCount(service, 'worker ready', 2, READY_MS);
+    for (let lane = 0; lane < 4; lane++) {
+      lanes.push(
+        (async () => {
+          while (running) {
+            try {
+              const res = await request(`http://127.0.0.1:${PORT}/`, { dispatcher: agent, reset: true });
+              await res.body.text();
+              if (res.statusCode === 200) result.ok++;
+              else result.failed++;
+            } catch (err) {
+              result.failed++;
+              const code = String((err as NodeJS.ErrnoException).code ?? err);
+              result.errors[code] = (result.errors[code] ?? 0) + 1;
+            }
+          }
+        })(),
+      );
     }
-  });
-  for (let i = 1; i <= rolls; i++) {
-    service.kill('SIGHUP');
-    await seen('rolling restart complete', i);
+    for (let i = 1; i <= rolls; i++) {
+      service.signal('SIGHUP');
+      await waitForCount(service, 'rolling restart complete', i, ROLL_MS);
+    }
+  } finally {
+    running = false;
+    await Promise.all(lanes);
+    await agent.close();
+    await service.stop();
   }
-  running = false;
-  await Promise.all(lanes);
-  await agent.close();
-  service.kill('SIGTERM');
-  await once(service, 'exit');
   return result;
 }
 
@@ -103,9 +105,14 @@ async function main(): Promise<void> {
       const script =
         `ip link set lo up && echo ${setting} > /proc/sys/net/ipv4/tcp_migrate_req && ` +
         `exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" "$1" --inside --rolls ${rolls}`;
+      // unshare and sh exec: the timeout's SIGTERM reaches the inner node, which stops the service.
       const run = spawnSync('unshare', ['-n', 'sh', '-c', script, process.execPath, SELF], {
         encoding: 'utf8',
+        timeout: runMs(rolls),
+        killSignal: 'SIGTERM',
       });
+      if (run.error && (run.error as NodeJS.ErrnoException).code === 'ETIMEDOUT')
+        throw new Error(`tcp_migrate_req=${setting}: no result within ${runMs(rolls)} ms: ${run.stderr}`);
       if (run.status !== 0)
         throw new Error(`run failed (root and unshare needed): ${run.stderr || run.error}`);
       const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as Result;

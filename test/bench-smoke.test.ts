@@ -16,6 +16,27 @@ import { isAlive, Service } from './helpers/service.js';
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench.js');
 const BURST = join(dirname(fileURLToPath(import.meta.url)), '../scripts/accept-burst.js');
 const MINIMAL = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench/minimal-cluster.js');
+
+/**
+ * Runs node with `args` in a process group of its own, so whatever it starts, orphaned or not,
+ * stays findable by pgid; the group is SIGKILLed after the test (ESRCH when it passed).
+ */
+function spawnGroup(args: readonly string[]) {
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const pgid = child.pid as number;
+  after(() => {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {}
+  });
+  let text = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    text += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, pgid, stderr: () => text, exited };
+}
+
 // minimal-2: the hand-written reusePort cluster, which must start, answer and stop like the others.
 const EXPECTED = ['single', 'reuseport-1', 'round-robin-1', 'reuseport-2', 'round-robin-2', 'minimal-2'];
 
@@ -100,6 +121,16 @@ test('--report and CPU lists the bench cannot use: one line naming the problem, 
     [['--report', join(dir, 'missing.json')], /^--report: cannot read .*missing\.json: ENOENT/],
     [['--report', notJson], /^--report: .*not-a-report\.json is not a bench\.json/],
     [['--service-cpus', '4096', '--load-cpus', '4097'], /^--service-cpus: CPUs 4096 are not among/],
+    // Found before measuring, not after a whole run whose results the error would then lose.
+    [
+      ['--quick', '--out', join(notJson, 'out')],
+      /^--out: cannot write .*not-a-report\.json\/out\/bench\.json: ENOTDIR/,
+    ],
+    [['--quick', '--json', dir], /^--json: cannot write .* is not a regular file/],
+    [
+      ['--quick', '--compare', 'nginx=/nonexistent/nginx'],
+      /^--compare nginx: \/nonexistent\/nginx is not an executable file/,
+    ],
   ] as const) {
     const { code, stderr } = await run([process.execPath, BENCH, ...args]);
     assert.equal(code, 2, stderr);
@@ -127,31 +158,17 @@ test('SIGTERM in the middle of a load run stops the bench with 130 and leaves no
   // Its own process group: whatever the bench starts, orphaned or not, stays findable by pgid.
   // 5,000 requests: the measured ab (not the warm-up's 200) runs long enough to be caught.
   const args = ['--quick', '--workers', '1', '--requests', '5000', '--out', join(dir, 'interrupted')];
-  const bench = spawn(process.execPath, [BENCH, ...args], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const pgid = bench.pid as number;
-  after(() => {
-    try {
-      process.kill(-pgid, 'SIGKILL'); // what a failed run left; ESRCH when it passed
-    } catch {}
-  });
-  let stderr = '';
-  bench.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => bench.once('exit', (code) => resolve(code)));
+  const { child: bench, pgid, stderr, exited } = spawnGroup([BENCH, ...args]);
   // No event says "ab is running"; /proc does. The killed ab's run ends as failed and the rounds
   // go on to the next load run, which the bench must stop too instead of exiting past it.
   const measuredAb = (argv: string[]) =>
     argv.some((a) => a.endsWith('/ab')) && argv.includes('5000') && !argv.includes('-k');
   while (!(await processGroup(pgid)).some((p) => measuredAb(p.argv))) {
-    assert.equal(bench.exitCode, null, `the bench ended before its first measured ab\n${stderr}`);
+    assert.equal(bench.exitCode, null, `the bench ended before its first measured ab\n${stderr()}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   process.kill(pgid, 'SIGTERM');
-  assert.equal(await exited, 130, stderr);
+  assert.equal(await exited, 130, stderr());
   assert.deepEqual(await processGroup(pgid), []);
 });
 
@@ -175,6 +192,30 @@ test('npm run bench:burst: clients that connect while the workers are stopped ar
       .slice(1);
     assert.deepEqual([answered, failed], ['20', '0'], row);
   }
+});
+
+/** The state letter of /proc/<pid>/stat (T: stopped), or undefined once it is gone. */
+async function processState(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return stat?.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
+test('Ctrl-C while bench:burst has the workers stopped: they are continued and stopped, exit 130', {
+  timeout: 30_000,
+}, async () => {
+  const { child: burst, pgid, stderr, exited } = spawnGroup([BURST, '--connections', '20', '--rounds', '1']);
+  // The burst's SIGSTOP window is 500 ms; /proc shows it.
+  const stopped = async () => {
+    for (const p of await processGroup(pgid)) if ((await processState(p.pid)) === 'T') return true;
+    return false;
+  };
+  while (!(await stopped())) {
+    assert.equal(burst.exitCode, null, `bench:burst ended before it stopped a worker\n${stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  process.kill(pgid, 'SIGINT');
+  assert.equal(await exited, 130, stderr());
+  assert.deepEqual(await processGroup(pgid), []);
 });
 
 test('the minimal cluster exits 1 at once when its workers cannot listen, instead of waiting to be stopped', async () => {

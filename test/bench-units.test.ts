@@ -132,6 +132,13 @@ describe('CPU plan', () => {
     assert.deepEqual([given.pinned, given.service, given.load], [true, [2], [3]]);
   });
 
+  it('CPU lists given without taskset are an error, not an unpinned run', () => {
+    assert.throws(
+      () => planCpus({ allowed: [0, 1], taskset: false, serviceOverride: [0], loadOverride: [1] }),
+      /--service-cpus and --load-cpus need taskset, which was not found \(.*apt-get install util-linux\)/,
+    );
+  });
+
   it('default WORKERS values: 1..N up to 4, then powers of two and N', () => {
     assert.deepEqual(defaultWorkerCounts(1), [1, 2]);
     assert.deepEqual(defaultWorkerCounts(2), [1, 2]);
@@ -172,7 +179,7 @@ describe('configurations', () => {
         'nginx-2:nginx:2',
       ],
     );
-    const pairs = comparisons(specs, 'reuseport-2').map((p) => p.join(' vs '));
+    const pairs = comparisons(specs).map((p) => p.join(' vs '));
     for (const other of ['round-robin-2', 'pm2-2', 'minimal-2', 'metrics-off-2', 'nginx-2'])
       assert.ok(pairs.includes(`reuseport-2 vs ${other}`), `no reuseport-2 vs ${other} in ${pairs}`);
     assert.ok(!pairs.includes('metrics-off-2 vs round-robin-2'), pairs.join(', '));
@@ -192,6 +199,10 @@ describe('configurations', () => {
     rejects(['--compare', 'pm2='], /pm2= needs a path/);
     rejects(['--compare', 'minimal=/x'], /minimal takes no path/);
     rejects(['--report', 'a.json', '--quick', '--workers', '2'], /takes only --out, got --quick, --workers$/);
+    // wrk would refuse; capping them silently would measure another command than the one asked for.
+    rejects(['--threads', '8', '--connections', '4'], /--threads must not exceed --connections \(4\)/);
+    rejects(['--threads', '64'], /--threads must not exceed --connections \(50, the default\)/);
+    assert.equal(parseOptions(['--threads', '4', '--connections', '4']).threads, 4);
     assert.equal(parseOptions(['--report', 'a.json', '--out', 'o']).report, 'a.json');
     assert.equal(parseOptions(['--requests', '4']).requests, 4);
     assert.deepEqual(parseOptions(['--service-cpus', '2,0-1', '--load-cpus', '3']).serviceCpus, [0, 1, 2]);
@@ -217,13 +228,16 @@ describe('summaries', () => {
       `# TYPE myservice_http_requests_total counter\nmyservice_http_requests_total{slot="1",pid="12"} ${b}\nmyservice_http_requests_total{slot="0",pid="11"} ${a}\n`;
     const deltas = countDeltas(parseRequestCounts(metrics(10, 20)), parseRequestCounts(metrics(60, 70)));
     assert.deepEqual(
-      deltas.map((d) => [d.slot, d.requests]),
+      deltas?.map((d) => [d.slot, d.requests]),
       [
         [0, 50],
         [1, 50],
       ],
     );
-    assert.equal(imbalance(deltas), 1);
+    assert.equal(imbalance(deltas ?? []), 1);
+    // Worker 12 was replaced by 13 in between: its requests left with it, so no spread is right.
+    const replaced = parseRequestCounts(metrics(60, 70)).map((c) => (c.pid === 12 ? { ...c, pid: 13 } : c));
+    assert.equal(countDeltas(parseRequestCounts(metrics(10, 20)), replaced), undefined);
     assert.equal(imbalance([{ slot: 0, pid: 1, requests: 0 }]), undefined);
   });
 

@@ -58,18 +58,25 @@ export interface PlanInput {
   readonly loadOverride?: readonly number[] | undefined;
 }
 
+const CPU_OPTIONS = '--service-cpus and --load-cpus';
+const TASKSET_PACKAGE = 'Debian/Ubuntu: apt-get install util-linux';
+
 /**
  * Pure: splits the allowed CPUs in two halves (the service gets the first), or leaves both
  * unpinned below 4 CPUs, where a 1-CPU side would measure the split rather than the server.
+ * CPU lists given without taskset throw.
  */
 export function planCpus(input: PlanInput): CpuPlan {
   const { allowed } = input;
   if (input.serviceOverride && input.loadOverride) {
+    // Unpinned, the run would not measure what the CPU lists asked for.
+    if (!input.taskset)
+      throw new Error(`${CPU_OPTIONS} need taskset, which was not found (${TASKSET_PACKAGE})`);
     return {
-      pinned: input.taskset,
+      pinned: true,
       service: input.serviceOverride,
       load: input.loadOverride,
-      reason: input.taskset ? 'CPUs given on the command line' : 'CPUs given but taskset is missing',
+      reason: 'CPUs given on the command line',
     };
   }
   if (!input.taskset) {

@@ -1,17 +1,20 @@
 /** Starts each kind of target on a free port, pinned to the service's CPUs, and knows when it is ready. */
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, Service } from '../../test/helpers/service.js';
 import { removeScratchDir, scratchDir, spawnTracked } from './commands.js';
 import { type CpuPlan, pinPrefix } from './cpu-plan.js';
+import { within } from './deadline.js';
+import { listensAlone } from './listener.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 
 const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 30_000;
+/** Ports tried per start: freePort()'s port can be taken before the server binds it. */
+const PORT_ATTEMPTS = 3;
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 const SINGLE_PROCESS = fileURLToPath(new URL('../single-process.js', import.meta.url));
 const GREETING_APP = fileURLToPath(new URL('./greeting-app.js', import.meta.url));
@@ -30,14 +33,39 @@ interface Spawned {
   readonly startedAt: number;
 }
 
+/** A target that did not get ready; `portTaken` when its port was in use, so another may do. */
+export class StartError extends Error {
+  readonly code = 'ERR_BENCH_START';
+  override name = 'StartError';
+  readonly portTaken: boolean;
+  constructor(message: string, portTaken: boolean) {
+    super(message);
+    this.portTaken = portTaken;
+  }
+}
+
+/** Pure: whether a failed server's output says its address was in use (Node's code, nginx's strerror). */
+export function portTaken(output: string): boolean {
+  return /EADDRINUSE|Address already in use/.test(output);
+}
+
+/**
+ * Pure: the start failure's message with the server's output once. The test helper's
+ * waitForLog puts the output it had at the exit in its message; the output read now, which may
+ * have more, replaces it.
+ */
+export function startFailure(label: string, message: string, output: string): string {
+  const reason = message.split('; logs:\n')[0];
+  return output === '' ? `${label}: ${reason}` : `${label}: ${reason}\n${output}`;
+}
+
 /** Spawns argv on the service's CPUs with a clean environment; stdout lines are parsed as JSON logs. */
 async function spawnServer(
   ctx: LaunchContext,
   argv: readonly string[],
   env: Record<string, string>,
-  port?: number,
+  port: number,
 ): Promise<Spawned> {
-  port ??= await freePort();
   const [file, ...args] = [...pinPrefix(ctx.plan, 'service'), ...argv];
   const startedAt = performance.now();
   // The bundle's bench.sh sets LD_LIBRARY_PATH when its node needs the bundled libraries: so do the servers.
@@ -57,39 +85,18 @@ async function spawnServer(
   return { service, port, startedAt };
 }
 
-/** Rejects after `ms` so a server that never gets ready fails its configuration instead of hanging the bench. */
-async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} not ready after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
- * Resolves once the port accepts a connection. nginx says nothing when it is ready, so this
- * polls; the listening socket exists before its workers do, and the warm-up covers the rest.
+ * Resolves once the server's own socket listens on the port and no other does. nginx says nothing
+ * when it is ready, so this polls; the listening socket exists before its workers do, and the
+ * warm-up covers the rest.
  */
-async function waitForPort(port: number, exited: Promise<unknown>): Promise<void> {
+async function waitForListener(s: Spawned): Promise<void> {
   let gone = false;
-  exited.then(() => {
+  s.service.exited.then(() => {
     gone = true;
   });
-  for (;;) {
-    if (gone) throw new Error(`exited before listening on ${port}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, HOST);
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
+  while (!listensAlone(s.service.pid, s.port)) {
+    if (gone) throw new Error(`exited before listening on ${s.port}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -115,42 +122,64 @@ function handle(
   };
 }
 
-/** Starts the target and resolves once every serving process answers. */
-export async function launch(spec: TargetSpec, ctx: LaunchContext): Promise<RunningTarget> {
+/**
+ * Starts the target on a free port and resolves once every serving process answers; a port taken
+ * before the server bound it costs a retry on another, not the round (as the tests' spawnUntilReady).
+ */
+export async function launch(
+  spec: TargetSpec,
+  ctx: LaunchContext,
+  pickPort: () => Promise<number> = freePort,
+): Promise<RunningTarget> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchOn(spec, ctx, await pickPort());
+    } catch (err) {
+      if (!(err instanceof StartError && err.portTaken) || attempt === PORT_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function launchOn(spec: TargetSpec, ctx: LaunchContext, port: number): Promise<RunningTarget> {
   const node = process.execPath;
   switch (spec.kind) {
     case 'single': {
-      const s = await spawnServer(ctx, [node, SINGLE_PROCESS], {});
+      const s = await spawnServer(ctx, [node, SINGLE_PROCESS], {}, port);
       await ready(s, spec, () => s.service.waitForLog((l) => l.msg === 'listening'));
       return handle(spec, s, false);
     }
     case 'cluster': {
-      const s = await spawnServer(ctx, [node, MAIN], {
-        WORKERS: String(spec.workers),
-        BALANCE: spec.balance ?? 'reuseport',
-        ...spec.env,
-      });
+      const env = { WORKERS: String(spec.workers), BALANCE: spec.balance ?? 'reuseport', ...spec.env };
+      const s = await spawnServer(ctx, [node, MAIN], env, port);
       await ready(s, spec, () => s.service.waitForMsgCount('worker ready', spec.workers));
       return handle(spec, s, spec.env?.METRICS !== 'off');
     }
     case 'pm2':
-      return launchPm2(spec, ctx);
+      return launchPm2(spec, ctx, port);
     case 'minimal': {
-      const s = await spawnServer(ctx, [node, MINIMAL_CLUSTER], { WORKERS: String(spec.workers) });
+      const s = await spawnServer(ctx, [node, MINIMAL_CLUSTER], { WORKERS: String(spec.workers) }, port);
       await ready(s, spec, () => waitForListening(s, spec.workers));
       return handle(spec, s, false);
     }
     case 'nginx':
-      return launchNginx(spec, ctx);
+      return launchNginx(spec, ctx, port);
   }
 }
 
-async function ready(s: Spawned, spec: TargetSpec, wait: () => Promise<unknown>): Promise<void> {
+async function ready(
+  s: Spawned,
+  spec: TargetSpec,
+  wait: () => Promise<unknown>,
+  cleanup?: () => Promise<void>,
+): Promise<void> {
   try {
-    await within(READY_TIMEOUT_MS, spec.label, wait());
+    // A server that never gets ready fails its configuration instead of hanging the bench.
+    await within(READY_TIMEOUT_MS, wait(), () => `not ready within ${READY_TIMEOUT_MS} ms`);
   } catch (err) {
     await s.service.stop();
-    throw new Error(`${spec.label}: ${(err as Error).message}\n${s.service.dump()}`);
+    await cleanup?.();
+    const output = s.service.dump();
+    throw new StartError(startFailure(spec.label, (err as Error).message, output), portTaken(output));
   }
 }
 
@@ -160,21 +189,20 @@ async function waitForListening(s: Spawned, workers: number): Promise<void> {
   await s.service.waitForLog(() => count() >= workers, `${workers} greeting servers listening`);
 }
 
-async function launchPm2(spec: TargetSpec, ctx: LaunchContext): Promise<RunningTarget> {
+async function launchPm2(spec: TargetSpec, ctx: LaunchContext, port: number): Promise<RunningTarget> {
   if (!ctx.pm2Runtime) throw new Error('pm2-runtime not found');
   // PM2_HOME in a temporary directory: no daemon state shared with the user's own pm2.
   const home = scratchDir('bench-pm2-');
   const s = await spawnServer(
     ctx,
     [process.execPath, ctx.pm2Runtime, '-i', String(spec.workers), GREETING_APP],
-    {
-      PM2_HOME: home,
-      HOME: home,
-    },
+    { PM2_HOME: home, HOME: home },
+    port,
   );
+  const cleanup = () => removeScratchDir(home);
   // pm2-runtime passes each app instance's stdout through.
-  await ready(s, spec, () => waitForListening(s, spec.workers));
-  return handle(spec, s, false, () => removeScratchDir(home));
+  await ready(s, spec, () => waitForListening(s, spec.workers), cleanup);
+  return handle(spec, s, false, cleanup);
 }
 
 /** nginx answering the same bytes as our greeting ($pid is the worker's pid, as ours is). */
@@ -209,14 +237,14 @@ http {
 `;
 }
 
-async function launchNginx(spec: TargetSpec, ctx: LaunchContext): Promise<RunningTarget> {
+async function launchNginx(spec: TargetSpec, ctx: LaunchContext, port: number): Promise<RunningTarget> {
   if (!ctx.nginx) throw new Error('nginx not found');
   const prefix = scratchDir('bench-nginx-');
-  const port = await freePort();
   const conf = join(prefix, 'nginx.conf');
   await writeFile(conf, nginxConf(prefix, port, spec.workers));
   // -e: the error log before the config is read, which is otherwise /var/log/nginx.
   const s = await spawnServer(ctx, [ctx.nginx, '-p', prefix, '-c', conf, '-e', 'stderr'], {}, port);
-  await ready(s, spec, () => waitForPort(port, s.service.exited));
-  return handle(spec, s, false, () => removeScratchDir(prefix));
+  const cleanup = () => removeScratchDir(prefix);
+  await ready(s, spec, () => waitForListener(s), cleanup);
+  return handle(spec, s, false, cleanup);
 }

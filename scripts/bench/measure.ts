@@ -1,11 +1,12 @@
 /** One load run against a running target, bracketed by /proc and /metrics readings. */
+import { accountCpu, type WorkerChange, workerChange } from './cpu-account.js';
 import type { CpuPlan } from './cpu-plan.js';
 import { type LoadResult, withUnexplainedLength } from './load-output.js';
 import {
-  processTree,
+  CLOCK_TICKS_PER_SECOND,
   readContextSwitches,
-  readCpuSeconds,
   readPeakRssBytes,
+  readTreeCpu,
   resetPeakRss,
 } from './proc-stats.js';
 import { type Profile, type ProfileId, runProfile, type Tools } from './profiles.js';
@@ -15,7 +16,10 @@ import { hasPrimary, type RunningTarget } from './targets.js';
 export interface ProcessSample {
   readonly pid: number;
   readonly role: 'primary' | 'worker';
+  /** Its own utime+stime during the run; 0 for one that exited (see RunSample.exitedCpuSeconds). */
   readonly cpuSeconds: number;
+  /** Gone (waited for) by the end of the run. */
+  readonly exited?: true;
   /** Of the main thread (the event loop) during the run. */
   readonly contextSwitches: number;
   /** VmHWM during this run when it could be reset first, else since the process started. */
@@ -29,14 +33,18 @@ export interface RunSample {
   readonly load?: LoadResult;
   /** Why the run produced no result (the tool failed). */
   readonly error?: string;
-  /** utime+stime of every process of the target during the run. */
+  /** utime+stime of every process of the target during the run, those that exited included. */
   readonly cpuSeconds: number;
+  /** The part of cpuSeconds spent by processes that exited during the run. */
+  readonly exitedCpuSeconds?: number;
   readonly cpuMicrosPerRequest: number | undefined;
   /** Of every process's main thread, per request: how often the event loops slept and woke. */
   readonly contextSwitchesPerRequest: number | undefined;
   readonly processes: readonly ProcessSample[];
   readonly peakRssReset: boolean;
-  /** Requests per worker during the run (our service only). */
+  /** Serving processes that exited or started during the run: its spread is left out. */
+  readonly workersChanged?: WorkerChange;
+  /** Requests per worker during the run (our service, when its workers stayed the same). */
   readonly spread?: readonly WorkerCount[];
   readonly imbalance?: number | undefined;
 }
@@ -51,8 +59,8 @@ export async function measure(
 ): Promise<RunSample> {
   // /metrics is read outside the CPU bracket: collecting it costs the primary and every worker.
   const countsBefore = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
-  const pids = processTree(target.pid);
-  const cpuBefore = new Map(pids.map((pid) => [pid, readCpuSeconds(pid) ?? 0]));
+  const cpuBefore = readTreeCpu(target.pid);
+  const pids = [...cpuBefore.keys()];
   const switchesBefore = new Map(pids.map((pid) => [pid, readContextSwitches(pid) ?? 0]));
   const peakRssReset = pids.map(resetPeakRss).every(Boolean);
 
@@ -64,14 +72,17 @@ export async function measure(
     error = (err as Error).message;
   }
 
+  const cpuAfter = readTreeCpu(target.pid);
+  const cpu = accountCpu(cpuBefore, cpuAfter, CLOCK_TICKS_PER_SECOND);
+  const changed = workerChange(target.pid, cpuBefore, cpuAfter);
   // A process that appeared during the run (a replaced worker) counts from zero.
-  const after = [...new Set([...pids, ...processTree(target.pid)])];
   const grown = (now: number | undefined, before: number | undefined): number =>
     Math.max(0, (now ?? before ?? 0) - (before ?? 0));
-  const processes: ProcessSample[] = after.map((pid) => ({
+  const processes: ProcessSample[] = [...new Set([...pids, ...cpuAfter.keys()])].map((pid) => ({
     pid,
     role: pid === target.pid && hasPrimary(target.spec) ? 'primary' : 'worker',
-    cpuSeconds: grown(readCpuSeconds(pid), cpuBefore.get(pid)),
+    cpuSeconds: cpu.own.get(pid) ?? 0,
+    ...(cpuAfter.has(pid) ? {} : { exited: true as const }),
     contextSwitches: grown(readContextSwitches(pid), switchesBefore.get(pid)),
     peakRssBytes: readPeakRssBytes(pid),
   }));
@@ -81,11 +92,11 @@ export async function measure(
     load = withUnexplainedLength(load, serving);
   }
 
-  const cpuSeconds = processes.reduce((sum, p) => sum + p.cpuSeconds, 0);
+  const cpuSeconds = cpu.total;
   const contextSwitches = processes.reduce((sum, p) => sum + p.contextSwitches, 0);
   const perRequest = (total: number): number | undefined =>
     load && load.requests > 0 ? total / load.requests : undefined;
-  const spread = countsBefore && countsAfter ? countDeltas(countsBefore, countsAfter) : undefined;
+  const spread = countsBefore && countsAfter && !changed ? countDeltas(countsBefore, countsAfter) : undefined;
   return {
     round,
     target: target.spec.id,
@@ -93,10 +104,12 @@ export async function measure(
     ...(load ? { load } : {}),
     ...(error !== undefined ? { error } : {}),
     cpuSeconds,
+    ...(cpu.exited > 0 ? { exitedCpuSeconds: cpu.exited } : {}),
     cpuMicrosPerRequest: perRequest(cpuSeconds * 1e6),
     contextSwitchesPerRequest: perRequest(contextSwitches),
     processes,
     peakRssReset,
+    ...(changed ? { workersChanged: changed } : {}),
     ...(spread ? { spread, imbalance: imbalance(spread) } : {}),
   };
 }

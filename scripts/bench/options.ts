@@ -27,20 +27,26 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
 
   --quick                 a few-second smoke run: 1 round, short loads, results in a temp dir
   --rounds N              interleaved rounds, medians reported (default 3, quick 1)
-  --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2)
-  --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime),
+  --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2, and
+                          what WORKERS=auto starts there, the "(default)" row, which is only marked if measured)
+  --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime;
+                          one that is not found is an error),
                           minimal: a hand-written node:cluster of N reusePort workers with no supervision,
-                          and/or metrics-off: the default configuration with METRICS=off
-  --out DIR               where bench.json and bench.svg go (default scripts/results; quick: a temp dir)
+                          and/or metrics-off: reuseport ×N with METRICS=off
+  --out DIR               where bench.json and bench.svg go (default scripts/results; quick: a temp dir),
+                          created and checked before measuring
   --json FILE             the JSON report's path (overrides --out for it)
-  --service-cpus LIST     pin the servers to these CPUs (with --load-cpus; default: halves from 4 CPUs)
+  --service-cpus LIST     pin the servers to these CPUs (with --load-cpus; needs taskset; default: halves from 4 CPUs)
   --load-cpus LIST        pin ab and wrk to these CPUs
   --requests N            requests per ab run (default 10000, quick 500)
   --seconds N             duration of each wrk run (default 5, quick 1)
-  --connections N         wrk connections (default 50)
+  --connections N         wrk connections (default 50), at least --threads
   --threads N             wrk threads (default: the load generator's CPUs when pinned, else 1)
   --report FILE           print the table of a saved bench.json and redraw its SVG next to it (or in --out); takes no other option
 `;
+
+/** wrk's connections when --connections is not given. */
+export const DEFAULT_CONNECTIONS = 50;
 
 /** A CLI option the bench cannot accept. */
 export class OptionError extends Error {
@@ -147,6 +153,14 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       `--requests must be at least ${AB_CONCURRENCY}, ab's concurrency, got "${str('requests')}"`,
     );
   }
+  const connections = positive('connections', str('connections'), 100_000);
+  const threads = positive('threads', str('threads'), 1024);
+  // wrk refuses fewer connections than threads; capping would measure another command than asked.
+  if (threads !== undefined && threads > (connections ?? DEFAULT_CONNECTIONS)) {
+    throw new OptionError(
+      `--threads must not exceed --connections (${connections ?? `${DEFAULT_CONNECTIONS}, the default`}): wrk gives each thread a connection, got "${threads}"`,
+    );
+  }
   return {
     help: values.help === true,
     quick,
@@ -159,8 +173,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     loadCpus,
     requests,
     seconds: positive('seconds', str('seconds'), 3600),
-    connections: positive('connections', str('connections'), 100_000),
-    threads: positive('threads', str('threads'), 1024),
+    connections,
+    threads,
     report: str('report'),
   };
 }

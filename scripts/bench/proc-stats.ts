@@ -30,14 +30,41 @@ function statFields(pid: number): string[] | undefined {
   return text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
 
+/** One reading of a process's CPU time from /proc/<pid>/stat, in clock ticks. */
+export interface CpuReading {
+  /** Field 22, ticks after boot: tells a reused pid from the process that had it before. */
+  readonly startTicks: number;
+  /** utime + stime (fields 14, 15): the process itself, every thread. */
+  readonly own: number;
+  /** cutime + cstime (fields 16, 17): the children it has waited for, with theirs. */
+  readonly reaped: number;
+  /** State Z: exited, not yet waited for; its own time is still readable here. */
+  readonly zombie: boolean;
+}
+
+/** utime, stime (every thread: libuv's pool and V8's GC threads count too), cutime, cstime; undefined once reaped. */
+export function readCpuTicks(pid: number): CpuReading | undefined {
+  const f = statFields(pid);
+  if (!f) return undefined;
+  const n = (i: number) => Number(f[i]);
+  return { startTicks: n(19), own: n(11) + n(12), reaped: n(13) + n(14), zombie: f[0] === 'Z' };
+}
+
 /**
- * utime + stime of the whole process (every thread: libuv's pool and V8's GC threads count too),
- * in seconds. Fields 14 and 15 of proc(5); index 11 and 12 once pid and comm are dropped.
+ * The CPU readings of pid's whole tree at one moment. A child reaped between reading its parent
+ * and reading it would be in neither (or, read in the other order, in both), so the tree is read
+ * again until no parent's reaped time moved while it was being read.
  */
-export function readCpuSeconds(pid: number): number | undefined {
-  const fields = statFields(pid);
-  if (!fields) return undefined;
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+export function readTreeCpu(pid: number): Map<number, CpuReading> {
+  for (let attempt = 1; ; attempt++) {
+    const readings = new Map<number, CpuReading>();
+    for (const p of processTree(pid)) {
+      const r = readCpuTicks(p);
+      if (r) readings.set(p, r);
+    }
+    const settled = [...readings].every(([p, r]) => readCpuTicks(p)?.reaped === r.reaped);
+    if (settled || attempt === 5) return readings;
+  }
 }
 
 /** The process group of pid (field 5 of proc(5)), undefined where the process is gone. */

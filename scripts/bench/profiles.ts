@@ -68,6 +68,18 @@ export function findTools(): Tools {
   return { ab: findExecutable('ab'), wrk: findExecutable('wrk') };
 }
 
+const PACKAGES: Readonly<Record<'ab' | 'wrk', string>> = { ab: 'apache2-utils', wrk: 'wrk' };
+
+/** One line per missing load generator: the profiles left out, and the Debian/Ubuntu package that has it. */
+export function missingTools(tools: Tools, all: readonly Profile[]): string[] {
+  return (['ab', 'wrk'] as const)
+    .filter((tool) => !tools[tool])
+    .map((tool) => {
+      const commands = all.filter((p) => p.tool === tool).map((p) => p.command);
+      return `${commands.join(', ')}: ${tool} not found (Debian/Ubuntu: apt-get install ${PACKAGES[tool]})`;
+    });
+}
+
 /** One directory for ab's CSV per bench process. */
 let csvDir: string | undefined;
 

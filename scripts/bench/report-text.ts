@@ -42,6 +42,19 @@ function profileTable(report: BenchReport, profile: string): string {
   );
 }
 
+/** Runs of this profile whose serving processes changed: their CPU and spread need a word. */
+function changeNotes(report: BenchReport, profile: string): string[] {
+  return report.samples.flatMap((s) => {
+    const c = s.profile === profile ? s.workersChanged : undefined;
+    if (!c) return [];
+    const pids = (list: readonly number[]) => (list.length ? list.join(', ') : 'none');
+    const passing = c.passing ? '; one started and exited within it' : '';
+    return [
+      `note: round ${s.round}, ${labelOf(report, s.target)}: workers changed during the run (exited: ${pids(c.exited)}; started: ${pids(c.started)}${passing}); CPU counts the exited ones, spread left out`,
+    ];
+  });
+}
+
 function ratioTable(report: BenchReport): string {
   const label = (id: string) => labelOf(report, id);
   const pairs = [
@@ -95,9 +108,15 @@ export function renderText(report: BenchReport): string {
     `machine: ${m.host}, ${m.cpuModel}, ${m.cpus} CPUs, Linux ${m.kernel}, Node ${m.node}`,
     `CPUs: service ${m.cpuPlan.service}, load generator ${m.cpuPlan.load} (${m.cpuPlan.pinned ? 'pinned with taskset' : 'not pinned'}: ${m.cpuPlan.reason})`,
   ];
+  if (m.defaultWorkers !== undefined && m.defaultTarget === undefined) {
+    out.push(
+      `default not measured: WORKERS=auto starts ${m.defaultWorkers} worker${m.defaultWorkers === 1 ? '' : 's'} on the service's CPUs (add ${m.defaultWorkers} to --workers); no row is the default`,
+    );
+  }
   for (const skipped of m.skipped) out.push(`skipped: ${skipped}`);
   for (const p of report.profiles) {
     out.push('', `${p.command}  (${PROFILE_TITLES[p.id] ?? p.id})`, profileTable(report, p.id));
+    out.push(...changeNotes(report, p.id));
   }
   if (report.ratios.some((r) => r.baseline !== 'single')) out.push('', ratioTable(report));
   if (report.scaling.length > report.profiles.length) out.push('', scalingTable(report));
@@ -107,9 +126,10 @@ export function renderText(report: BenchReport): string {
     'summed over all rounds (the other columns are medians). A Length failure is a reply of another length:',
     'a greeting from a pid with another number of digits, or a reply missing or cut short; when every pid',
     'that served has as many digits, it counts as failed too (see the README). CPU = user+sys of every',
-    'server process per request; switches = context switches of their event-loop threads per request (a loop',
-    'that sleeps and is woken for each request costs more CPU per request than one that finds several',
-    'waiting); spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
+    'server process per request, those that exited during the run included; switches = context switches of',
+    'their event-loop threads per request (a loop that sleeps and is woken for each request costs more CPU',
+    'per request than one that finds several waiting); spread = busiest worker share × workers (1.00 =',
+    'even); RSS = peak (VmHWM).',
   );
   const errors = report.samples.filter((s) => s.error);
   for (const e of errors) out.push(`error in round ${e.round}, ${e.target}, ${e.profile}: ${e.error}`);

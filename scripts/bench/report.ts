@@ -21,8 +21,13 @@ export interface BenchMeta {
     readonly reason: string;
   };
   readonly tools: Readonly<Record<string, string | undefined>>;
-  /** The default configuration (what `docker run` gets): WORKERS = CPUs, BALANCE=reuseport. */
-  readonly defaultTarget: string;
+  /**
+   * The default configuration (what `docker run` gets: WORKERS=auto, BALANCE=reuseport) when it
+   * was measured; absent when defaultWorkers was not among the WORKERS values.
+   */
+  readonly defaultTarget?: string | undefined;
+  /** How many workers WORKERS=auto starts on the service's CPUs (absent in older reports). */
+  readonly defaultWorkers?: number;
   readonly skipped: readonly string[];
 }
 

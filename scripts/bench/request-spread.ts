@@ -35,8 +35,17 @@ export function fetchRequestCounts(url: string): Promise<WorkerCount[]> {
   });
 }
 
-/** Requests each worker answered between two readings, by slot; a worker new since `before` counts from 0. */
-export function countDeltas(before: readonly WorkerCount[], after: readonly WorkerCount[]): WorkerCount[] {
+/**
+ * Requests each worker answered between two readings, by slot; undefined when the workers are
+ * not the same ones in both: a worker gone by the second reading took its count with it, so
+ * the deltas of the others would be a wrong spread.
+ */
+export function countDeltas(
+  before: readonly WorkerCount[],
+  after: readonly WorkerCount[],
+): WorkerCount[] | undefined {
+  const pids = (counts: readonly WorkerCount[]) => counts.map((c) => c.pid).sort((a, b) => a - b);
+  if (pids(before).join() !== pids(after).join()) return undefined;
   return after
     .map((a) => ({
       ...a,

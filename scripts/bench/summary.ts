@@ -96,18 +96,23 @@ function divide(a: number | undefined, b: number | undefined): number | undefine
   return a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
 }
 
-/** The comparisons worth printing: each configuration against the single process, the two
- *  BALANCE modes against each other, and the default configuration against the alternatives. */
-export function comparisons(specs: readonly TargetSpec[], defaultId: string): [string, string][] {
+/**
+ * The comparisons worth printing: each configuration against the single process, the two BALANCE
+ * modes against each other, and each alternative against reuseport with as many workers (the
+ * default configuration when that is the default's count; the table marks it only then).
+ */
+export function comparisons(specs: readonly TargetSpec[]): [string, string][] {
   const pairs: [string, string][] = [];
   const has = (id: string) => specs.some((s) => s.id === id);
-  // A cluster spec with its own environment (METRICS=off) is a variant of the default, not a mode.
+  // A cluster spec with its own environment (METRICS=off) is a variant of reuseport, not a mode.
   for (const s of specs)
     if (s.kind === 'cluster' && !s.env && s.balance === 'reuseport' && has(`round-robin-${s.workers}`))
       pairs.push([s.id, `round-robin-${s.workers}`]);
-  for (const s of specs)
-    if (s.kind === 'pm2' || s.kind === 'minimal' || s.kind === 'nginx' || (s.kind === 'cluster' && s.env))
-      pairs.push([defaultId, s.id]);
+  for (const s of specs) {
+    const alternative = s.kind === 'pm2' || s.kind === 'minimal' || s.kind === 'nginx';
+    const reuseport = `reuseport-${s.workers}`;
+    if ((alternative || (s.kind === 'cluster' && s.env)) && has(reuseport)) pairs.push([reuseport, s.id]);
+  }
   for (const s of specs) if (s.id !== 'single') pairs.push([s.id, 'single']);
   return pairs;
 }

@@ -1,5 +1,7 @@
 /** The servers the bench compares: what each one is, and the handle of one that is running. */
 import type { Balance } from '../../src/config.js';
+import { detectCpuLimit, type ReadFile } from '../../src/cpu-count.js';
+import { formatCpuList } from './cpu-plan.js';
 
 export type TargetKind = 'single' | 'cluster' | 'pm2' | 'minimal' | 'nginx';
 
@@ -41,6 +43,24 @@ export function defaultWorkerCounts(serviceCpus: number): number[] {
   const counts: number[] = [];
   for (let k = 1; k < n; k *= 2) counts.push(k);
   return [...counts, n];
+}
+
+/**
+ * What WORKERS=auto starts on `serviceCpus`: the service's own rule (src/cpu-count.ts) with the
+ * affinity taskset gives it; the cgroup quota, which it inherits from the bench, is read as is.
+ */
+export function serviceDefaultWorkers(
+  serviceCpus: readonly number[],
+  read: ReadFile,
+  hostCpus: number,
+): number {
+  const affinity = `Cpus_allowed_list:\t${formatCpuList(serviceCpus)}\n`;
+  return detectCpuLimit((path) => (path === '/proc/self/status' ? affinity : read(path)), hostCpus).workers;
+}
+
+/** The default configuration's id when it is among the measured ones, else undefined. */
+export function defaultTargetId(workerCounts: readonly number[], defaultWorkers: number): string | undefined {
+  return workerCounts.includes(defaultWorkers) ? `reuseport-${defaultWorkers}` : undefined;
 }
 
 export type CompareTool = 'pm2' | 'nginx' | 'minimal' | 'metrics-off';
