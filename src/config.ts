@@ -96,15 +96,20 @@ function workerCount(env: Env): Pick<Config, 'workers' | 'workersFrom'> {
  * value neither of these reached listen() and failed there as a port error (exit 3, ENOTFOUND).
  */
 function isHostname(value: string): boolean {
-  const name = value.endsWith('.') ? value.slice(0, -1) : value;
-  const labels = name.split('.');
-  if (labels.every((label) => /^\d{1,10}$/.test(label))) {
-    const parts = labels.map(Number);
+  // All digits: an address, which takes no trailing dot (getaddrinfo would look it up as a name).
+  const numeric = value.split('.');
+  if (numeric.every((label) => /^\d{1,10}$/.test(label))) {
+    const parts = numeric.map(Number);
     const last = parts.pop() ?? 0;
     return parts.length <= 3 && parts.every((p) => p <= 255) && last < 256 ** (4 - parts.length);
   }
+  // A name: its last label is never all digits (RFC 1123 §2.1), so "127.0.0.1." is no name either.
+  const name = value.endsWith('.') ? value.slice(0, -1) : value;
+  const labels = name.split('.');
   return (
-    name.length <= 253 && labels.every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l))
+    name.length <= 253 &&
+    !/^\d+$/.test(labels.at(-1) ?? '') &&
+    labels.every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l))
   );
 }
 

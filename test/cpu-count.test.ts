@@ -180,6 +180,7 @@ describe('detectCpuLimit in a real cgroup (what docker run --cpus does)', () => 
   const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
   const base = v2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/cpu';
   const made: string[] = [];
+  let delegated = false;
   after(() => {
     for (const dir of made) {
       try {
@@ -188,6 +189,7 @@ describe('detectCpuLimit in a real cgroup (what docker run --cpus does)', () => 
         console.error(`could not remove ${dir}: ${(err as Error).message}`);
       }
     }
+    if (delegated) writeFileSync(`${base}/cgroup.subtree_control`, '-cpu');
   });
 
   /** A cgroup with this quota per 100 ms, or why none can be made here (then the test skips). */
@@ -207,8 +209,17 @@ describe('detectCpuLimit in a real cgroup (what docker run --cpus does)', () => 
     }
     made.push(dir);
     if (v2) {
-      // The child's cpu.max exists once the parent delegates the controller to its children.
-      if (!existsSync(`${dir}/cpu.max`)) writeFileSync(`${base}/cgroup.subtree_control`, '+cpu');
+      // The child's cpu.max exists once the parent delegates the controller to its children. A
+      // parent with processes of its own cannot (EBUSY: a container's cgroup namespace root).
+      if (!existsSync(`${dir}/cpu.max`)) {
+        try {
+          writeFileSync(`${base}/cgroup.subtree_control`, '+cpu');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err;
+          return { skip: `cannot delegate the cpu controller under ${base} (EBUSY: it holds processes)` };
+        }
+        delegated = true;
+      }
       writeFileSync(`${dir}/cpu.max`, `${quota} 100000`);
     } else {
       writeFileSync(`${dir}/cpu.cfs_period_us`, '100000');
@@ -240,7 +251,7 @@ describe('detectCpuLimit in a real cgroup (what docker run --cpus does)', () => 
         assert.match(
           String(start.workersReason),
           new RegExp(
-            `cgroup v1 cpu.cfs_quota_us ${quota}/100000 = ${quota / 100_000} CPUs → ${workers} worker`,
+            `${v2 ? 'cgroup v2 cpu.max' : 'cgroup v1 cpu.cfs_quota_us'} ${quota}/100000 = ${quota / 100_000} CPUs → ${workers} worker`,
           ),
         );
         await service.waitForMsgCount('worker ready', workers);

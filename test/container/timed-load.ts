@@ -32,6 +32,8 @@ export class TimedLoad {
   readonly outcomes: Outcome[] = [];
   #ok = 0;
   #running = true;
+  /** Every lane has finished: no outcome will come. */
+  #ended = false;
   readonly #outcomeWaiters: (() => void)[] = [];
   readonly #lanes: Promise<void>[] = [];
   readonly #agent: Agent;
@@ -49,6 +51,10 @@ export class TimedLoad {
         })(),
       );
     }
+    Promise.all(this.#lanes).then(() => {
+      this.#ended = true;
+      for (const resolve of this.#outcomeWaiters.splice(0)) resolve();
+    });
   }
 
   async #one(url: string, reset: boolean): Promise<void> {
@@ -73,7 +79,7 @@ export class TimedLoad {
     for (const resolve of this.#outcomeWaiters.splice(0)) resolve();
   }
 
-  /** Resolves once `n` more requests have succeeded (so a fault happens under real load), or rejects after `ms`. */
+  /** Resolves once `n` more requests have succeeded (so a fault happens under real load); rejects as waitFor does. */
   waitForOk(n: number, ms = 60_000): Promise<void> {
     const target = this.#ok + n;
     return this.waitFor(() => this.#ok >= target, ms, `${n} more successful answers`);
@@ -83,15 +89,22 @@ export class TimedLoad {
     return new Promise((resolve) => this.#outcomeWaiters.push(resolve));
   }
 
-  /** Resolves once an answer satisfies `test`, or rejects after `ms`. */
+  /** Resolves once an answer satisfies `test`; rejects after `ms`, or once the load has stopped. */
   async waitFor(test: (o: Outcome) => boolean, ms: number, what: string): Promise<void> {
     const deadline = performance.now() + ms;
-    for (let seen = 0; ; ) {
-      for (; seen < this.outcomes.length; seen++) if (test(this.outcomes[seen] as Outcome)) return;
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`no ${what} within ${ms} ms: ${this.summary()}`);
-      // Every request ends in an outcome, so wait for the next one, or for the deadline.
-      await Promise.race([this.#next(), delay(left)]);
+    // One timer per wait, cancelled when it ends: it must not hold the test process open.
+    const cancel = new AbortController();
+    const expired = delay(ms, undefined, { signal: cancel.signal }).catch(() => {});
+    try {
+      for (let seen = 0; ; ) {
+        for (; seen < this.outcomes.length; seen++) if (test(this.outcomes[seen] as Outcome)) return;
+        if (performance.now() >= deadline) throw new Error(`no ${what} within ${ms} ms: ${this.summary()}`);
+        if (this.#ended) throw new Error(`no ${what} before the load stopped: ${this.summary()}`);
+        // Every request ends in an outcome, so wait for the next one, the load's end or the deadline.
+        await Promise.race([this.#next(), expired]);
+      }
+    } finally {
+      cancel.abort();
     }
   }
 
