@@ -13,6 +13,26 @@ const reading = (own: number, reaped = 0, startTicks = 1, zombie = false): CpuRe
   zombie,
 });
 
+describe('readTreeCpu', () => {
+  it('reads the tree again when a child was reaped while it was being read: its time is counted once', () => {
+    // Primary 10 and worker 11 (20 ticks). Between reading 10 and reading 11, 11 exits and 10
+    // reaps it: the first pass has 11 in neither place; 10's reaped time moved, so it reads again.
+    let reaped = false;
+    const read = (pid: number): CpuReading | undefined => {
+      if (pid === 10) {
+        const r = reading(100, reaped ? 20 : 0);
+        reaped = true; // the reap happens right after the primary's first reading
+        return r;
+      }
+      return reaped ? undefined : reading(20);
+    };
+    const tree = () => (reaped ? [10] : [10, 11]);
+    const readings = readTreeCpu(10, tree, read);
+    const total = [...readings.values()].reduce((sum, r) => sum + r.own + r.reaped, 0);
+    assert.equal(total, 120);
+  });
+});
+
 describe('CPU of a process tree between two readings', () => {
   // Primary 10, workers 11 and 12. During the run: 12 spends 25 ticks, exits and is reaped (its
   // 40 + 25 move to 10's reaped time), 13 starts, spends 30 and is reaped, 14 starts and spends 5.

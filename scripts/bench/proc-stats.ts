@@ -55,14 +55,18 @@ export function readCpuTicks(pid: number): CpuReading | undefined {
  * and reading it would be in neither (or, read in the other order, in both), so the tree is read
  * again until no parent's reaped time moved while it was being read.
  */
-export function readTreeCpu(pid: number): Map<number, CpuReading> {
+export function readTreeCpu(
+  pid: number,
+  tree: (pid: number) => number[] = processTree,
+  read: (pid: number) => CpuReading | undefined = readCpuTicks,
+): Map<number, CpuReading> {
   for (let attempt = 1; ; attempt++) {
     const readings = new Map<number, CpuReading>();
-    for (const p of processTree(pid)) {
-      const r = readCpuTicks(p);
+    for (const p of tree(pid)) {
+      const r = read(p);
       if (r) readings.set(p, r);
     }
-    const settled = [...readings].every(([p, r]) => readCpuTicks(p)?.reaped === r.reaped);
+    const settled = [...readings].every(([p, r]) => read(p)?.reaped === r.reaped);
     if (settled || attempt === 5) return readings;
   }
 }
