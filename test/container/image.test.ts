@@ -134,21 +134,25 @@ describe('docker stop', () => {
     assert.equal(last.exitCode, 0);
   });
 
-  it('right after docker run, during start-up: exit 0, not a SIGKILL after 10 s', TIMEOUT, async (t) => {
-    const container = await Container.start(image as string);
-    started.push(container);
-    // PID 1 drops a signal it has no handler for; before Node has started, nothing can catch it.
-    // The primary catches SIGHUP only from its first line on (Node catches SIGTERM itself).
-    const catchesHup = async () =>
-      /^SigCgt:\s*[0-9a-f]*[13579bdf]$/m.test(await container.exec(['cat', '/proc/1/status']));
-    while (!(await catchesHup())) await setImmediate();
-    const { ms, exitCode } = await container.stop();
-    const ready = container.service.logs.filter((l) => l.msg === 'worker ready').length;
-    t.diagnostic(
-      `docker stop during start-up (${ready} workers ready): ${Math.round(ms)} ms, exit ${exitCode}`,
-    );
-    assert.equal(exitCode, 0, container.service.dump());
-  });
+  it(
+    "docker stop during start-up, once Node runs the primary's first line: exit 0, not a SIGKILL after 10 s",
+    TIMEOUT,
+    async (t) => {
+      const container = await Container.start(image as string);
+      started.push(container);
+      // PID 1 drops a signal it has no handler for; before Node has started, nothing can catch it.
+      // The primary catches SIGHUP only from its first line on (Node catches SIGTERM itself).
+      const catchesHup = async () =>
+        /^SigCgt:\s*[0-9a-f]*[13579bdf]$/m.test(await container.exec(['cat', '/proc/1/status']));
+      while (!(await catchesHup())) await setImmediate();
+      const { ms, exitCode } = await container.stop();
+      const ready = container.service.logs.filter((l) => l.msg === 'worker ready').length;
+      t.diagnostic(
+        `docker stop during start-up (${ready} workers ready): ${Math.round(ms)} ms, exit ${exitCode}`,
+      );
+      assert.equal(exitCode, 0, container.service.dump());
+    },
+  );
 
   it(
     'under load: every request sent before the stop gets a complete response, the in-flight one too',
