@@ -126,6 +126,25 @@ function host(env: Env): string | undefined {
   return unwrapped;
 }
 
+/** What the command line asks for: the service takes no option but Docker's health check. */
+export interface Mode {
+  readonly healthcheck: boolean;
+}
+
+/**
+ * Parses the arguments after the script; anything but `--healthcheck` is refused, so that
+ * `npm start -- --port 8080` does not start a service on another port than the user meant.
+ */
+export function parseArguments(args: readonly string[]): Mode {
+  const unknown = args.find((a) => a !== '--healthcheck');
+  if (unknown !== undefined) {
+    throw new ConfigError(
+      `unknown argument "${unknown}": the only option is --healthcheck; configuration is by environment variable (PORT=8080, WORKERS=4…)`,
+    );
+  }
+  return { healthcheck: args.includes('--healthcheck') };
+}
+
 const MINUTE = 60_000;
 
 /** Parses and validates the environment once; every error names the variable and the value. */

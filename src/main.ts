@@ -1,6 +1,6 @@
 /** Entry point: the primary or a worker, by node:cluster's role; `--healthcheck` for Docker. */
 import cluster from 'node:cluster';
-import { type Config, ConfigError, parseConfig } from './config.js';
+import { type Config, ConfigError, parseArguments, parseConfig } from './config.js';
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
 import { SignalQueue } from './primary/signal-queue.js';
@@ -20,13 +20,16 @@ async function main(): Promise<void> {
     runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? 0));
     return;
   }
-  if (process.argv.includes('--healthcheck')) {
-    // Docker reserves a health check's exit code 2: unhealthy is 1, whatever the reason.
+  const args = process.argv.slice(2);
+  // Docker reserves a health check's exit code 2: unhealthy is 1, whatever the reason.
+  const configExitCode = args.includes('--healthcheck') ? 1 : ExitCode.config;
+  if (loadOrExit(() => parseArguments(args), configExitCode).healthcheck) {
     const config = loadConfig(1);
     const { runHealthcheck } = await import('./healthcheck.js');
     process.exit(await runHealthcheck(config));
   }
-  // From the primary's first line: a stop signal during start-up is acted on once it runs.
+  // From the primary's first line after reading its arguments: a stop signal during start-up is
+  // acted on once it runs.
   const signals = new SignalQueue();
   const config = loadConfig(ExitCode.config);
   if (config.balance === 'reuseport') {
@@ -45,10 +48,15 @@ async function main(): Promise<void> {
 
 /** The validated configuration; on an invalid one, logs what is wrong and exits with `exitCode`. */
 function loadConfig(exitCode: number): Config {
+  const config = loadOrExit(() => parseConfig(), exitCode);
+  setLogLevel(config.logLevel);
+  return config;
+}
+
+/** `parse()`'s result; on a ConfigError, logs it and exits with `exitCode`. */
+function loadOrExit<T>(parse: () => T, exitCode: number): T {
   try {
-    const config = parseConfig();
-    setLogLevel(config.logLevel);
-    return config;
+    return parse();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     log('fatal', err.message, { code: err.code });

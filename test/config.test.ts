@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, parseConfig } from '../src/config.js';
+import { ConfigError, parseArguments, parseConfig } from '../src/config.js';
 
 describe('parseConfig', () => {
   it('has the documented defaults', () => {
@@ -126,3 +126,21 @@ describe('parseConfig', () => {
 function pick(c: ReturnType<typeof parseConfig>): Pick<typeof c, 'workers' | 'workersFrom'> {
   return { workers: c.workers, workersFrom: c.workersFrom };
 }
+
+describe('parseArguments', () => {
+  it('takes nothing, or --healthcheck', () => {
+    assert.deepEqual(parseArguments([]), { healthcheck: false });
+    assert.deepEqual(parseArguments(['--healthcheck']), { healthcheck: true });
+  });
+
+  it('refuses anything else, naming it', () => {
+    for (const args of [['--port', '8080'], ['8080'], ['--healthcheck', '-v'], ['--HEALTHCHECK']]) {
+      assert.throws(
+        () => parseArguments(args),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.message.startsWith(`unknown argument "${args.find((a) => a !== '--healthcheck')}"`),
+      );
+    }
+  });
+});

@@ -83,6 +83,17 @@ describe('start-up errors', () => {
     assert.equal(service.logs[0]?.msg, 'WORKERS must be "auto" or an integer from 1 to 1024, got "abc"');
   });
 
+  it('an argument (npm start -- --port 8080) exits 2 naming it and the variables, before any worker', async () => {
+    const service = await start({ args: ['--port', '8080'] });
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.config);
+    assert.equal(service.logs.length, 1, service.dump());
+    assert.match(
+      service.logs[0]?.msg ?? '',
+      /^unknown argument "--port": .*environment variable \(PORT=8080/,
+    );
+  });
+
   for (const [balance, holderReusePort] of [
     ['reuseport', false],
     ['round-robin', false],
@@ -285,6 +296,15 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
     const { code, stdout } = await healthcheck(service.port, { HEADERS_TIMEOUT_MS: '5' });
     assert.equal(code, 1);
     assert.match(stdout, /HEADERS_TIMEOUT_MS must be/);
+  });
+
+  it('an unknown argument beside --healthcheck is unhealthy (1) too', async () => {
+    const result = await run(process.execPath, [MAIN, '--healthcheck', '--verbose'], {
+      env: { PATH: process.env.PATH ?? '' },
+    }).catch((err: { code: number; stdout: string }) => err);
+    assert.equal('code' in result ? result.code : 0, 1);
+    const line = JSON.parse(result.stdout) as { msg: string };
+    assert.match(line.msg, /^unknown argument "--verbose"/);
   });
 });
 
