@@ -51,7 +51,7 @@ export const notReady = {
 export const metricsUnavailable = canned(503, 'metrics unavailable\n', noStore);
 
 /** Raw replies for errors found before a request exists (parse errors, timeouts); no detail leaks. */
-export function rawReply(status: number, reason: string): string {
+function rawReply(status: number, reason: string): string {
   const body = `${reason}\n`;
   return (
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${TEXT}\r\nContent-Length: ${body.length}\r\n` +
