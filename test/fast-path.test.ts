@@ -397,6 +397,35 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it('keeps the keep-alive timeout of a connection whose replies backed up and that then goes idle: no 408 from node:http', async () => {
+    const size = 512 * 1024;
+    const s = await listen(
+      { HEADERS_TIMEOUT_MS: '300', REQUEST_TIMEOUT_MS: '1000', KEEP_ALIVE_TIMEOUT_MS: '5000' },
+      'h'.repeat(size),
+    );
+    const { conn, serverSide } = await openNotReading(s);
+    try {
+      let answered = 0;
+      while (!serverSide.writableNeedDrain && answered < 64) {
+        const read = once(serverSide, 'data');
+        conn.write(request);
+        await read;
+        answered++;
+      }
+      assert.ok(serverSide.writableNeedDrain, `${answered} replies never backed up`);
+      conn.socket.resume();
+      for (let i = 0; i < answered; i++) await conn.reply();
+      // Idle now, well past HEADERS_TIMEOUT_MS and node:http's checks of it, within keep-alive.
+      assert.equal(await conn.closedWithin(1_500), false, `closed; unread: ${conn.unread.slice(0, 120)}`);
+      assert.equal(conn.unread, '', 'bytes nobody asked for');
+      conn.write(request);
+      assert.equal((await conn.reply()).status, 200);
+      assert.equal(s.stats.responses[3], 0, 'a 4xx was counted');
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it('closes a connection the client half-closed, and idle connections when asked to', async () => {
     const s = await listen();
     const halfClosed = await RawConnection.open(s.port);

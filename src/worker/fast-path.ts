@@ -202,6 +202,8 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     const acceptedAt = performance.now();
     let answered = false;
     let ending = false;
+    /** A reply waits in the worker past the high-water mark: the next request goes to node:http. */
+    let backedUp = false;
     owned.set(socket, (now) => {
       ending = true;
       if (now) socket.destroy();
@@ -210,7 +212,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     const onData = (chunk: Buffer): void => {
       if (ending) return;
       const kind =
-        chunk.length < limits.maxHeaderSize && !closesConnection()
+        chunk.length < limits.maxHeaderSize && !closesConnection() && !backedUp
           ? recognize(chunk.toString('latin1'))
           : undefined;
       if (kind === undefined) {
@@ -233,13 +235,18 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
         else socket.destroySoon();
       } else if (!socket.write(bytes.get(kind))) {
         // A client that sends but does not read: pausing a net.Socket still fills its JS buffer,
-        // where node:http's parser leaves unread bytes in the kernel, so it takes over.
-        handOver(undefined);
+        // where node:http's parser leaves unread bytes in the kernel, so it takes the next
+        // request. Not before: handed over idle, the connection would get node:http's headers
+        // timeout (an unasked 408) instead of the keep-alive timeout it was promised.
+        backedUp = true;
       }
     };
     // Before a first request it is node:http's headers timeout (408); after one, its keep-alive timeout.
     const onTimeout = (): void => {
       if (answered || ending) {
+        // Replies still waiting on the client are the stall limit's to judge (cutStalledConnections),
+        // as node:http's are; the timer starts again with the next write that completes.
+        if (!ending && socket.writableLength > 0) return;
         socket.destroy();
         return;
       }
@@ -267,7 +274,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     const onClose = (): void => {
       owned.delete(socket);
     };
-    function handOver(chunk: Buffer | undefined): void {
+    function handOver(chunk: Buffer): void {
       if (!answered) keepHeadersDeadline(socket, acceptedAt);
       owned.delete(socket);
       socket.off('data', onData);
@@ -279,7 +286,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
       // Paused, unshift buffers the chunk; flowing, it would hand it at once to whatever 'data'
       // listener is left. node:http reads it first once the socket flows again.
       socket.pause();
-      if (chunk) socket.unshift(chunk);
+      socket.unshift(chunk);
       handOverToNode(socket);
       socket.resume();
     }
