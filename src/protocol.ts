@@ -26,8 +26,11 @@ export interface WorkerStats {
 export type WorkerMessage =
   /** Listening and able to serve. */
   | { readonly type: 'ready' }
-  /** The event loop is turning; sent every HEARTBEAT_INTERVAL_MS. */
-  | { readonly type: 'heartbeat' }
+  /**
+   * The event loop is turning; sent every HEARTBEAT_INTERVAL_MS, with the responses so far, so a
+   * worker that dies (killed at the drain deadline, crashed, hung) loses at most one interval's.
+   */
+  | { readonly type: 'heartbeat'; readonly responses: readonly number[] }
   /** The worker cannot ever serve (bind failed): the primary must not retry. */
   | { readonly type: 'fatal'; readonly code: string; readonly message: string }
   | { readonly type: 'stats'; readonly requestId: number; readonly stats: WorkerStats }
@@ -40,7 +43,7 @@ export type PrimaryMessage =
   | { readonly type: 'collect-stats'; readonly requestId: number }
   | { readonly type: 'metrics-response'; readonly requestId: number; readonly text: string | null };
 
-type Tagged = { readonly type: string };
+type Tagged = { readonly type: string } & Readonly<Record<string, unknown>>;
 
 function tagged(value: unknown): value is Tagged {
   return (
@@ -48,15 +51,57 @@ function tagged(value: unknown): value is Tagged {
   );
 }
 
-const workerTypes: ReadonlySet<string> = new Set(['ready', 'heartbeat', 'fatal', 'stats', 'metrics-request']);
-const primaryTypes: ReadonlySet<string> = new Set(['drain', 'collect-stats', 'metrics-response']);
+const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isMeasure = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+/** Responses by status class: five counts. */
+const isClassCounts = (v: unknown): boolean => Array.isArray(v) && v.length === 5 && v.every(isCount);
 
-/** True for a message a worker sent under this protocol. */
-export function isWorkerMessage(value: unknown): value is WorkerMessage {
-  return tagged(value) && workerTypes.has(value.type);
+function isStats(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return (
+    isCount(s.requests) &&
+    isClassCounts(s.responses) &&
+    isMeasure(s.rssBytes) &&
+    isMeasure(s.heapUsedBytes) &&
+    isMeasure(s.loopDelayP50Seconds) &&
+    isMeasure(s.loopDelayP99Seconds)
+  );
 }
 
-/** True for a message the primary sent under this protocol. */
+/**
+ * True for a message a worker sent under this protocol, its fields included: the primary reads
+ * them without further checks, and an exception there would end it with every worker.
+ */
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  if (!tagged(value)) return false;
+  switch (value.type) {
+    case 'ready':
+      return true;
+    case 'heartbeat':
+      return isClassCounts(value.responses);
+    case 'fatal':
+      return typeof value.code === 'string' && typeof value.message === 'string';
+    case 'stats':
+      return isCount(value.requestId) && isStats(value.stats);
+    case 'metrics-request':
+      return isCount(value.requestId);
+    default:
+      return false;
+  }
+}
+
+/** True for a message the primary sent under this protocol, its fields included. */
 export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
-  return tagged(value) && primaryTypes.has(value.type);
+  if (!tagged(value)) return false;
+  switch (value.type) {
+    case 'drain':
+      return isCount(value.delayMs);
+    case 'collect-stats':
+      return isCount(value.requestId);
+    case 'metrics-response':
+      return isCount(value.requestId) && (value.text === null || typeof value.text === 'string');
+    default:
+      return false;
+  }
 }

@@ -93,6 +93,27 @@ describe('fault tolerance under load', () => {
     assert.equal(await waitForDeath(victim as number), true);
   });
 
+  it('3b. the primary itself stopped past the heartbeat timeout (docker pause, SIGSTOP): no worker is killed when it continues', async (t) => {
+    const service = await start({
+      env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },
+    });
+    const traffic = load(service.url, { concurrency: 2 });
+    await traffic.waitForOk(50);
+    const workers = service.liveWorkerPids().sort();
+    service.signal('SIGSTOP');
+    // Nothing to await while the primary is stopped: the workers' heartbeats queue in the pipes.
+    await delay(1_500);
+    service.signal('SIGCONT');
+    // The primary's next turns: past several heartbeat intervals, and it answers a scrape.
+    await delay(500);
+    await traffic.waitForOk(50);
+    await traffic.stop();
+    t.diagnostic(traffic.summary());
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.deepEqual(service.liveWorkerPids().sort(), workers, service.dump());
+    assert.ok(!service.logs.some((l) => /hung/.test(l.msg)), service.dump());
+  });
+
   for (const newConnections of [true, false]) {
     it(`4. SIGTERM under load (${newConnections ? 'new connection per request' : 'keep-alive'}): every request sent gets a full response, exit 0`, async (t) => {
       const service = await start({ env: { WORKERS: '2' } });

@@ -134,6 +134,32 @@ describe('metrics aggregated across workers', () => {
     }
   });
 
+  it('a worker killed at the drain deadline keeps what it served in responses_total: heartbeats carry the counts', async () => {
+    const service = await start({
+      env: {
+        WORKERS: '1',
+        DRAIN_TIMEOUT_MS: '500',
+        HEARTBEAT_INTERVAL_MS: '100',
+        HEARTBEAT_TIMEOUT_MS: '1000',
+      },
+    });
+    const sent = 50;
+    for (let i = 0; i < sent; i++) await greetingPid(service.url);
+    // A request that never finishes keeps the worker draining until it is killed.
+    const slow = await RawConnection.open(service.port);
+    slow.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab');
+    // No scrape before: only heartbeats can have told the primary what the worker served.
+    await sleep(300); // at least two heartbeats after the last greeting
+    service.signal('SIGHUP');
+    const killed = await service.waitForLog(
+      (l) => l.msg === 'worker did not finish draining in time; killing it',
+    );
+    await service.waitForLog((l) => l.msg === 'worker replaced' && l.workerPid === killed.workerPid);
+    const after = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(after, 'myservice_http_responses_total', { code: '2xx' }), sent, service.dump());
+    slow.destroy();
+  });
+
   it('a worker stopped by SIGTTOU reports its final counts: responses_total keeps all it served', async () => {
     const service = await start({ env: { WORKERS: '2', BALANCE: 'round-robin' } });
     const sent = 40;

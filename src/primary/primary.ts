@@ -29,6 +29,15 @@ function sendTo(worker: Worker, message: PrimaryMessage): void {
   if (worker.isConnected()) worker.send(message);
 }
 
+function killWorkerProcess(worker: Worker): void {
+  try {
+    worker.process.kill('SIGKILL');
+  } catch (err) {
+    // Already gone: its 'exit' event is on its way.
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
 /**
  * Runs this process as the primary until the supervisor decides to exit. `signals` has caught the
  * control signals since the process started; those that came before are acted on once the
@@ -75,8 +84,14 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     perform(supervisor.handle(event));
     clearTimeout(timer);
     const deadline = supervisor.nextDeadline();
+    // The tick is judged after this turn's I/O is read: a primary that was itself stopped (docker
+    // pause, SIGSTOP) runs its overdue timer before the heartbeats, ready and exit messages that
+    // queued meanwhile, and would kill every worker as hung.
     if (deadline !== undefined)
-      timer = setTimeout(() => dispatch({ type: 'tick' }), Math.max(0, deadline - Date.now()));
+      timer = setTimeout(
+        () => setImmediate(() => dispatch({ type: 'tick' })),
+        Math.max(0, deadline - Date.now()),
+      );
   }
 
   function perform(actions: readonly Action[]): void {
@@ -111,8 +126,11 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       if (!isWorkerMessage(message)) return;
       switch (message.type) {
         case 'ready':
+          dispatch({ type: 'ready', id });
+          break;
         case 'heartbeat':
-          dispatch({ type: message.type, id });
+          responseTotals.record(id, message.responses);
+          dispatch({ type: 'heartbeat', id });
           break;
         case 'fatal':
           dispatch({ type: 'fatal', id, code: message.code, message: message.message });
@@ -163,13 +181,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
 
   function killWorker(id: number): void {
     const w = handles.get(id);
-    if (!w) return;
-    try {
-      w.process.kill('SIGKILL');
-    } catch (err) {
-      // Already gone: its 'exit' event is on its way.
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-    }
+    if (w) killWorkerProcess(w);
   }
 
   /** Asks every live worker for its stats; a worker that does not answer in time is left out. */
@@ -209,6 +221,9 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
 
   process.on('uncaughtException', (err) => {
     log('fatal', 'uncaught exception in the primary', errorFields(err));
+    // A worker learns of its primary's end on its event loop: a hung or stopped one would stay,
+    // holding the port, outside a container.
+    for (const worker of handles.values()) killWorkerProcess(worker);
     process.exit(ExitCode.internal);
   });
   dispatch({ type: 'start' });

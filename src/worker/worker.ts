@@ -71,7 +71,10 @@ export function runWorker(config: Config, slot: number): void {
     readiness = 'ready';
     stats.watchEventLoop();
     send({ type: 'ready' });
-    heartbeat = setInterval(() => send({ type: 'heartbeat' }), config.heartbeatIntervalMs);
+    heartbeat = setInterval(
+      () => send({ type: 'heartbeat', responses: [...stats.responses] }),
+      config.heartbeatIntervalMs,
+    );
   });
 
   let draining = false;

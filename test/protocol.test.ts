@@ -1,0 +1,63 @@
+/** The IPC guards: a message passes only with every field the receiver reads, of the right type. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isPrimaryMessage, isWorkerMessage } from '../src/protocol.js';
+
+const stats = {
+  requests: 3,
+  responses: [0, 3, 0, 0, 0],
+  rssBytes: 1e8,
+  heapUsedBytes: 1e7,
+  loopDelayP50Seconds: 0,
+  loopDelayP99Seconds: 0.002,
+};
+
+describe('isWorkerMessage', () => {
+  it('takes every message a worker sends', () => {
+    for (const m of [
+      { type: 'ready' },
+      { type: 'heartbeat', responses: [0, 7, 0, 1, 0] },
+      { type: 'fatal', code: 'EADDRINUSE', message: 'listen EADDRINUSE' },
+      { type: 'stats', requestId: 0, stats },
+      { type: 'metrics-request', requestId: 12 },
+    ])
+      assert.equal(isWorkerMessage(m), true, JSON.stringify(m));
+  });
+
+  it('refuses a known type without the fields the primary reads, and anything else', () => {
+    for (const m of [
+      { type: 'stats', requestId: 1 },
+      { type: 'stats', requestId: 1, stats: { ...stats, responses: [1, 2] } },
+      { type: 'stats', requestId: -1, stats },
+      { type: 'stats', requestId: 1, stats: { ...stats, rssBytes: Number.NaN } },
+      { type: 'heartbeat' },
+      { type: 'heartbeat', responses: [0, 1.5, 0, 0, 0] },
+      { type: 'fatal', code: 'E' },
+      { type: 'metrics-request', requestId: '1' },
+      { type: 'drain', delayMs: 0 },
+      { cmd: 'NODE_CLUSTER' },
+      'ready',
+      null,
+    ])
+      assert.equal(isWorkerMessage(m), false, JSON.stringify(m));
+  });
+});
+
+describe('isPrimaryMessage', () => {
+  it('takes every message the primary sends, and refuses them incomplete', () => {
+    for (const m of [
+      { type: 'drain', delayMs: 0 },
+      { type: 'collect-stats', requestId: 3 },
+      { type: 'metrics-response', requestId: 3, text: null },
+      { type: 'metrics-response', requestId: 3, text: '# HELP …' },
+    ])
+      assert.equal(isPrimaryMessage(m), true, JSON.stringify(m));
+    for (const m of [
+      { type: 'drain' },
+      { type: 'collect-stats' },
+      { type: 'metrics-response', requestId: 3 },
+      { type: 'heartbeat', responses: [0, 0, 0, 0, 0] },
+    ])
+      assert.equal(isPrimaryMessage(m), false, JSON.stringify(m));
+  });
+});
