@@ -134,6 +134,17 @@ describe('metrics aggregated across workers', () => {
     }
   });
 
+  it('scrapes that come together share one collection: a burst of 20 asks each worker a few times, not 20', async () => {
+    const service = await start({ env: { WORKERS: '2', LOG_LEVEL: 'debug' } });
+    const asked = () => service.logs.filter((l) => l.msg === 'worker stats received').length;
+    const before = asked();
+    const texts = await Promise.all(Array.from({ length: 20 }, () => get(`${service.url}/metrics`)));
+    for (const t of texts) assert.equal(t.status, 200);
+    // Without sharing: 20 collections of 2 answers each, 40 lines.
+    const answers = asked() - before;
+    assert.ok(answers <= 2 * 10, `${answers} stats answers for 20 scrapes`);
+  });
+
   it('a worker killed at the drain deadline keeps what it served in responses_total: heartbeats carry the counts', async () => {
     const service = await start({
       env: {

@@ -148,7 +148,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
           break;
         }
         case 'metrics-request':
-          collectMetrics().then(
+          sharedMetrics().then(
             (text) => sendTo(worker, { type: 'metrics-response', requestId: message.requestId, text }),
             (err: unknown) => {
               log('error', 'metrics collection failed', errorFields(err));
@@ -182,6 +182,18 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   function killWorker(id: number): void {
     const w = handles.get(id);
     if (w) killWorkerProcess(w);
+  }
+
+  let collecting: Promise<string> | undefined;
+  /**
+   * Scrapes that come while a collection runs share it: each collection asks every worker, so a
+   * burst of scrapes on the public port would otherwise cost a burst times the workers.
+   */
+  function sharedMetrics(): Promise<string> {
+    collecting ??= collectMetrics().finally(() => {
+      collecting = undefined;
+    });
+    return collecting;
   }
 
   /** Asks every live worker for its stats; a worker that does not answer in time is left out. */
