@@ -83,6 +83,40 @@ describe('start-up errors', () => {
     assert.equal(service.logs[0]?.msg, 'WORKERS must be "auto" or an integer from 1 to 1024, got "abc"');
   });
 
+  it('two instances started together on one port: one serves, the other exits 3 (BALANCE=reuseport)', async () => {
+    const port = await freePort();
+    // The port probe alone let both through when they started together (5 of 5 tries).
+    for (let round = 0; round < 3; round++) {
+      const pair = await Promise.all(
+        [0, 1].map(() => start({ port, env: { WORKERS: '1', BALANCE: 'reuseport' }, ready: 0 })),
+      );
+      const outcomes = await Promise.all(
+        pair.map((s) =>
+          Promise.race([
+            s.exited.then(({ code }) => String(code)),
+            s
+              .waitForLog((l) => l.msg === 'worker ready')
+              .then(
+                () => 'ready',
+                () => 'exited',
+              ),
+          ]),
+        ),
+      );
+      assert.deepEqual(
+        outcomes.sort(),
+        [String(ExitCode.bind), 'ready'],
+        pair.map((s) => s.dump()).join('\n'),
+      );
+      const refused = pair.find((s) => s.proc.exitCode === ExitCode.bind);
+      assert.ok(
+        refused?.logs.some((l) => /another instance of myservice/.test(l.msg)),
+        refused?.dump() ?? 'none exited 3',
+      );
+      for (const s of pair) await s.stop();
+    }
+  });
+
   it('an argument (npm start -- --port 8080) exits 2 naming it and the variables, before any worker', async () => {
     const service = await start({ args: ['--port', '8080'] });
     const { code } = await service.exited;
