@@ -3,6 +3,7 @@
  * other SO_REUSEPORT listener of the same user: a second instance on the same port would start and
  * take part of the first one's connections. A plain bind, closed at once, finds any listener there.
  */
+import { createHash } from 'node:crypto';
 import { createServer, type ListenOptions, type Server } from 'node:net';
 
 /**
@@ -13,14 +14,25 @@ import { createServer, type ListenOptions, type Server } from 'node:net';
  */
 export async function probeListen(host: string | undefined, port: number): Promise<Error | undefined> {
   const lock = createServer();
+  // A digest of the host keeps the name within a socket path's 108 bytes whatever HOST is.
+  const name = createHash('sha256')
+    .update(`${host ?? '*'}:${port}`)
+    .digest('hex')
+    .slice(0, 32);
   try {
-    await listen(lock, { path: `\0myservice:${host ?? '*'}:${port}` });
-  } catch {
-    return Object.assign(new Error(`another instance of myservice is starting or serving on port ${port}`), {
-      code: 'EADDRINUSE',
-    });
+    await listen(lock, { path: `\0myservice:${port}:${name}` });
+    lock.unref();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      return Object.assign(
+        new Error(`another instance of myservice is starting or serving on port ${port}`),
+        {
+          code: 'EADDRINUSE',
+        },
+      );
+    }
+    // No lock to be had here: the probe alone still finds an instance that already listens.
   }
-  lock.unref();
   const server = createServer();
   try {
     await listen(server, { host, port });
