@@ -74,6 +74,24 @@ describe('the greeting', () => {
   });
 });
 
+describe('more workers than CPUs', () => {
+  it('WORKERS=9 on one CPU (taskset): a warning names both counts, and at most 4 workers boot at once', async () => {
+    const service = await start({ env: { WORKERS: '9' }, wrap: 'exec taskset -c 0 "$0" "$@"' });
+    const warning = service.logs.find((l) => l.level === 40 && /^WORKERS=9 is more than/.test(l.msg));
+    assert.ok(warning, service.dump());
+    assert.match(warning.msg, /the 1 WORKERS=auto starts here \(affinity 0 = 1 CPUs.*; 4 boot at a time$/);
+    // Each worker's boot is [spawned, ready): the ready line's time less its bootMs, and its time.
+    const boots = service.logs
+      .filter((l) => l.msg === 'worker ready')
+      .map((l) => ({ from: (l.time as number) - (l.bootMs as number), to: l.time as number }));
+    assert.equal(boots.length, 9);
+    // All at once, 9 boots overlap: a fork takes far less than a boot.
+    const overlapping = boots.map(({ from }) => boots.filter((b) => b.from <= from && b.to > from).length);
+    assert.ok(Math.max(...overlapping) <= 4, `boots overlapping: ${overlapping}`);
+    assert.equal(service.liveWorkerPids().length, 9);
+  });
+});
+
 describe('start-up errors', () => {
   it('an invalid WORKERS exits 2 with one line naming the variable, before any worker', async () => {
     const service = await start({ env: { WORKERS: 'abc' } });

@@ -12,6 +12,7 @@ import {
 const OPTIONS: SupervisorOptions = {
   workers: 2,
   bootTimeoutMs: 5_000,
+  bootConcurrency: 16,
   heartbeatTimeoutMs: 3_000,
   drainTimeoutMs: 8_000,
   shutdownDelayMs: 0,
@@ -518,6 +519,71 @@ describe('Supervisor', () => {
     beat(1_000);
     h.exit(newId, 1);
     assert.equal(h.of('log').at(-1)?.fields.restartInMs, DEFAULT_BACKOFF.initialMs);
+  });
+
+  it('boots at most bootConcurrency workers at once; the next starts when one is ready or fails', () => {
+    const h = new Harness({ workers: 5, bootConcurrency: 2, crashLoopLimit: 10 });
+    h.send({ type: 'start' });
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1],
+    );
+    // Waiting slots are due at a worker's ready or exit, not at a time: no tick spins meanwhile.
+    assert.equal(h.supervisor.nextDeadline(), OPTIONS.bootTimeoutMs);
+    const [first, second] = h.spawned().map((a) => a.id);
+    h.clock = 300;
+    h.send({ type: 'ready', id: first as number });
+    h.advance();
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1, 2],
+    );
+    assert.ok((h.supervisor.nextDeadline() as number) > h.clock);
+    // A failed boot frees its place too; its own slot comes back after the back-off.
+    h.exit(second as number);
+    h.advance();
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1, 2, 3],
+    );
+    for (let i = 0; i < 10 && h.live.size < 5; i++) {
+      h.readyAll();
+      h.advance();
+    }
+    assert.deepEqual(
+      h
+        .spawned()
+        .map((a) => a.slot)
+        .sort(),
+      [0, 1, 1, 2, 3, 4],
+    );
+  });
+
+  it('SIGTERM while workers wait to boot: none of them starts', () => {
+    const h = new Harness({ workers: 4, bootConcurrency: 1 });
+    h.send({ type: 'start' });
+    const [id] = h.spawned().map((a) => a.id);
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.exit(id as number, null, 'SIGKILL');
+    h.advance(60_000);
+    assert.equal(h.spawned().length, 1);
+    assert.equal(h.exitCode(), ExitCode.ok);
+  });
+
+  it('SIGTTIN while the boots are taken waits its turn; SIGTTOU drops a slot still waiting', () => {
+    const h = new Harness({ workers: 1, bootConcurrency: 1 });
+    h.send({ type: 'start' });
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    assert.equal(h.spawned().length, 1);
+    h.send({ type: 'signal', signal: 'SIGTTOU' });
+    h.readyAll();
+    h.advance(60_000);
+    assert.equal(h.spawned().length, 1);
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    assert.deepEqual(
+      h.spawned().map((a) => a.slot),
+      [0, 1],
+    );
   });
 
   it('SIGTTIN adds a worker, SIGTTOU removes one, never below one', () => {

@@ -14,6 +14,11 @@ export type Phase = 'idle' | 'running' | 'stopping' | 'exited';
 export interface SupervisorOptions {
   readonly workers: number;
   readonly bootTimeoutMs: number;
+  /**
+   * At most this many workers boot at once; the others wait their turn. A boot is CPU-bound, so
+   * more at once than there are CPUs only makes each one slower, past bootTimeoutMs with enough.
+   */
+  readonly bootConcurrency: number;
   readonly heartbeatTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly shutdownDelayMs: number;

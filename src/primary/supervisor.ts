@@ -110,7 +110,8 @@ export class Supervisor {
   /** When the next timed decision is due (boot, heartbeat or drain timeout, a delayed respawn). */
   nextDeadline(): number | undefined {
     let next = this.#workers.nextDeadline();
-    if (this.#phase === 'running')
+    // A slot waiting for a boot to finish is due at that worker's ready or exit, not at a time.
+    if (this.#phase === 'running' && this.#canBoot())
       for (const { respawnAt } of this.#slots.slice(0, this.#target))
         if (respawnAt !== undefined && (next === undefined || respawnAt < next)) next = respawnAt;
     return next;
@@ -132,7 +133,21 @@ export class Supervisor {
   #start(): void {
     if (this.#phase !== 'idle') return;
     this.#phase = 'running';
-    for (let slot = 0; slot < this.#target; slot++) this.#spawnWorker(slot);
+    for (let slot = 0; slot < this.#target; slot++) this.#fill(slot);
+  }
+
+  /** Starts a worker in `slot` now, or once fewer than bootConcurrency workers are booting. */
+  #fill(slot: number): void {
+    if (this.#canBoot()) {
+      this.#spawnWorker(slot);
+      return;
+    }
+    this.#slots[slot] ??= freshSlot();
+    this.#slots[slot].respawnAt = this.now();
+  }
+
+  #canBoot(): boolean {
+    return this.#workers.booting < this.options.bootConcurrency;
   }
 
   #spawnWorker(slot: number): number {
@@ -255,7 +270,7 @@ export class Supervisor {
       this.#slots[this.#target - 1] = freshSlot();
       this.#restarts.scale++;
       this.#log('info', 'SIGTTIN: adding a worker', { workers: this.#target });
-      this.#spawnWorker(this.#target - 1);
+      this.#fill(this.#target - 1);
     } else if (signal === 'SIGTTOU') {
       if (this.#target <= 1) {
         this.#log('warn', 'SIGTTOU ignored: at least one worker must run', { workers: this.#target });
@@ -303,7 +318,7 @@ export class Supervisor {
     }
     if (this.#phase !== 'running') return;
     this.#slots.forEach((s, slot) => {
-      if (slot < this.#target && s.respawnAt !== undefined && now >= s.respawnAt) {
+      if (slot < this.#target && s.respawnAt !== undefined && now >= s.respawnAt && this.#canBoot()) {
         s.respawnAt = undefined;
         this.#spawnWorker(slot);
       }

@@ -107,6 +107,13 @@ export class WorkerTable {
     return undefined;
   }
 
+  /** How many workers are booting: spawned, not yet ready, not being stopped. */
+  get booting(): number {
+    let n = 0;
+    for (const w of this.#workers.values()) if (w.state === 'starting') n++;
+    return n;
+  }
+
   /** True when the slot has a worker that serves or is about to. */
   isSlotFilled(slot: number): boolean {
     for (const w of this.#workers.values())
