@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MAX_WORKERS } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { Supervisor } from '../src/primary/supervisor.js';
 import {
@@ -584,6 +585,15 @@ describe('Supervisor', () => {
       h.spawned().map((a) => a.slot),
       [0, 1],
     );
+  });
+
+  it("SIGTTIN never takes the count past WORKERS' maximum", () => {
+    const h = started({ workers: MAX_WORKERS });
+    const before = h.spawned().length;
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    assert.equal(h.spawned().length, before);
+    assert.equal(h.supervisor.snapshot().configured, MAX_WORKERS);
+    assert.match(h.of('log').at(-1)?.msg ?? '', /^SIGTTIN ignored: 1024 workers is the most/);
   });
 
   it('SIGTTIN adds a worker, SIGTTOU removes one, never below one', () => {

@@ -5,6 +5,7 @@
  * worker-table.ts keeps each worker's state and deadlines, rolling-restart.ts plans SIGHUP's roll,
  * supervisor-events.ts defines what goes in and out; the restart policy and shutdown are here.
  */
+import { MAX_WORKERS } from '../config.js';
 import { ExitCode, type ExitCodeValue } from '../exit-codes.js';
 import type { Level } from '../log.js';
 import type { ControlSignal } from '../protocol.js';
@@ -266,6 +267,12 @@ export class Supervisor {
     if (signal === 'SIGHUP') {
       this.#roll.request();
     } else if (signal === 'SIGTTIN') {
+      if (this.#target >= MAX_WORKERS) {
+        this.#log('warn', `SIGTTIN ignored: ${MAX_WORKERS} workers is the most, as for WORKERS`, {
+          workers: this.#target,
+        });
+        return;
+      }
       this.#target++;
       this.#slots[this.#target - 1] = freshSlot();
       this.#restarts.scale++;
