@@ -656,6 +656,29 @@ describe('slow and idle clients, with timeouts set small through the environment
       conn.destroy();
     }
   });
+
+  it('a client that pipelines scrapes and never reads is cut at once; the workers keep serving', async () => {
+    const s = service as Service;
+    const workers = s.liveWorkerPids().sort();
+    const conn = await RawConnection.open(s.port);
+    conn.socket.pause();
+    // A scrape's response holds no bytes until the primary's text comes, so node:http's own
+    // brake on pipelining never engaged: the parser took requests until the worker was killed as hung.
+    const scrapes = Buffer.from(crlf(['GET /metrics HTTP/1.1', 'Host: test']).repeat(500), 'latin1');
+    const pump = (): void => {
+      while (!conn.isClosed && conn.socket.write(scrapes));
+    };
+    conn.socket.on('drain', pump);
+    pump();
+    try {
+      assert.ok(await conn.closedWithin(REQUEST_MS), 'the connection is still open');
+      await greet(s.url);
+      assert.deepEqual(s.liveWorkerPids().sort(), workers);
+      assert.equal(s.logs.filter((l) => l.level >= 50).length, 0, s.dump());
+    } finally {
+      conn.destroy();
+    }
+  });
 });
 
 describe('an idle flood: 2,000 connections that never send a byte', () => {

@@ -36,6 +36,9 @@ export type Readiness = 'starting' | 'ready' | 'draining';
  */
 export const LISTEN_BACKLOG = 65_535;
 
+/** Scrapes one connection may pipeline ahead of their answers; no Prometheus client pipelines. */
+const MAX_WAITING_SCRAPES = 8;
+
 export interface GreetingServerOptions {
   readonly hostname: string;
   readonly pid: number;
@@ -80,7 +83,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       }
       case '/metrics':
         if (options.metrics) {
-          if (readable) serveMetrics(res, options.metrics);
+          if (readable) scrape(req, res, options.metrics);
           else send(res, methodNotAllowed, false);
           return;
         }
@@ -90,9 +93,29 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     send(res, notFound);
   }
 
-  function serveMetrics(res: ServerResponse, metrics: () => Promise<string | null>): void {
+  /** Scrapes each connection has waiting for their text. */
+  const waitingScrapes = new WeakMap<Socket, number>();
+
+  /**
+   * node:http stops reading a client that pipelines requests once the responses it holds for it
+   * pass the socket's high-water mark, but a scrape's response holds nothing until its text
+   * comes from the primary: a client pipelining scrapes without reading would have the parser
+   * take request after request, without bound. Past MAX_WAITING_SCRAPES it is cut.
+   */
+  function scrape(req: IncomingMessage, res: ServerResponse, metrics: () => Promise<string | null>): void {
+    const socket = req.socket;
+    const waiting = waitingScrapes.get(socket) ?? 0;
+    if (waiting >= MAX_WAITING_SCRAPES) {
+      socket.destroy();
+      return;
+    }
+    waitingScrapes.set(socket, waiting + 1);
+    const done = (): void => {
+      waitingScrapes.set(socket, (waitingScrapes.get(socket) ?? 1) - 1);
+    };
     metrics().then(
       (text) => {
+        done();
         if (text === null) {
           send(res, metricsUnavailable, false);
           return;
@@ -109,7 +132,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
         // A string like every other body here, so Node's write path sees one body type.
         res.end(text);
       },
-      () => send(res, metricsUnavailable, false),
+      () => {
+        done();
+        send(res, metricsUnavailable, false);
+      },
     );
   }
 

@@ -33,20 +33,26 @@ export function runWorker(config: Config, slot: number): void {
   // A worker without its primary must not keep serving as an orphan.
   process.on('disconnect', () => process.exit(ExitCode.ok));
 
+  /** Scrapes that come while one waits for the primary share its answer: one IPC round trip. */
+  let waitingForText: Promise<string | null> | undefined;
+  const askPrimary = (): Promise<string | null> =>
+    new Promise<string | null>((resolve) => {
+      const requestId = nextRequestId++;
+      const timer = setTimeout(() => {
+        pendingMetrics.delete(requestId);
+        resolve(null);
+      }, METRICS_TIMEOUT_MS);
+      pendingMetrics.set(requestId, (text) => {
+        clearTimeout(timer);
+        resolve(text);
+      });
+      send({ type: 'metrics-request', requestId });
+    });
   const metrics = config.metrics
     ? () =>
-        new Promise<string | null>((resolve) => {
-          const requestId = nextRequestId++;
-          const timer = setTimeout(() => {
-            pendingMetrics.delete(requestId);
-            resolve(null);
-          }, METRICS_TIMEOUT_MS);
-          pendingMetrics.set(requestId, (text) => {
-            clearTimeout(timer);
-            resolve(text);
-          });
-          send({ type: 'metrics-request', requestId });
-        })
+        (waitingForText ??= askPrimary().finally(() => {
+          waitingForText = undefined;
+        }))
     : undefined;
 
   const server = createGreetingServer({
