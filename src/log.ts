@@ -6,6 +6,27 @@ export type Level = keyof typeof levels;
 
 const host = hostname();
 let threshold: number = levels.info;
+/** Set once stdout fails (its reader went away: EPIPE): lines are dropped, the service goes on. */
+let stdoutBroken = false;
+
+// Without a listener, a failed write to stdout is an uncaught exception: a log shipper that exits,
+// or `| head`, would stop every process of the service at its next log line.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (stdoutBroken) return;
+  stdoutBroken = true;
+  // stderr may be gone too: nothing is left to report that to.
+  process.stderr.on('error', () => {});
+  process.stderr.write(
+    `${JSON.stringify({
+      level: levels.error,
+      time: Date.now(),
+      pid: process.pid,
+      hostname: host,
+      code: err.code,
+      msg: 'stdout failed: log lines are dropped from now on; the service keeps running',
+    })}\n`,
+  );
+});
 
 /** Sets the lowest level that is written (LOG_LEVEL). */
 export function setLogLevel(level: Level): void {
@@ -18,7 +39,7 @@ export function setLogLevel(level: Level): void {
  */
 export function log(level: Level, msg: string, fields: Record<string, unknown> = {}): void {
   const value = levels[level];
-  if (value < threshold) return;
+  if (value < threshold || stdoutBroken) return;
   const line = JSON.stringify({
     level: value,
     time: Date.now(),

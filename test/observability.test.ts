@@ -340,3 +340,40 @@ describe('readiness during shutdown', () => {
     await assert.rejects(get(`${service.url}/readyz`), /ECONNREFUSED/);
   });
 });
+
+describe('logs', () => {
+  it("stdout's reader gone (EPIPE): each process says so once on stderr and the service keeps serving; SIGTERM exits 0", async () => {
+    const service = await start({ env: { WORKERS: '2' } });
+    const primary = service.pid;
+    service.proc.stdout?.destroy();
+    const jsonLines = (): Record<string, unknown>[] =>
+      service.stderr
+        .join('')
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const stderrFrom = (pid: number): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (!jsonLines().some((l) => l.pid === pid)) return;
+          service.proc.stderr?.off('data', check);
+          resolve();
+        };
+        service.proc.stderr?.on('data', check);
+        check();
+      });
+    // A roll logs at once: its first line is the write that fails.
+    service.signal('SIGHUP');
+    await Promise.race([
+      stderrFrom(primary),
+      service.exited.then(({ code, signal }) =>
+        assert.fail(`the service exited (${code ?? signal}); stderr: ${service.stderr.join('')}`),
+      ),
+    ]);
+    const line = jsonLines().find((l) => l.pid === primary);
+    assert.equal(line?.code, 'EPIPE');
+    assert.match(line?.msg as string, /^stdout failed: log lines are dropped from now on/);
+    await greetingPid(service.url);
+    assert.deepEqual(await service.stop(), { code: 0, signal: null });
+  });
+});
