@@ -101,12 +101,19 @@ describe('start-up errors', () => {
     assert.equal(service.logs[0]?.msg, 'WORKERS must be "auto" or an integer from 1 to 1024, got "abc"');
   });
 
-  it('two instances started together on one port: one serves, the other exits 3 (BALANCE=reuseport)', async () => {
+  it('two instances started together on one port: one serves, the other exits 3, whatever each HOST (BALANCE=reuseport)', async () => {
     const port = await freePort();
-    // The port probe alone let both through when they started together (5 of 5 tries).
-    for (let round = 0; round < 3; round++) {
+    // The port probe alone let both through when they started together (5 of 5 tries); a lock
+    // named for host:port did for two spellings of one address, or a wildcard beside an address.
+    const pairs = [
+      ['127.0.0.1', '127.0.0.1'],
+      ['127.0.0.1', '127.1'],
+      ['localhost', '127.0.0.1'],
+      ['0.0.0.0', '127.0.0.1'],
+    ];
+    for (const hosts of pairs) {
       const pair = await Promise.all(
-        [0, 1].map(() => start({ port, env: { WORKERS: '1', BALANCE: 'reuseport' }, ready: 0 })),
+        hosts.map((HOST) => start({ port, env: { WORKERS: '1', BALANCE: 'reuseport', HOST }, ready: 0 })),
       );
       const outcomes = await Promise.all(
         pair.map((s) =>

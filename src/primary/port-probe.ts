@@ -3,32 +3,29 @@
  * other SO_REUSEPORT listener of the same user: a second instance on the same port would start and
  * take part of the first one's connections. A plain bind, closed at once, finds any listener there.
  */
-import { createHash } from 'node:crypto';
 import { createServer, type ListenOptions, type Server } from 'node:net';
 
 /**
  * The error a plain listen on host:port gets now (EADDRINUSE, EADDRNOTAVAIL…), or undefined. The
  * probe closes before the workers bind, so two instances started together could both pass it:
- * first each takes a lock named for host:port, an abstract unix socket (per network namespace,
- * like the port; it needs no writable file), held while the process lives.
+ * first each takes a lock named for the port, an abstract unix socket (per network namespace,
+ * like the port; it needs no writable file), held while the process lives. For the port, not
+ * host:port: 127.0.0.1 and 127.1, or 0.0.0.0 and 127.0.0.1, are different names for listeners that
+ * share or shadow each other's connections. Held while running, the lock also covers a moment when
+ * every worker is down (a crash), when the probe alone would find the port free.
  */
 export async function probeListen(host: string | undefined, port: number): Promise<Error | undefined> {
   const lock = createServer();
-  // A digest of the host keeps the name within a socket path's 108 bytes whatever HOST is.
-  const name = createHash('sha256')
-    .update(`${host ?? '*'}:${port}`)
-    .digest('hex')
-    .slice(0, 32);
   try {
-    await listen(lock, { path: `\0myservice:${port}:${name}` });
+    await listen(lock, { path: `\0myservice:${port}` });
     lock.unref();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       return Object.assign(
-        new Error(`another instance of myservice is starting or serving on port ${port}`),
-        {
-          code: 'EADDRINUSE',
-        },
+        new Error(
+          `another instance of myservice is starting or serving on port ${port} (one per port in a network namespace, whatever its HOST)`,
+        ),
+        { code: 'EADDRINUSE' },
       );
     }
     // No lock to be had here: the probe alone still finds an instance that already listens.
