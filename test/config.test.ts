@@ -35,6 +35,11 @@ describe('parseConfig', () => {
     });
   });
 
+  it('takes a heartbeat timeout of exactly twice the interval', () => {
+    const c = parseConfig({ HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '2000' });
+    assert.deepEqual([c.heartbeatIntervalMs, c.heartbeatTimeoutMs], [1000, 2000]);
+  });
+
   it('unwraps a bracketed IPv6 HOST', () => {
     assert.equal(parseConfig({ HOST: '[::1]' }).host, '::1');
     assert.equal(parseConfig({ HOST: '::1' }).host, '::1');
@@ -100,12 +105,12 @@ describe('parseConfig', () => {
       'REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (5000), got "1000"',
     ],
     [
-      { HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '1000' },
-      'HEARTBEAT_TIMEOUT_MS must be greater than HEARTBEAT_INTERVAL_MS (1000), got "1000"',
+      { HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '1999' },
+      'HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (1000), got "1999"',
     ],
     [
-      { HEARTBEAT_INTERVAL_MS: '20000' },
-      'HEARTBEAT_INTERVAL_MS must be less than HEARTBEAT_TIMEOUT_MS (10000, the default), got "20000"',
+      { HEARTBEAT_INTERVAL_MS: '5001' },
+      'HEARTBEAT_INTERVAL_MS must be at most half of HEARTBEAT_TIMEOUT_MS (10000, the default), got "5001"',
     ],
     [
       { HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: ' 1000 ' },
