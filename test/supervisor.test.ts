@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_WORKERS } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
-import { Supervisor } from '../src/primary/supervisor.js';
+import { REPEATED_STOP_MS, Supervisor } from '../src/primary/supervisor.js';
 import {
   type Action,
   DEFAULT_BACKOFF,
@@ -236,6 +236,16 @@ describe('Supervisor', () => {
     h.exit(1, null, 'SIGKILL');
     h.exit(2, null, 'SIGKILL');
     assert.equal(h.exitCode(), ExitCode.forcedStop);
+  });
+
+  it('the same stop signal again within REPEATED_STOP_MS is the same one; later, it kills at once', () => {
+    const h = started();
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.clock += REPEATED_STOP_MS - 1;
+    assert.equal(h.send({ type: 'signal', signal: 'SIGTERM' }).filter((a) => a.type === 'kill').length, 0);
+    assert.match(h.of('log').at(-1)?.msg ?? '', /^SIGTERM again within 100 ms: taken as the same one/);
+    h.clock += 1;
+    assert.equal(h.send({ type: 'signal', signal: 'SIGTERM' }).filter((a) => a.type === 'kill').length, 2);
   });
 
   it('does not respawn while stopping', () => {

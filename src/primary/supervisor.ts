@@ -37,12 +37,20 @@ function freshSlot(): Slot {
  */
 const INTERRUPTS: ReadonlySet<string> = new Set(['SIGHUP', 'SIGINT', 'SIGTERM']);
 
+/**
+ * The stop signal that started a stop, repeated within this, is that signal sent twice (to the
+ * process and to its group, as GNU timeout does), not a second request that should hurry.
+ */
+export const REPEATED_STOP_MS = 100;
+
 export class Supervisor {
   #phase: Phase = 'idle';
   #target: number;
   #exitCode: ExitCodeValue = ExitCode.ok;
   #bootFailures = 0;
   #everReady = false;
+  /** The signal that started the stop, and when. */
+  #stopSignal: { readonly signal: ControlSignal; readonly at: number } | undefined;
   readonly #roll: RollingRestart;
   readonly #workers: WorkerTable;
   readonly #slots: Slot[] = [];
@@ -256,9 +264,15 @@ export class Supervisor {
     if (this.#phase === 'exited') return;
     if (signal === 'SIGTERM' || signal === 'SIGINT') {
       if (this.#phase === 'stopping') {
+        const first = this.#stopSignal;
+        if (first?.signal === signal && this.now() - first.at < REPEATED_STOP_MS) {
+          this.#log('info', `${signal} again within ${REPEATED_STOP_MS} ms: taken as the same one`);
+          return;
+        }
         this.#log('warn', `second ${signal}: stopping now`, { workers: this.#workers.size });
         this.#forceStop();
       } else {
+        this.#stopSignal = { signal, at: this.now() };
         this.#stop(signal);
       }
       return;
