@@ -1,5 +1,8 @@
 /** Issue 3's evidence: each fault happens under continuous load, and failed requests are counted. */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Balance } from '../src/config.js';
@@ -68,6 +71,35 @@ describe('fault tolerance under load', () => {
     const failures = service.logs.filter((l) => l.msg === 'worker did not become ready in time; killing it');
     assert.ok(failures.length >= 4 && failures.length <= 2 + 4, `boot failures: ${failures.length}`);
     assert.ok(service.logs.some((l) => l.level === 60 && /4 workers in a row failed/.test(l.msg)));
+  });
+
+  it('2c. SIGTTIN while the release on disk is broken: the new slot keeps failing, the serving workers keep serving', async (t) => {
+    const marker = join(await mkdtemp(join(tmpdir(), 'bad-release-')), 'bad');
+    t.after(() => rm(dirname(marker), { recursive: true }));
+    const fixture = new URL('fixtures/bad-release.js', import.meta.url).href;
+    const service = await start({
+      env: { WORKERS: '2', NODE_OPTIONS: `--import=${fixture}`, BAD_RELEASE_MARKER: marker },
+    });
+    const serving = service.liveWorkerPids().sort();
+    const traffic = load(service.url, { concurrency: 2 });
+    await traffic.waitForOk(20);
+    await writeFile(marker, '');
+    service.signal('SIGTTIN');
+    // CRASH_LOOP_LIMIT (5) boot failures: the primary gave up there, draining the two that served.
+    await service.waitForLog((l) =>
+      /^5 workers in a row failed before becoming ready; 2 still serve/.test(l.msg),
+    );
+    await traffic.waitForOk(20);
+    await traffic.stop();
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.deepEqual(
+      service
+        .liveWorkerPids()
+        .filter((pid) => serving.includes(pid))
+        .sort(),
+      serving,
+    );
+    assert.deepEqual(await service.stop(), { code: 0, signal: null });
   });
 
   it('3. SIGSTOP a worker: killed after the heartbeat timeout and replaced', async (t) => {

@@ -497,7 +497,7 @@ describe('Supervisor', () => {
       h.supervisor.snapshot().workers.map((w) => w.state),
       ['listening', 'listening'],
     );
-    // Boot failures outside a roll still count.
+    // Boot failures outside a roll still count: while a worker serves, the service goes on and says so,
     const [id] = h.idsInSlot(1) as [number];
     h.send({ type: 'ready', id });
     h.exit(id, 1);
@@ -505,7 +505,17 @@ describe('Supervisor', () => {
     h.exit(h.idsInSlot(1)[0] as number, 1);
     h.advance();
     h.exit(h.idsInSlot(1)[0] as number, 1);
-    assert.ok(h.of('log').some((l) => l.level === 'fatal' && /2 workers in a row failed/.test(l.msg)));
+    const error = h.of('log').find((l) => l.level === 'error' && /2 workers in a row failed/.test(l.msg));
+    assert.match(error?.msg ?? '', /; 1 still serve, so the service goes on, retrying with back-off$/);
+    assert.equal(h.exitCode(), undefined);
+    // and gives up once none does.
+    h.exit(h.idsInSlot(0)[0] as number, 1);
+    h.advance();
+    h.exit([...h.live.keys()][0] as number, 1);
+    assert.ok(
+      h.of('log').some((l) => l.level === 'fatal' && /workers in a row failed.*giving up/.test(l.msg)),
+    );
+    assert.equal(h.exitCode(), ExitCode.crashLoop);
   });
 
   it('the back-off is forgotten after 10 s of service in the slot, even when a roll replaced the worker', () => {

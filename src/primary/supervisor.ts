@@ -156,7 +156,7 @@ export class Supervisor {
   }
 
   #canBoot(): boolean {
-    return this.#workers.booting < this.options.bootConcurrency;
+    return this.#workers.count('starting') < this.options.bootConcurrency;
   }
 
   #spawnWorker(slot: number): number {
@@ -221,7 +221,10 @@ export class Supervisor {
     if (this.#roll.onReplacementFailed(id, exit, cause)) return;
     if (!booted && !interrupted) {
       this.#bootFailures++;
-      if (this.#bootFailures >= this.options.crashLoopLimit) {
+      // Giving up drains the workers that still serve: only when none does (a bad release met by
+      // SIGTTIN or a crash's respawn must not stop a service that still serves, as with a roll).
+      const serving = this.#workers.count('listening');
+      if (this.#bootFailures >= this.options.crashLoopLimit && serving === 0) {
         this.#giveUp(
           ExitCode.crashLoop,
           `${this.#bootFailures} workers in a row failed before becoming ready; giving up`,
@@ -229,6 +232,12 @@ export class Supervisor {
         );
         return;
       }
+      if (this.#bootFailures === this.options.crashLoopLimit)
+        this.#log(
+          'error',
+          `${this.#bootFailures} workers in a row failed before becoming ready; ${serving} still serve, so the service goes on, retrying with back-off`,
+          { ...exit, lastCause: w.stopReason ?? 'exited' },
+        );
     }
     const slot = this.#slots[w.slot];
     if (!slot || w.slot >= this.#target) return;

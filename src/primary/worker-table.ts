@@ -107,10 +107,10 @@ export class WorkerTable {
     return undefined;
   }
 
-  /** How many workers are booting: spawned, not yet ready, not being stopped. */
-  get booting(): number {
+  /** How many workers are in `state` ('starting': booting, 'listening': serving). */
+  count(state: WorkerState): number {
     let n = 0;
-    for (const w of this.#workers.values()) if (w.state === 'starting') n++;
+    for (const w of this.#workers.values()) if (w.state === state) n++;
     return n;
   }
 
