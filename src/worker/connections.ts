@@ -12,7 +12,11 @@ const IDLE_GRACE_MS = 500;
  * hold its connection forever, and `destroySoon()` after an error reply waits for a flush that
  * never comes.
  */
-export function cutStalledConnections(server: Server, checkEveryMs: number, stallLimitMs: number): void {
+export function cutStalledConnections(
+  server: Server,
+  checkEveryMs: number,
+  stallLimitMs: number,
+): ReadonlySet<Socket> {
   const open = new Set<Socket>();
   /** Sockets whose output was found waiting on the client, and since when (performance.now()). */
   const stalled = new Map<Socket, number>();
@@ -41,6 +45,7 @@ export function cutStalledConnections(server: Server, checkEveryMs: number, stal
     timer = setInterval(check, checkEveryMs).unref();
   });
   server.on('close', () => clearInterval(timer));
+  return open;
 }
 
 /**

@@ -210,7 +210,24 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     closesConnection,
     timeoutReply: clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string,
   });
-  cutStalledConnections(server, checkEveryMs, limits.requestTimeoutMs);
+  const open = cutStalledConnections(server, checkEveryMs, limits.requestTimeoutMs);
+  // Draining closes idle connections after a grace; node:http's idle list leaves out a connection
+  // in the middle of a request head, which would otherwise hold the drain until the headers
+  // timeout (10 s by default, past the 8 s drain deadline: one slow client forced every stop).
+  // Past the grace it gets the headers timeout's 408. One with a whole head has its response
+  // attached, and finishes.
+  const closeIdle = server.closeIdleConnections.bind(server);
+  server.closeIdleConnections = () => {
+    closeIdle();
+    for (const socket of open) {
+      if ((socket as HttpSocket)._httpMessage || !socket.writable) continue;
+      if (socket.bytesRead > 0) {
+        stats.countResponse(408);
+        socket.end(clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string);
+      }
+      socket.destroySoon();
+    }
+  };
 
   // Node would send 100 Continue by itself, inviting a body we are about to refuse.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
