@@ -6,7 +6,10 @@ export type Level = keyof typeof levels;
 
 const host = hostname();
 let threshold: number = levels.info;
-/** Set once stdout fails (its reader went away: EPIPE): lines are dropped, the service goes on. */
+/**
+ * Set once a write to stdout fails (its reader went away: EPIPE; a full disk: ENOSPC). Node
+ * destroys the stream then, so lines are dropped from there on; the service goes on.
+ */
 let stdoutBroken = false;
 
 // Without a listener, a failed write to stdout is an uncaught exception: a log shipper that exits,

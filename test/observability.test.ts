@@ -345,6 +345,7 @@ describe('logs', () => {
   it("stdout's reader gone (EPIPE): each process says so once on stderr and the service keeps serving; SIGTERM exits 0", async () => {
     const service = await start({ env: { WORKERS: '2' } });
     const primary = service.pid;
+    const workers = service.liveWorkerPids();
     service.proc.stdout?.destroy();
     const jsonLines = (): Record<string, unknown>[] =>
       service.stderr
@@ -375,5 +376,10 @@ describe('logs', () => {
     assert.match(line?.msg as string, /^stdout failed: log lines are dropped from now on/);
     await greetingPid(service.url);
     assert.deepEqual(await service.stop(), { code: 0, signal: null });
+    // The first workers logged their drain in the roll: each said so once and left as planned (one
+    // that died of the failed write would have said nothing: its last words go to stdout too).
+    const from = jsonLines().map((l) => l.pid as number);
+    for (const pid of [primary, ...workers])
+      assert.equal(from.filter((p) => p === pid).length, 1, `stderr: ${service.stderr.join('')}`);
   });
 });

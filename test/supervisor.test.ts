@@ -61,7 +61,8 @@ class Harness {
   /** Advances the clock to the supervisor's next deadline (or by ms) and ticks. */
   advance(ms?: number): Action[] {
     const next = this.supervisor.nextDeadline();
-    this.clock = ms === undefined ? (next ?? this.clock) : this.clock + ms;
+    // A slot waiting to boot is due at once (its time may be past): the clock never goes back.
+    this.clock = ms === undefined ? Math.max(this.clock, next ?? this.clock) : this.clock + ms;
     return this.send({ type: 'tick' });
   }
 
