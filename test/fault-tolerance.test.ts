@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { greetingPid, Load } from './helpers/load.js';
@@ -138,6 +139,31 @@ describe('fault tolerance under load', () => {
     service.signal('SIGCONT');
     // The primary's next turns: past several heartbeat intervals, and it answers a scrape.
     await delay(500);
+    await traffic.waitForOk(50);
+    await traffic.stop();
+    t.diagnostic(traffic.summary());
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.deepEqual(service.liveWorkerPids().sort(), workers, service.dump());
+    assert.ok(!service.logs.some((l) => /hung/.test(l.msg)), service.dump());
+  });
+
+  it('3c. every process of the service stopped past the heartbeat timeout (docker pause freezes the container): none is killed when they continue', async (t) => {
+    const service = await start({
+      env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },
+      detached: true,
+    });
+    const traffic = load(service.url, { concurrency: 2 });
+    await traffic.waitForOk(50);
+    const workers = service.liveWorkerPids().sort();
+    process.kill(-service.pid, 'SIGSTOP');
+    // The pause itself is the fault: frozen workers send no heartbeat, so none queues meanwhile.
+    await delay(1_500);
+    process.kill(-service.pid, 'SIGCONT');
+    await service.waitForLog(
+      (l) => l.msg.startsWith('the primary did not run for a while') || /hung/.test(l.msg),
+    );
+    // The primary's answer to a scrape comes after that tick's decisions.
+    await (await request(`${service.url}/metrics`)).body.text();
     await traffic.waitForOk(50);
     await traffic.stop();
     t.diagnostic(traffic.summary());

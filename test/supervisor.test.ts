@@ -249,6 +249,30 @@ describe('Supervisor', () => {
     assert.equal(h.send({ type: 'signal', signal: 'SIGTERM' }).filter((a) => a.type === 'kill').length, 2);
   });
 
+  it('a tick later than watchMs (the primary was paused, with its workers: docker pause) kills none; silence a full timeout after does', () => {
+    const h = started();
+    h.clock = 12_000;
+    const paused = h.send({ type: 'tick', due: 700 });
+    assert.equal(paused.filter((a) => a.type === 'kill').length, 0);
+    assert.equal(h.of('log').at(-1)?.fields.lateMs, 11_300);
+    h.clock += OPTIONS.heartbeatTimeoutMs;
+    assert.equal(h.send({ type: 'tick', due: h.clock }).filter((a) => a.type === 'kill').length, 2);
+    // A tick late by less than watchMs judges as ever.
+    const g = started();
+    g.clock = OPTIONS.heartbeatTimeoutMs + 500;
+    const late = g.send({ type: 'tick', due: g.clock - g.supervisor.watchMs + 1 });
+    assert.equal(late.filter((a) => a.type === 'kill').length, 2);
+  });
+
+  it('a pause of the primary moves drain deadlines past it too', () => {
+    const h = started();
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.clock = 20_000;
+    assert.equal(h.send({ type: 'tick', due: 1_000 }).filter((a) => a.type === 'kill').length, 0);
+    h.clock = 1_000 + 19_000 + OPTIONS.drainTimeoutMs;
+    assert.equal(h.send({ type: 'tick', due: h.clock }).filter((a) => a.type === 'kill').length, 2);
+  });
+
   it('does not respawn while stopping', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });

@@ -100,15 +100,12 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   function dispatch(event: SupervisorEvent): void {
     perform(supervisor.handle(event));
     clearTimeout(timer);
-    const deadline = supervisor.nextDeadline();
-    // The tick is judged after this turn's I/O is read: a primary that was itself stopped (docker
-    // pause, SIGSTOP) runs its overdue timer before the heartbeats, ready and exit messages that
-    // queued meanwhile, and would kill every worker as hung.
-    if (deadline !== undefined)
-      timer = setTimeout(
-        () => setImmediate(() => dispatch({ type: 'tick' })),
-        Math.max(0, deadline - Date.now()),
-      );
+    // At least every watchMs: a tick that comes late tells the supervisor the primary was stopped.
+    const now = Date.now();
+    const due = Math.min(supervisor.nextDeadline() ?? Number.POSITIVE_INFINITY, now + supervisor.watchMs);
+    // The tick is judged after this turn's I/O is read: a primary that was itself stopped (SIGSTOP)
+    // runs its overdue timer before the heartbeats, ready and exit messages that queued meanwhile.
+    timer = setTimeout(() => setImmediate(() => dispatch({ type: 'tick', due })), Math.max(0, due - now));
   }
 
   function perform(actions: readonly Action[]): void {

@@ -42,7 +42,8 @@ export type SupervisorEvent =
       readonly signal: string | null;
     }
   | { readonly type: 'signal'; readonly signal: ControlSignal }
-  | { readonly type: 'tick' };
+  /** Time passed; `due` is when the primary's timer was set to fire (a late one means it did not run). */
+  | { readonly type: 'tick'; readonly due?: number };
 
 export type Action =
   | { readonly type: 'spawn'; readonly id: number; readonly slot: number }

@@ -110,7 +110,7 @@ export class Supervisor {
         this.#onSignal(event.signal);
         break;
       case 'tick':
-        this.#onTick();
+        this.#onTick(event.due);
         break;
     }
     return this.#actions;
@@ -322,8 +322,19 @@ export class Supervisor {
     }
   }
 
-  #onTick(): void {
+  /**
+   * How often the primary must tick at least, and how late a tick may come before the time it
+   * missed is taken for a stop of the primary itself: a quarter of the heartbeat timeout. A
+   * heartbeat deadline is missed only after a silence of HEARTBEAT_TIMEOUT_MS, at least twice the
+   * interval, so a pause that could cause it makes a tick at least this late.
+   */
+  get watchMs(): number {
+    return this.options.heartbeatTimeoutMs / 4;
+  }
+
+  #onTick(due: number | undefined): void {
     const now = this.now();
+    if (due !== undefined && now - due > this.watchMs) this.#resumeAfterPause(now - due);
     for (const [w, overdue] of this.#workers.overdue()) {
       if (overdue === 'boot') {
         this.#log('error', 'worker did not become ready in time; killing it', {
@@ -353,6 +364,23 @@ export class Supervisor {
         this.#spawnWorker(slot);
       }
     });
+  }
+
+  /**
+   * The primary did not run for `lateMs` (`docker pause` froze the whole container, SIGSTOP, a
+   * blocked event loop), so it saw nothing of that time: no worker's deadline may count it. A
+   * frozen worker's next heartbeat is still to come, so each serving worker gets a new window.
+   */
+  #resumeAfterPause(lateMs: number): void {
+    const now = this.now();
+    this.#log('warn', 'the primary did not run for a while; worker deadlines are moved past it', {
+      lateMs,
+    });
+    for (const w of this.#workers.values()) {
+      if (w.state === 'listening') w.lastBeat = now;
+      else if (w.state === 'starting') w.spawnedAt += lateMs;
+      else if (w.stopDeadline !== undefined) w.stopDeadline += lateMs;
+    }
   }
 
   #stop(signal: ControlSignal): void {

@@ -10,7 +10,8 @@ export interface WorkerRecord {
   readonly slot: number;
   pid: number | undefined;
   state: WorkerState;
-  readonly spawnedAt: number;
+  /** When it was forked; moved on by a pause of the primary, which its boot deadline must not count. */
+  spawnedAt: number;
   readyAt: number | undefined;
   lastBeat: number;
   stopReason: StopReason | undefined;
