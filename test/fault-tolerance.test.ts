@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, it } from 'node:test';
+import { afterEach, describe, it, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { greetingPid, Load } from './helpers/load.js';
-import { isAlive, servicesStoppedAfterEach } from './helpers/service.js';
+import { isAlive, type Service, servicesStoppedAfterEach } from './helpers/service.js';
 
 const loads: Load[] = [];
 function load(...args: ConstructorParameters<typeof Load>): Load {
@@ -126,6 +126,16 @@ describe('fault tolerance under load', () => {
     assert.equal(await waitForDeath(victim as number), true);
   });
 
+  /** After a stop of the primary: traffic still flows, nothing failed, the same workers serve. */
+  async function assertNoWorkerKilled(t: TestContext, service: Service, traffic: Load, workers: number[]) {
+    await traffic.waitForOk(50);
+    await traffic.stop();
+    t.diagnostic(traffic.summary());
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.deepEqual(service.liveWorkerPids().sort(), workers, service.dump());
+    assert.ok(!service.logs.some((l) => /hung/.test(l.msg)), service.dump());
+  }
+
   it('3b. the primary itself stopped past the heartbeat timeout (docker pause, SIGSTOP): no worker is killed when it continues', async (t) => {
     const service = await start({
       env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },
@@ -139,12 +149,7 @@ describe('fault tolerance under load', () => {
     service.signal('SIGCONT');
     // The primary's next turns: past several heartbeat intervals, and it answers a scrape.
     await delay(500);
-    await traffic.waitForOk(50);
-    await traffic.stop();
-    t.diagnostic(traffic.summary());
-    assert.equal(traffic.failed, 0, traffic.summary());
-    assert.deepEqual(service.liveWorkerPids().sort(), workers, service.dump());
-    assert.ok(!service.logs.some((l) => /hung/.test(l.msg)), service.dump());
+    await assertNoWorkerKilled(t, service, traffic, workers);
   });
 
   it('3c. every process of the service stopped past the heartbeat timeout (docker pause freezes the container): none is killed when they continue', async (t) => {
@@ -164,12 +169,7 @@ describe('fault tolerance under load', () => {
     );
     // The primary's answer to a scrape comes after that tick's decisions.
     await (await request(`${service.url}/metrics`)).body.text();
-    await traffic.waitForOk(50);
-    await traffic.stop();
-    t.diagnostic(traffic.summary());
-    assert.equal(traffic.failed, 0, traffic.summary());
-    assert.deepEqual(service.liveWorkerPids().sort(), workers, service.dump());
-    assert.ok(!service.logs.some((l) => /hung/.test(l.msg)), service.dump());
+    await assertNoWorkerKilled(t, service, traffic, workers);
   });
 
   for (const newConnections of [true, false]) {
