@@ -101,8 +101,11 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     perform(supervisor.handle(event));
     clearTimeout(timer);
     // At least every watchMs: a tick that comes late tells the supervisor the primary was stopped.
+    // Not before now: a deadline already past (a slot waiting its turn to boot) is due now, and
+    // its age is no lateness of the timer's.
     const now = Date.now();
-    const due = Math.min(supervisor.nextDeadline() ?? Number.POSITIVE_INFINITY, now + supervisor.watchMs);
+    const next = supervisor.nextDeadline() ?? Number.POSITIVE_INFINITY;
+    const due = Math.max(now, Math.min(next, now + supervisor.watchMs));
     // The tick is judged after this turn's I/O is read: a primary that was itself stopped (SIGSTOP)
     // runs its overdue timer before the heartbeats, ready and exit messages that queued meanwhile.
     timer = setTimeout(() => setImmediate(() => dispatch({ type: 'tick', due })), Math.max(0, due - now));
