@@ -15,8 +15,9 @@ export interface SupervisorOptions {
   readonly workers: number;
   readonly bootTimeoutMs: number;
   /**
-   * At most this many workers boot at once; the others wait their turn. A boot is CPU-bound, so
-   * more at once than there are CPUs only makes each one slower, past bootTimeoutMs with enough.
+   * At most this many workers boot at once; the others wait their turn. A boot is mostly
+   * CPU-bound: many more at once than there are CPUs only make each one slower, past
+   * bootTimeoutMs with enough of them.
    */
   readonly bootConcurrency: number;
   readonly heartbeatTimeoutMs: number;
