@@ -108,7 +108,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     const due = Math.max(now, Math.min(next, now + supervisor.watchMs));
     // The tick is judged after this turn's I/O is read: a primary that was itself stopped (SIGSTOP)
     // runs its overdue timer before the heartbeats, ready and exit messages that queued meanwhile.
-    timer = setTimeout(() => setImmediate(() => dispatch({ type: 'tick', due })), Math.max(0, due - now));
+    timer = setTimeout(() => setImmediate(() => dispatch({ type: 'tick', due })), due - now);
   }
 
   function perform(actions: readonly Action[]): void {
