@@ -31,7 +31,10 @@ export type WorkerMessage =
    * worker that dies (killed at the drain deadline, crashed, hung) loses at most one interval's.
    */
   | { readonly type: 'heartbeat'; readonly responses: readonly number[] }
-  /** The worker cannot ever serve (bind failed): the primary must not retry. */
+  /**
+   * The worker cannot serve (bind failed): before any worker has served, the primary stops
+   * (exit 3); after, it is one failed boot, retried with back-off.
+   */
   | { readonly type: 'fatal'; readonly code: string; readonly message: string }
   | { readonly type: 'stats'; readonly requestId: number; readonly stats: WorkerStats }
   /** A client asked this worker for /metrics; the primary aggregates every worker's. */

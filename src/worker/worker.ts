@@ -12,7 +12,8 @@ import { createGreetingServer, LISTEN_BACKLOG, type Readiness } from './server.j
 const METRICS_TIMEOUT_MS = 2_000;
 
 function send(message: WorkerMessage): void {
-  // send() throws once the channel is closed; the 'disconnect' handler below exits then.
+  // On a closed channel send() emits an 'error' on process, uncaught here; the 'disconnect'
+  // handler below exits then.
   if (process.connected) process.send?.(message);
 }
 
@@ -89,7 +90,7 @@ export function runWorker(config: Config, slot: number): void {
     draining = true;
     readiness = 'draining';
     log('info', 'worker draining', { slot, delayMs });
-    // Unref'd: once every connection is gone, nothing else may hold the process open.
+    // SHUTDOWN_DELAY_MS: the listener keeps serving (readiness 503) before it closes.
     setTimeout(() => {
       closeGracefully(server, config.drainTimeoutMs, () => {
         clearInterval(heartbeat);
