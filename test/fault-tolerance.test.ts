@@ -1,5 +1,6 @@
 /** Issue 3's evidence: each fault happens under continuous load, and failed requests are counted. */
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,6 +32,27 @@ async function waitForDeath(pid: number, timeoutMs = 5_000): Promise<boolean> {
     await delay(20);
   }
   return true;
+}
+
+/**
+ * A new cgroup of the pids controller (what `docker run --pids-limit` sets), or why none can be
+ * made here (then the test skips): cgroup v1's hierarchy, or v2's where pids is delegated.
+ */
+function makePidsCgroup(): { dir: string } | { skip: string } {
+  const base = existsSync('/sys/fs/cgroup/pids') ? '/sys/fs/cgroup/pids' : '/sys/fs/cgroup';
+  if (!existsSync(`${base}/cgroup.procs`)) return { skip: 'no cgroup hierarchy mounted' };
+  if (base === '/sys/fs/cgroup' && !readFileSync(`${base}/cgroup.subtree_control`, 'utf8').includes('pids'))
+    return { skip: 'the cgroup v2 pids controller is not delegated here' };
+  const dir = `${base}/myservice-test-${process.pid}-pids`;
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+      return { skip: `cannot create ${dir} (${code})` };
+    throw err;
+  }
+  return { dir };
 }
 
 describe('fault tolerance under load', () => {
@@ -103,6 +125,36 @@ describe('fault tolerance under load', () => {
     assert.deepEqual(await service.stop(), { code: 0, signal: null });
   });
 
+  it('2d. a fork that fails (the pids limit reached: EAGAIN) is a failed boot, retried until the limit is raised; SIGTERM exits 0', async (t) => {
+    const cgroup = makePidsCgroup();
+    if ('skip' in cgroup) {
+      t.skip(cgroup.skip);
+      return;
+    }
+    const { dir } = cgroup;
+    // Join the cgroup first, then exec node: the primary and its workers count toward the limit.
+    const service = await start({
+      env: { WORKERS: '1' },
+      wrap: `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
+    });
+    t.after(async () => {
+      await service.stop();
+      rmdirSync(dir);
+    });
+    const traffic = load(service.url, { concurrency: 2 });
+    await traffic.waitForOk(20);
+    // No task more: the next fork fails, and a fork that fails never exits.
+    writeFileSync(`${dir}/pids.max`, readFileSync(`${dir}/pids.current`, 'utf8'));
+    service.signal('SIGTTIN');
+    await service.waitForLog((l) => /EAGAIN/.test(JSON.stringify(l.err)), 'a fork failing with EAGAIN');
+    writeFileSync(`${dir}/pids.max`, 'max');
+    await service.waitForMsgCount('worker ready', 1);
+    await traffic.stop();
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.equal(service.liveWorkerPids().length, 2, service.dump());
+    assert.deepEqual(await service.stop(), { code: 0, signal: null });
+  });
+
   it('3. SIGSTOP a worker: killed after the heartbeat timeout and replaced', async (t) => {
     const service = await start({
       env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },
@@ -170,6 +222,26 @@ describe('fault tolerance under load', () => {
     // The primary's answer to a scrape comes after that tick's decisions.
     await (await request(`${service.url}/metrics`)).body.text();
     await assertNoWorkerKilled(t, service, traffic, workers);
+  });
+
+  it('3d. the wall clock stepped back an hour during a drain: the drain deadline still comes on time (exit 5)', async () => {
+    const fixture = new URL('fixtures/clock-step.js', import.meta.url).href;
+    const service = await start({
+      env: { WORKERS: '1', DRAIN_TIMEOUT_MS: '1000', NODE_OPTIONS: `--import=${fixture}` },
+    });
+    const [worker] = service.liveWorkerPids() as [number];
+    // A stopped worker cannot finish draining: only the deadline ends the stop.
+    process.kill(worker, 'SIGSTOP');
+    service.signal('SIGTERM');
+    // With the step counted, the deadline would come an hour late.
+    await service.waitForLog(
+      (l) => l.msg === 'worker did not finish draining in time; killing it',
+      'the drain deadline',
+      10_000,
+    );
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.forcedStop, service.dump());
+    assert.equal(await waitForDeath(worker), true);
   });
 
   for (const newConnections of [true, false]) {

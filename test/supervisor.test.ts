@@ -251,26 +251,44 @@ describe('Supervisor', () => {
 
   it('a tick later than watchMs (the primary was paused, with its workers: docker pause) kills none; silence a full timeout after does', () => {
     const h = started();
+    h.clock = 500;
+    assert.equal(h.supervisor.nextTick(), 500 + h.supervisor.watchMs);
     h.clock = 12_000;
-    const paused = h.send({ type: 'tick', due: 700 });
+    const paused = h.send({ type: 'tick' });
     assert.equal(paused.filter((a) => a.type === 'kill').length, 0);
-    assert.equal(h.of('log').at(-1)?.fields.lateMs, 11_300);
+    assert.equal(h.of('log').at(-1)?.fields.gapMs, 11_500);
     h.clock += OPTIONS.heartbeatTimeoutMs;
-    assert.equal(h.send({ type: 'tick', due: h.clock }).filter((a) => a.type === 'kill').length, 2);
-    // A tick late by less than watchMs judges as ever.
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 2);
+    // Late by less than watchMs: judged as ever.
     const g = started();
-    g.clock = OPTIONS.heartbeatTimeoutMs + 500;
-    const late = g.send({ type: 'tick', due: g.clock - g.supervisor.watchMs + 1 });
-    assert.equal(late.filter((a) => a.type === 'kill').length, 2);
+    g.clock = OPTIONS.heartbeatTimeoutMs - 100;
+    assert.equal(g.supervisor.nextTick(), OPTIONS.heartbeatTimeoutMs);
+    g.clock = OPTIONS.heartbeatTimeoutMs + g.supervisor.watchMs;
+    assert.equal(g.advance(0).filter((a) => a.type === 'kill').length, 2);
+  });
+
+  it('any event after a pause tells of it: a heartbeat read before the overdue tick does not get the others killed', () => {
+    const h = started();
+    const [first] = [...h.live.keys()] as [number];
+    h.supervisor.nextTick();
+    h.clock = 2 * OPTIONS.heartbeatTimeoutMs;
+    h.send({ type: 'heartbeat', id: first });
+    assert.ok(h.of('log').some((l) => l.msg.startsWith('the primary did not run')));
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
   });
 
   it('a pause of the primary moves drain deadlines past it too', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.clock = 1_000;
+    h.supervisor.nextTick();
     h.clock = 20_000;
-    assert.equal(h.send({ type: 'tick', due: 1_000 }).filter((a) => a.type === 'kill').length, 0);
-    h.clock = 1_000 + 19_000 + OPTIONS.drainTimeoutMs;
-    assert.equal(h.send({ type: 'tick', due: h.clock }).filter((a) => a.type === 'kill').length, 2);
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
+    // It saw 1 s of the drain before the pause: the rest runs from the resume.
+    h.clock = 20_000 + OPTIONS.drainTimeoutMs - 1_000 - 1;
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
+    h.clock += 1;
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 2);
   });
 
   it('does not respawn while stopping', () => {
@@ -376,33 +394,81 @@ describe('Supervisor', () => {
     assert.equal(h.supervisor.snapshot().restarts.boot, 1);
   });
 
-  it('a replacement that crashes while the old worker drains: the slot restarts at once, the old exit is planned', () => {
+  it('a replacement that crashes after it was ready: a crash like any other, and the roll goes on to the next slot', () => {
     const h = started({ workers: 2 });
+    const [, old1] = [...h.live.keys()] as [number, number];
     h.send({ type: 'signal', signal: 'SIGHUP' });
+    h.send({ type: 'signal', signal: 'SIGHUP' }); // one more roll, queued behind this one
     const [oldId, newId] = h.idsInSlot(0) as [number, number];
     h.send({ type: 'ready', id: newId }); // the old one is now draining
     const from = h.actions.length;
     h.exit(newId, 1);
-    assert.ok(!h.of('log', from).some((l) => /old one keeps serving/.test(l.msg)));
+    assert.ok(!h.of('log', from).some((l) => /aborted/.test(l.msg)));
     assert.equal(
       h.of('log', from).find((l) => l.msg === 'worker exited unexpectedly')?.fields.cause,
       'crash',
     );
     h.exit(oldId, 0);
-    assert.deepEqual(
+    assert.equal(
       h.of('log', from).filter((l) => l.msg === 'worker exited unexpectedly').length,
       1,
       'the drained old worker is not a crash',
     );
-    assert.ok(h.of('log', from).some((l) => l.msg === 'worker stopped' && l.fields.reason === 'roll'));
-    h.advance(60_000);
+    assert.ok(h.of('log', from).some((l) => l.msg === 'worker replaced'));
+    // Slot 1 is replaced next, while slot 0 restarts after its back-off.
+    const new1 = h.idsInSlot(1).find((id) => id !== old1) as number;
+    assert.ok(new1 !== undefined, 'slot 1 gets its replacement');
+    h.advance(); // slot 0's back-off
     h.readyAll();
-    assert.deepEqual(
-      h.spawned(from).map((a) => a.slot),
-      [0],
-    );
+    h.exit(old1, 0);
+    for (
+      let i = 0;
+      i < 4 && h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length < 2;
+      i++
+    ) {
+      h.readyAll();
+      for (const d of h.of('drain', from)) if (h.live.has(d.id)) h.exit(d.id, 0);
+    }
+    assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length, 2);
     assert.deepEqual([...h.live.values()].sort(), [0, 1]);
     assert.equal(h.supervisor.snapshot().restarts.crash, 1);
+  });
+
+  it('a replacement killed as hung after it was ready, its old worker gone first: the roll goes on once it exits', () => {
+    const h = started({ workers: 2 });
+    const [, old1] = [...h.live.keys()] as [number, number];
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    h.send({ type: 'ready', id: newId });
+    h.clock = OPTIONS.heartbeatTimeoutMs - 1;
+    h.send({ type: 'heartbeat', id: old1 });
+    const from = h.actions.length;
+    assert.deepEqual(
+      h
+        .advance(1)
+        .filter((a) => a.type === 'kill')
+        .map((a) => a.id),
+      [newId],
+    );
+    h.exit(oldId, 0);
+    assert.equal(h.spawned(from).length, 0, 'nothing to do while the replacement is being killed');
+    h.exit(newId, null, 'SIGKILL');
+    assert.ok(!h.of('log', from).some((l) => /aborted/.test(l.msg)));
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [1],
+      'slot 1 gets its replacement; slot 0 waits for its back-off',
+    );
+    assert.equal(h.supervisor.snapshot().restarts.hung, 1);
+  });
+
+  it('SIGTERM while the supervisor gives up is not called a second one', () => {
+    const h = new Harness({ workers: 2, crashLoopLimit: 1 });
+    h.send({ type: 'start' });
+    h.exit(h.idsInSlot(0)[0] as number, 1); // a boot failure with none serving: give up, kill the other
+    assert.equal(h.of('log').find((l) => l.level === 'fatal')?.fields.exitCode, ExitCode.crashLoop);
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    assert.equal(h.of('log').at(-1)?.msg, 'SIGTERM while giving up: stopping now');
   });
 
   it('an old worker killed as hung while its replacement fails is replaced once, not twice', () => {

@@ -35,14 +35,8 @@ function sendTo(worker: Worker, message: PrimaryMessage): void {
   if (worker.isConnected()) worker.send(message);
 }
 
-function killWorkerProcess(worker: Worker): void {
-  try {
-    worker.process.kill('SIGKILL');
-  } catch (err) {
-    // Already gone: its 'exit' event is on its way.
-    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-  }
-}
+/** The supervisor's clock: monotonic, whole milliseconds (logged as durations). */
+const monotonicNow = (): number => Math.round(performance.now());
 
 /**
  * Runs this process as the primary until the supervisor decides to exit. `signals` has caught the
@@ -87,7 +81,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       crashLoopLimit: config.crashLoopLimit,
       backoff: DEFAULT_BACKOFF,
     },
-    Date.now,
+    monotonicNow,
   );
   const handles = new Map<number, Worker>();
   const slots = new Map<Worker, number>();
@@ -100,15 +94,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   function dispatch(event: SupervisorEvent): void {
     perform(supervisor.handle(event));
     clearTimeout(timer);
-    // At least every watchMs: a tick that comes late tells the supervisor the primary was stopped.
-    // Not before now: a deadline already past (a slot waiting its turn to boot) is due now, and
-    // its age is no lateness of the timer's.
-    const now = Date.now();
-    const next = supervisor.nextDeadline() ?? Number.POSITIVE_INFINITY;
-    const due = Math.max(now, Math.min(next, now + supervisor.watchMs));
-    // The tick is judged after this turn's I/O is read: a primary that was itself stopped (SIGSTOP)
-    // runs its overdue timer before the heartbeats, ready and exit messages that queued meanwhile.
-    timer = setTimeout(() => setImmediate(() => dispatch({ type: 'tick', due })), due - now);
+    timer = setTimeout(() => dispatch({ type: 'tick' }), supervisor.nextTick() - monotonicNow());
   }
 
   function perform(actions: readonly Action[]): void {
@@ -175,17 +161,28 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
           break;
       }
     });
-    // 'exit', not 'disconnect': the slot is free only once the process is gone.
-    worker.on('exit', (code, signal) => {
+    let gone = false;
+    const onGone = (code: number | null, signal: string | null): void => {
+      if (gone) return;
+      gone = true;
       handles.delete(id);
       slots.delete(worker);
       responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
       dispatch({ type: 'exit', id, code, signal });
-    });
+    };
+    // 'exit', not 'disconnect': the slot is free only once the process is gone.
+    worker.on('exit', onGone);
     // Messages queued for a worker that is then killed (hung) all fail with EPIPE: say it once.
     let ipcErrorLogged = false;
     worker.on('error', (err) => {
+      // A fork that failed (EAGAIN past a pids limit, EMFILE) has no pid and never exits: it is a
+      // worker that failed before it was ready.
+      if (worker.process.pid === undefined) {
+        log('error', 'worker could not be started', { slot, ...errorFields(err) });
+        onGone(null, null);
+        return;
+      }
       if (ipcErrorLogged) return;
       ipcErrorLogged = true;
       log('warn', 'worker IPC error (further ones from this worker not logged)', {
@@ -193,12 +190,13 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
         ...errorFields(err),
       });
     });
-    dispatch({ type: 'spawned', id, pid: worker.process.pid ?? 0 });
+    // No pid: the fork failed, and its 'error' event follows.
+    if (worker.process.pid !== undefined) dispatch({ type: 'spawned', id, pid: worker.process.pid });
   }
 
   function killWorker(id: number): void {
-    const w = handles.get(id);
-    if (w) killWorkerProcess(w);
+    // One already gone is left alone (ESRCH): its 'exit' event is on its way.
+    handles.get(id)?.process.kill('SIGKILL');
   }
 
   let collecting: Promise<string> | undefined;
@@ -252,7 +250,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     log('fatal', 'uncaught exception in the primary', errorFields(err));
     // A worker learns of its primary's end on its event loop: a hung or stopped one would stay,
     // holding the port, outside a container.
-    for (const worker of handles.values()) killWorkerProcess(worker);
+    for (const worker of handles.values()) worker.process.kill('SIGKILL');
     process.exit(ExitCode.internal);
   });
   dispatch({ type: 'start' });

@@ -70,32 +70,41 @@ export class RollingRestart {
         ...exit,
         replacement: replacement?.state,
       });
-    // 'starting': its ready advances the roll; 'stopping' (being killed): its exit aborts it.
+    // 'starting': its ready advances the roll; 'stopping' (being killed): its exit does.
     if (!replacement || replacement.state === 'listening') this.#advance(true);
     return true;
   }
 
   /**
-   * The replacement `id` died of a signal before it was ready while the old worker still serves:
-   * another replacement starts at once. Returns false when `id` is not that replacement.
+   * The worker `id` exited, not stopped by the supervisor. Returns true when it was the step's
+   * replacement and the roll has dealt with its slot; false when the slot is the supervisor's to
+   * refill, as outside a roll.
    */
-  retryReplacement(id: number): boolean {
-    const step = this.#step;
-    if (step?.newId !== id || this.#oldWorker(step)?.state !== 'listening') return false;
-    step.newId = this.#host.spawnReplacement(step.slot, true);
-    return true;
-  }
-
-  /**
-   * A worker failed before it was ready. If it was a replacement, the roll stops there; returns
-   * true when the old worker keeps serving, so the slot needs nothing more.
-   */
-  onReplacementFailed(id: number, exit: Record<string, unknown>, cause: RestartCause): boolean {
+  onNewExit(
+    id: number,
+    exit: Record<string, unknown>,
+    how: { readonly booted: boolean; readonly interrupted: boolean; readonly cause: RestartCause },
+  ): boolean {
     const step = this.#step;
     if (step?.newId !== id) return false;
+    const old = this.#oldWorker(step);
+    if (how.booted) {
+      // Ready, then crashed or hung: a crash like any other, and the roll goes on once the old
+      // worker, draining since, is gone too.
+      if (!old) this.#advance(true);
+      return false;
+    }
+    if (how.interrupted && old?.state === 'listening') {
+      // A group signal in Node's own start-up is no failed boot: another starts at once.
+      this.#host.log('warn', 'new worker killed by a signal before it was ready; starting another', exit);
+      step.newId = this.#host.spawnReplacement(step.slot, true);
+      return true;
+    }
+    // A new worker that fails while the old one serves says nothing of the service's health (often
+    // a bad release): the roll stops there, and the failure does not count toward the crash-loop limit.
     this.cancel();
     this.#again = false;
-    if (this.#oldWorker(step)?.state === 'listening') {
+    if (old?.state === 'listening') {
       this.#host.log(
         'error',
         'rolling restart aborted: the new worker failed to start; the old one keeps serving',
@@ -106,7 +115,7 @@ export class RollingRestart {
     // The old worker is gone or draining (a drain cannot be undone): the slot needs a new one.
     this.#host.log('error', 'rolling restart aborted: the new worker failed and the old one is not serving', {
       ...exit,
-      cause,
+      cause: how.cause,
     });
     return false;
   }

@@ -43,8 +43,8 @@ export type SupervisorEvent =
       readonly signal: string | null;
     }
   | { readonly type: 'signal'; readonly signal: ControlSignal }
-  /** Time passed; `due` is when the primary's timer was set to fire (a late one means it did not run). */
-  | { readonly type: 'tick'; readonly due?: number };
+  /** Time passed: the primary's timer, set for Supervisor.nextTick(). */
+  | { readonly type: 'tick' };
 
 export type Action =
   | { readonly type: 'spawn'; readonly id: number; readonly slot: number }

@@ -56,10 +56,15 @@ export class Supervisor {
   readonly #slots: Slot[] = [];
   readonly #restarts: Record<RestartCause, number> = { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 };
   #actions: Action[] = [];
+  /** When the primary's next tick is due, and when it asked (see nextTick). */
+  #tick: { readonly due: number; readonly askedAt: number } | undefined;
   private readonly options: SupervisorOptions;
   private readonly now: () => number;
 
-  /** `now` is the clock (Date.now in the primary, a fake one in tests). */
+  /**
+   * `now` is a monotonic clock in milliseconds (performance.now in the primary, a fake one in
+   * tests): a wall clock stepped back by NTP would push every deadline out by the step.
+   */
   constructor(options: SupervisorOptions, now: () => number) {
     this.options = options;
     this.now = now;
@@ -83,6 +88,12 @@ export class Supervisor {
   /** Feeds one event; returns what to do, in order. */
   handle(event: SupervisorEvent): Action[] {
     this.#actions = [];
+    // Whatever event comes first after a pause tells of it: the heartbeats and exits that queued
+    // meanwhile may be read before the overdue timer runs.
+    const tick = this.#tick;
+    this.#tick = undefined;
+    const now = this.now();
+    if (tick && now - tick.due > this.watchMs) this.#resumeAfterPause(now - tick.askedAt);
     switch (event.type) {
       case 'start':
         this.#start();
@@ -110,10 +121,23 @@ export class Supervisor {
         this.#onSignal(event.signal);
         break;
       case 'tick':
-        this.#onTick(event.due);
+        this.#onTick();
         break;
     }
     return this.#actions;
+  }
+
+  /**
+   * When the primary must tick next, asked after each event: at the next deadline, and at least
+   * every watchMs, so that an event that finds this time long past knows the primary did not run.
+   * Never before now: a deadline already past (a slot waiting its turn to boot) is due now, and
+   * its age is no lateness of the primary's.
+   */
+  nextTick(): number {
+    const now = this.now();
+    const due = Math.max(now, Math.min(this.nextDeadline() ?? Number.POSITIVE_INFINITY, now + this.watchMs));
+    this.#tick = { due, askedAt: now };
+    return due;
   }
 
   /** When the next timed decision is due (boot, heartbeat or drain timeout, a delayed respawn). */
@@ -176,7 +200,6 @@ export class Supervisor {
     const slot = this.#slots[w.slot];
     if (slot) slot.goodSince ??= w.readyAt;
     this.#roll.onReady(id);
-    if (this.#phase === 'stopping') this.#workers.drain(w, 'shutdown');
   }
 
   #onFatal(id: number, code: string, message: string): void {
@@ -212,13 +235,7 @@ export class Supervisor {
     const booted = w.readyAt !== undefined;
     const cause: RestartCause = !booted ? 'boot' : w.stopReason === 'hung' ? 'hung' : 'crash';
     const interrupted = !booted && w.stopReason === undefined && INTERRUPTS.has(signal ?? '');
-    if (interrupted && this.#roll.retryReplacement(id)) {
-      this.#log('warn', 'new worker killed by a signal before it was ready; starting another', exit);
-      return;
-    }
-    // A roll's new worker that fails while the old one serves says nothing of the service's health
-    // (often a bad release): the roll stops, and it does not count toward the crash-loop limit.
-    if (this.#roll.onReplacementFailed(id, exit, cause)) return;
+    if (this.#roll.onNewExit(id, exit, { booted, interrupted, cause })) return;
     if (!booted && !interrupted) {
       this.#bootFailures++;
       // Giving up drains the workers that still serve: only when none does (a bad release met by
@@ -278,7 +295,9 @@ export class Supervisor {
           this.#log('info', `${signal} again within ${REPEATED_STOP_MS} ms: taken as the same one`);
           return;
         }
-        this.#log('warn', `second ${signal}: stopping now`, { workers: this.#workers.size });
+        // No first signal: the supervisor itself is stopping (giving up), and the operator hurries it.
+        const msg = first ? `second ${signal}: stopping now` : `${signal} while giving up: stopping now`;
+        this.#log('warn', msg, { workers: this.#workers.size });
         this.#forceStop();
       } else {
         this.#stopSignal = { signal, at: this.now() };
@@ -323,18 +342,17 @@ export class Supervisor {
   }
 
   /**
-   * How often the primary must tick at least, and how late a tick may come before the time it
-   * missed is taken for a stop of the primary itself: a quarter of the heartbeat timeout. A
-   * heartbeat deadline is missed only after a silence of HEARTBEAT_TIMEOUT_MS, at least twice the
-   * interval, so a pause that could cause it makes a tick at least this late.
+   * How often the primary must tick at least, and how late past its tick an event may come before
+   * the time missed is taken for a stop of the primary itself: a quarter of the heartbeat timeout.
+   * A heartbeat deadline is missed only after a silence of HEARTBEAT_TIMEOUT_MS, at least twice
+   * the interval, so a pause that could cause it makes the primary at least this late.
    */
   get watchMs(): number {
     return this.options.heartbeatTimeoutMs / 4;
   }
 
-  #onTick(due: number | undefined): void {
+  #onTick(): void {
     const now = this.now();
-    if (due !== undefined && now - due > this.watchMs) this.#resumeAfterPause(now - due);
     for (const [w, overdue] of this.#workers.overdue()) {
       if (overdue === 'boot') {
         this.#log('error', 'worker did not become ready in time; killing it', {
@@ -367,19 +385,20 @@ export class Supervisor {
   }
 
   /**
-   * The primary did not run for `lateMs` (`docker pause` froze the whole container, SIGSTOP, a
-   * blocked event loop), so it saw nothing of that time: no worker's deadline may count it. A
-   * frozen worker's next heartbeat is still to come, so each serving worker gets a new window.
+   * The primary did not run (`docker pause` froze the whole container, SIGSTOP, a blocked event
+   * loop) for at most `gapMs`, the time since it last ran, so it saw nothing of that time: no
+   * worker's deadline may count it. A frozen worker's next heartbeat is still to come, so each
+   * serving worker gets a new window.
    */
-  #resumeAfterPause(lateMs: number): void {
+  #resumeAfterPause(gapMs: number): void {
     const now = this.now();
     this.#log('warn', 'the primary did not run for a while; worker deadlines are moved past it', {
-      lateMs,
+      gapMs,
     });
     for (const w of this.#workers.values()) {
       if (w.state === 'listening') w.lastBeat = now;
-      else if (w.state === 'starting') w.spawnedAt += lateMs;
-      else if (w.stopDeadline !== undefined) w.stopDeadline += lateMs;
+      else if (w.state === 'starting') w.spawnedAt += gapMs;
+      else if (w.stopDeadline !== undefined) w.stopDeadline += gapMs;
     }
   }
 
