@@ -10,12 +10,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { parseArgs } from 'node:util';
-import { stopChildren } from './bench/commands.js';
+import { BURST_USAGE, parseBurstOptions } from './bench/burst-options.js';
 import type { CpuPlan } from './bench/cpu-plan.js';
 import { renderTable } from './bench/format.js';
 import { launch } from './bench/launch.js';
+import { parseOrExit } from './bench/options.js';
 import { processTree } from './bench/proc-stats.js';
+import { isStopping, stopOnSignals, tolerateClosedOutput } from './bench/stop-signals.js';
 import { median } from './bench/summary.js';
 import type { TargetSpec } from './bench/targets.js';
 
@@ -24,7 +25,6 @@ const SETTLE_MS = 15_000;
 
 /** Workers the burst has stopped now: an interrupted run must continue them, or they stay stopped. */
 let stoppedWorkers: readonly number[] = [];
-let interrupted = false;
 
 function continueWorkers(): void {
   const pids = stoppedWorkers;
@@ -36,16 +36,6 @@ function continueWorkers(): void {
       if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
     }
   }
-}
-
-/** Ctrl-C or SIGTERM: continue the stopped workers (a stopped process handles no SIGTERM), stop every target, exit 130. */
-function stopOn(signal: NodeJS.Signals): void {
-  process.once(signal, async () => {
-    interrupted = true;
-    continueWorkers();
-    await stopChildren();
-    process.exit(130);
-  });
 }
 
 interface Burst {
@@ -105,18 +95,10 @@ async function burst(port: number, connections: number, workers: readonly number
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      connections: { type: 'string', default: '2000' },
-      workers: { type: 'string', default: '2' },
-      rounds: { type: 'string', default: '3' },
-    },
-  });
-  const connections = Number(values.connections);
-  const workers = Number(values.workers);
-  const rounds = Number(values.rounds);
-  if (![connections, workers, rounds].every((n) => Number.isInteger(n) && n > 0)) {
-    throw new Error('--connections, --workers and --rounds take positive integers');
+  const { help, connections, workers, rounds } = parseOrExit(parseBurstOptions, BURST_USAGE);
+  if (help) {
+    process.stdout.write(BURST_USAGE);
+    return;
   }
   const plan: CpuPlan = { pinned: false, service: [], load: [], reason: 'not pinned' };
   const specs: TargetSpec[] = [
@@ -169,9 +151,10 @@ async function main(): Promise<void> {
   );
 }
 
-stopOn('SIGINT');
-stopOn('SIGTERM');
-// Once interrupted, what fails in the rounds (a refused start, a stopped server) is expected: the handler exits.
+tolerateClosedOutput();
+// A stop signal continues the stopped workers first: a stopped process handles no SIGTERM.
+stopOnSignals(continueWorkers);
+// Once stopping, what fails in the rounds (a refused start, a stopped server) is expected: the handler exits.
 await main().catch((err: unknown) => {
-  if (!interrupted) throw err;
+  if (!isStopping()) throw err;
 });

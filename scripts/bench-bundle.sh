@@ -8,8 +8,9 @@
 #   then, on the other machine:
 #   tar xzf myservice-bench.tar.gz && myservice-bench/bench.sh --workers 1,2,4,8 --out results
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# Resolved before the cd: a relative OUT is the caller's, not the repository's.
 out=$(realpath -m "${1:-${TMPDIR:-/tmp}/myservice-bench.tar.gz}")
+cd "$(dirname "$0")/.."
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root="$stage/myservice-bench"
@@ -48,23 +49,14 @@ for tool in ab wrk taskset; do
   cat >"$root/bin/$tool" <<WRAPPER
 #!/bin/sh
 # $tool from the machine that built this bundle, with its own libraries and loader.
-lib="\${0%/*}/../lib/tools"
+lib="\$(dirname "\$(readlink -f "\$0")")/../lib/tools"
 exec "\$lib/$(basename "$loader")" --library-path "\$lib" "\$lib/$tool" "\$@"
 WRAPPER
   chmod +x "$root/bin/$tool"
 done
 [ -n "$loader" ] && cp -L "$loader" "$root/lib/tools/"
 
-cat >"$root/bench.sh" <<'RUNNER'
-#!/bin/sh
-# Runs the benchmark from this bundle (no npm, no registry). Options: bench.sh --help.
-here="$(cd "${0%/*}" && pwd)"
-if ! "$here/bin/node" --version >/dev/null 2>&1; then
-  LD_LIBRARY_PATH="$here/lib/node${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export LD_LIBRARY_PATH
-fi
-PATH="$here/bin:$PATH" exec "$here/bin/node" "$here/dist/scripts/bench.js" "$@"
-RUNNER
+cp scripts/bundle/bench.sh "$root/bench.sh"
 chmod +x "$root/bench.sh"
 
 tar -C "$stage" -czf "$out" myservice-bench

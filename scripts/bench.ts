@@ -4,15 +4,22 @@
  * See USAGE in bench/options.ts; the README explains the figures.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { readFile, realpath, writeFile } from 'node:fs/promises';
 import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { renderSvg } from './bench/chart-svg.js';
-import { run, stopChildren } from './bench/commands.js';
+import { keepScratchDir, run } from './bench/commands.js';
 import { findCompared } from './bench/compare-tools.js';
 import { allowedCpus, type CpuPlan, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
-import { type BenchOptions, DEFAULT_CONNECTIONS, OptionError, parseOptions, USAGE } from './bench/options.js';
-import { prepareOutputs } from './bench/output-files.js';
+import {
+  type BenchOptions,
+  DEFAULT_CONNECTIONS,
+  OptionError,
+  parseOptions,
+  parseOrExit,
+  USAGE,
+} from './bench/options.js';
+import { prepareFile, prepareOutputs, svgBeside } from './bench/output-files.js';
 import {
   AB_CONCURRENCY,
   profiles as buildProfiles,
@@ -21,9 +28,15 @@ import {
   missingTools,
   type Tools,
 } from './bench/profiles.js';
-import type { BenchReport } from './bench/report.js';
+import { type BenchReport, notABenchReport } from './bench/report.js';
 import { renderText } from './bench/report-text.js';
 import { runRounds } from './bench/run-rounds.js';
+import {
+  INTERRUPTED_EXIT_CODE,
+  isStopping,
+  stopOnSignals,
+  tolerateClosedOutput,
+} from './bench/stop-signals.js';
 import { comparisons, median, ratios, scaling, summarize } from './bench/summary.js';
 import { defaultTargetId, defaultWorkerCounts, serviceDefaultWorkers, targetSpecs } from './bench/targets.js';
 
@@ -108,6 +121,12 @@ async function main(options: BenchOptions): Promise<number> {
   const compared = findCompared(options.compare);
   const specs = targetSpecs(workerCounts, [...compared.keys()]);
   const defaultTarget = defaultTargetId(workerCounts, defaultWorkers);
+
+  if (profiles.length === 0) {
+    for (const s of skipped) log(`skipped: ${s}`);
+    log('neither ab nor wrk is installed: nothing to measure');
+    return 1;
+  }
   // Before measuring: a path that cannot be written must not cost a whole run.
   const files = await prepareOutputs(options);
 
@@ -115,10 +134,6 @@ async function main(options: BenchOptions): Promise<number> {
     `service CPUs ${formatCpuList(plan.service)}, load generator CPUs ${formatCpuList(plan.load)}: ${plan.reason}`,
   );
   for (const s of skipped) log(`skipped: ${s}`);
-  if (profiles.length === 0) {
-    log('neither ab nor wrk is installed: nothing to measure');
-    return 1;
-  }
 
   const started = new Date();
   const rounds = await runRounds({
@@ -131,6 +146,8 @@ async function main(options: BenchOptions): Promise<number> {
     rounds: options.rounds,
     progress: log,
   });
+  // Interrupted: the handler exits once every process is gone; a partial report must not replace a file.
+  if (isStopping()) return INTERRUPTED_EXIT_CODE;
   const summaries = summarize(rounds.samples);
   const report: BenchReport = {
     schema: 1,
@@ -177,57 +194,62 @@ async function main(options: BenchOptions): Promise<number> {
     log(`cannot write the report: ${(err as Error).message}`);
     return 1;
   }
+  if (files.temporaryDir) keepScratchDir(files.temporaryDir);
   process.stdout.write(`JSON: ${files.json}\nSVG:  ${files.svg}\n`);
   const failedRuns = rounds.samples.filter((s) => s.error).length;
   return failedRuns > 0 || rounds.problems.length > 0 ? 1 : 0;
 }
 
-/** --report: the table and chart of an earlier run, e.g. after changing how they are drawn. */
+/**
+ * --report: the table and chart of an earlier run, e.g. after changing how they are drawn. The
+ * chart goes beside the JSON, named after it (scripts/results/bench.json → bench.svg), or into --out.
+ */
 async function rerender(options: BenchOptions & { report: string }): Promise<number> {
   let report: BenchReport;
   try {
-    report = JSON.parse(await readFile(options.report, 'utf8')) as BenchReport;
+    const parsed: unknown = JSON.parse(await readFile(options.report, 'utf8'));
+    const problem = notABenchReport(parsed);
+    if (problem !== undefined) {
+      throw new OptionError(`--report: ${options.report} is not a bench.json (schema 1): ${problem}`);
+    }
+    report = parsed as BenchReport;
   } catch (err) {
+    if (err instanceof OptionError) throw err;
     throw new OptionError(`--report: cannot read ${options.report}: ${(err as Error).message}`);
   }
-  if (report?.schema !== 1)
-    throw new OptionError(`--report: ${options.report} is not a bench.json (schema 1)`);
-  const svgPath = resolve(join(options.out ?? dirname(options.report), 'bench.svg'));
-  await mkdir(dirname(svgPath), { recursive: true });
-  await writeFile(svgPath, renderSvg(report));
-  process.stdout.write(`${renderText(report)}\n\nSVG:  ${svgPath}\n`);
+  const svgPath =
+    options.out === undefined ? svgBeside(resolve(options.report)) : resolve(join(options.out, 'bench.svg'));
+  await prepareFile(svgPath, options.out === undefined ? '--report' : '--out');
+  let text: string;
+  let svg: string;
+  try {
+    text = renderText(report);
+    svg = renderSvg(report);
+  } catch (err) {
+    // Past the checks above, but broken deeper (a hand-edited file, another version's).
+    throw new OptionError(`--report: cannot draw ${options.report}: ${(err as Error).message}`);
+  }
+  try {
+    await writeFile(svgPath, svg);
+  } catch (err) {
+    process.stderr.write(`cannot write ${svgPath}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(`${text}\n\nSVG:  ${svgPath}\n`);
   return 0;
 }
 
-/** Ctrl-C: stop every server and load generator we started, by pid, then exit. */
-function stopChildrenOn(signal: NodeJS.Signals): void {
-  process.once(signal, async () => {
-    await stopChildren();
-    process.exit(130);
-  });
-}
-
-// A reader that stops early (`| head`) closes the pipe: the files must still be written.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-});
-
-let options: BenchOptions;
-try {
-  options = parseOptions(process.argv.slice(2));
-} catch (err) {
-  if (!(err instanceof OptionError)) throw err;
-  process.stderr.write(`${err.message}\n\n${USAGE}`);
-  process.exit(2);
-}
+// The files must still be written when a reader stops early (`| head`) or the terminal hangs up.
+tolerateClosedOutput();
+const options = parseOrExit(parseOptions, USAGE);
 try {
   if (options.help) {
     process.stdout.write(USAGE);
   } else if (options.report !== undefined) {
     process.exitCode = await rerender({ ...options, report: options.report });
   } else {
-    stopChildrenOn('SIGINT');
-    stopChildrenOn('SIGTERM');
+    // Ctrl-C, SIGTERM, SIGHUP: stop every server and load generator started, by pid, then exit 130.
+    stopOnSignals();
     process.exitCode = await main(options);
   }
 } catch (err) {

@@ -5,13 +5,19 @@
  * service cannot set the sysctl itself and the host's value is left alone.
  *
  *   node dist/scripts/roll-drops.js [--rolls 10] [--rounds 3]
+ *
+ * A stop signal to the outer run reaches the inner one (unshare and sh exec it), which stops the
+ * service: both stop what they started, as the bench does.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { Service } from '../test/helpers/service.js';
+import { run, spawnTracked } from './bench/commands.js';
+import { parseOrExit } from './bench/options.js';
+import { printable } from './bench/printable.js';
 import { waitForCount } from './bench/roll-wait.js';
+import { parseRollsOptions, ROLLS_USAGE } from './bench/rolls-options.js';
+import { isStopping, stopOnSignals, tolerateClosedOutput } from './bench/stop-signals.js';
 import { median } from './bench/summary.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
@@ -37,13 +43,10 @@ async function measure(rolls: number): Promise<Result> {
     WORKERS: '2',
     BALANCE: 'reuseport',
   };
-  // stderr piped, not inherited: a service that outlived us would hold the outer spawnSync's pipe open.
-  const proc = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // stderr piped, not inherited: a service that outlived us would hold the outer run's pipe open.
+  // Tracked: a stop signal (the outer run's, or its deadline's) stops it before this process exits.
+  const proc = spawnTracked(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const service = new Service(proc, PORT);
-  // The outer run's deadline sends SIGTERM: stop the service first, or it would outlive this process.
-  process.once('SIGTERM', () => {
-    void service.stop(5_000).finally(() => process.exit(1));
-  });
   let running = true;
   const lanes: Promise<void>[] = [];
   const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000 });
@@ -81,41 +84,39 @@ async function measure(rolls: number): Promise<Result> {
   return result;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rolls: { type: 'string', default: '10' },
-      rounds: { type: 'string', default: '3' },
-      inside: { type: 'boolean', default: false },
-    },
+/** One run in a fresh network namespace with tcp_migrate_req at `setting`: the inner run's counts. */
+async function runInNamespace(setting: string, rolls: number): Promise<Result> {
+  // setpriv drops root so the service cannot change the sysctl.
+  const script =
+    `ip link set lo up && echo ${setting} > /proc/sys/net/ipv4/tcp_migrate_req && ` +
+    `exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" "$1" --inside --rolls ${rolls}`;
+  // unshare (no --fork) and sh exec: the child's pid becomes the inner node's, so the SIGTERM of
+  // the deadline or of a stop signal reaches it, and it stops the service.
+  const inner = await run(['unshare', '-n', 'sh', '-c', script, process.execPath, SELF], {
+    timeoutMs: runMs(rolls),
   });
-  const rolls = Number(values.rolls);
-  const rounds = Number(values.rounds);
-  if (![rolls, rounds].every((n) => Number.isInteger(n) && n > 0)) {
-    throw new Error('--rolls and --rounds take positive integers');
+  if (inner.timedOut)
+    throw new Error(
+      `tcp_migrate_req=${setting}: no result within ${runMs(rolls)} ms: ${printable(inner.stderr)}`,
+    );
+  if (inner.code !== 0) throw new Error(`run failed (root and unshare needed): ${printable(inner.stderr)}`);
+  return JSON.parse(inner.stdout.trim().split('\n').at(-1) ?? '{}') as Result;
+}
+
+async function main(): Promise<void> {
+  const { help, rolls, rounds, inside } = parseOrExit(parseRollsOptions, ROLLS_USAGE);
+  if (help) {
+    process.stdout.write(ROLLS_USAGE);
+    return;
   }
-  if (values.inside) {
+  if (inside) {
     process.stdout.write(`${JSON.stringify(await measure(rolls))}\n`);
     return;
   }
   const rows: Record<string, Result[]> = { '0': [], '1': [] };
   for (let round = 0; round < rounds; round++) {
     for (const setting of ['0', '1']) {
-      // A fresh namespace per run; setpriv drops root so the service cannot change the sysctl.
-      const script =
-        `ip link set lo up && echo ${setting} > /proc/sys/net/ipv4/tcp_migrate_req && ` +
-        `exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" "$1" --inside --rolls ${rolls}`;
-      // unshare and sh exec: the timeout's SIGTERM reaches the inner node, which stops the service.
-      const run = spawnSync('unshare', ['-n', 'sh', '-c', script, process.execPath, SELF], {
-        encoding: 'utf8',
-        timeout: runMs(rolls),
-        killSignal: 'SIGTERM',
-      });
-      if (run.error && (run.error as NodeJS.ErrnoException).code === 'ETIMEDOUT')
-        throw new Error(`tcp_migrate_req=${setting}: no result within ${runMs(rolls)} ms: ${run.stderr}`);
-      if (run.status !== 0)
-        throw new Error(`run failed (root and unshare needed): ${run.stderr || run.error}`);
-      const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as Result;
+      const result = await runInNamespace(setting, rolls);
       rows[setting]?.push(result);
       process.stdout.write(
         `round ${round + 1} tcp_migrate_req=${setting}: ${result.ok} ok, ${result.failed} failed ${JSON.stringify(result.errors)}\n`,
@@ -134,4 +135,9 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+tolerateClosedOutput();
+stopOnSignals();
+// Once stopping, what fails in the runs (a refused start, a stopped service) is expected: the handler exits.
+await main().catch((err: unknown) => {
+  if (!isStopping()) throw err;
+});

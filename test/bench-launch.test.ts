@@ -1,6 +1,7 @@
 /** Starting the bench's targets: a port taken meanwhile, a failure's message, whose listener it is; roll-drops' waits. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { findExecutable } from '../scripts/bench/commands.js';
@@ -19,10 +20,13 @@ const cluster: TargetSpec = {
   balance: 'reuseport',
 };
 
-/** A plain listener (no SO_REUSEPORT) of this process: a foreign program on the bench's port. */
-async function holdPort(): Promise<{ server: Server; port: number }> {
+/**
+ * A listener of this process: a foreign program on the bench's port. Plain, or with SO_REUSEPORT,
+ * which the kernel lets a reusePort server of the same user bind beside.
+ */
+async function holdPort(reusePort = false): Promise<{ server: Server; port: number }> {
   const server = createServer((socket) => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nforeign'));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', reusePort }, resolve));
   after(() => server.close());
   return { server, port: (server.address() as AddressInfo).port };
 }
@@ -44,6 +48,17 @@ describe('starting a target', () => {
     assert.equal(startFailure('x', 'not ready within 5 ms', ''), 'x: not ready within 5 ms');
   });
 
+  it("pure: a binary's bytes in the output (pm2=/usr/bin/false) come out printable and capped", () => {
+    const elf = readFileSync('/bin/sh').toString('utf8');
+    const output = `/usr/bin/false:1\n${elf}\n^\n\nSyntaxError: Invalid or unexpected token\n`;
+    const message = startFailure('pm2-runtime -i 2', 'service exited (1) before 2 listening', output);
+    assert.doesNotMatch(message, /[^\P{Cc}\t\n]/u);
+    assert.ok(message.length < 5_000, `${message.length} characters`);
+    assert.match(message, /^pm2-runtime -i 2: service exited \(1\) before 2 listening\n/);
+    assert.match(message, /\nSyntaxError: Invalid or unexpected token\n$/);
+    assert.equal(startFailure('x', 'm', 'a\tb\u001b[31mc'), 'x: m\na\tb\ufffd[31mc');
+  });
+
   it('a configuration the service refuses fails with its log once', async () => {
     const spec = { ...cluster, env: { DRAIN_TIMEOUT_MS: 'bad' } };
     await assert.rejects(launch(spec, ctx), (err: Error) => {
@@ -58,6 +73,18 @@ describe('starting a target', () => {
     try {
       assert.notEqual(new URL(target.url).port, String(port));
       assert.equal((await fetch(target.url)).status, 200);
+    } finally {
+      assert.equal((await target.stop()).code, 0);
+    }
+  });
+
+  it('the minimal cluster does not share a port with a foreign SO_REUSEPORT listener: it moves to another', async () => {
+    const { port } = await holdPort(true);
+    const spec: TargetSpec = { id: 'minimal-1', label: 'minimal reuseport ×1', kind: 'minimal', workers: 1 };
+    const target = await launch(spec, ctx, takenThenFree(port));
+    try {
+      assert.notEqual(new URL(target.url).port, String(port));
+      assert.match(await (await fetch(target.url)).text(), /^Hello, Docker world from /);
     } finally {
       assert.equal((await target.stop()).code, 0);
     }

@@ -1,18 +1,34 @@
 /** What the bench settles before measuring (the default configuration, output files, tools) and how it reports it. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { renderSvg } from '../scripts/bench/chart-svg.js';
+import { removeScratchDir, run } from '../scripts/bench/commands.js';
 import { findCompared } from '../scripts/bench/compare-tools.js';
-import { NO_FAILURES } from '../scripts/bench/load-output.js';
+import { launch } from '../scripts/bench/launch.js';
+import { failedRequests, NO_FAILURES } from '../scripts/bench/load-output.js';
+import { measure, type RunSample } from '../scripts/bench/measure.js';
 import { OptionError } from '../scripts/bench/options.js';
-import { prepareOutputs } from '../scripts/bench/output-files.js';
-import { profiles as buildProfiles, missingTools } from '../scripts/bench/profiles.js';
+import { type OutputFiles, prepareOutputs } from '../scripts/bench/output-files.js';
+import { processTree } from '../scripts/bench/proc-stats.js';
+import {
+  profiles as buildProfiles,
+  findTools,
+  missingTools,
+  type Profile,
+} from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
 import { renderText } from '../scripts/bench/report-text.js';
-import { comparisons } from '../scripts/bench/summary.js';
-import { defaultTargetId, serviceDefaultWorkers, targetSpecs } from '../scripts/bench/targets.js';
+import { comparisons, type Summary, summarize } from '../scripts/bench/summary.js';
+import {
+  defaultTargetId,
+  serviceDefaultWorkers,
+  type TargetSpec,
+  targetSpecs,
+} from '../scripts/bench/targets.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-report-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -115,6 +131,43 @@ describe('before measuring', () => {
     });
   });
 
+  it("a plain run writes into the project's git-ignored bench-results/, wherever it is started from", async (t) => {
+    const repo = join(dirname(fileURLToPath(import.meta.url)), '../..');
+    const folder = join(repo, 'bench-results');
+    const existed = existsSync(folder);
+    const cwd = process.cwd();
+    process.chdir(dir);
+    let files: OutputFiles;
+    try {
+      files = await prepareOutputs({ quick: false, out: undefined, json: undefined });
+    } finally {
+      process.chdir(cwd);
+      if (!existed) rmSync(folder, { recursive: true, force: true });
+    }
+    // The committed reference results in scripts/results are not overwritten by a plain run.
+    assert.deepEqual(files, { json: join(folder, 'bench.json'), svg: join(folder, 'bench.svg') });
+    const ignored = await run(['git', '-C', repo, 'check-ignore', '--quiet', files.json]);
+    if (ignored.code === 128) t.diagnostic(`not a git checkout: ${ignored.stderr.trim()}`);
+    else assert.equal(ignored.code, 0, `${files.json} is not ignored by git`);
+  });
+
+  it('--json alone takes the chart beside it, named after it; --quick alone a temporary folder', async () => {
+    const json = join(dir, 'runs', 'x.json');
+    assert.deepEqual(await prepareOutputs({ quick: false, out: undefined, json }), {
+      json,
+      svg: join(dir, 'runs', 'x.svg'),
+    });
+    assert.deepEqual(await prepareOutputs({ quick: true, out: join(dir, 'o'), json }), {
+      json,
+      svg: join(dir, 'o', 'bench.svg'),
+    });
+    const quick = await prepareOutputs({ quick: true, out: undefined, json: undefined });
+    const temporary = quick.temporaryDir ?? '';
+    assert.ok(temporary.startsWith(tmpdir()), JSON.stringify(quick));
+    assert.equal(quick.json, join(temporary, 'bench.json'));
+    await removeScratchDir(temporary);
+  });
+
   it('a comparison asked for whose binary is missing is an error, not a skipped row', () => {
     const none = () => undefined;
     assert.throws(
@@ -154,5 +207,104 @@ describe('before measuring', () => {
       missingTools({ ab: undefined, wrk: '/usr/bin/wrk' }, all)[0] ?? '',
       /ab not found \(Debian\/Ubuntu: apt-get install apache2-utils\)$/,
     );
+  });
+});
+
+describe('a run in error', () => {
+  const sample = (round: number, rps: number, cpu: number | undefined, error?: string): RunSample => ({
+    round,
+    target: 'single',
+    profile: 'ab',
+    load: {
+      requests: 1000,
+      attempted: 1000,
+      seconds: 1,
+      requestsPerSecond: rps,
+      p50Ms: 1,
+      p99Ms: 2,
+      failures: { ...NO_FAILURES, receive: error ? 950 : 0 },
+      lengthMismatches: 0,
+    },
+    ...(error ? { error } : {}),
+    cpuSeconds: 0,
+    cpuMicrosPerRequest: cpu,
+    contextSwitchesPerRequest: undefined,
+    processes: [],
+    peakRssReset: false,
+  });
+
+  it('is left out of the medians, and its failures are still counted', () => {
+    const [s] = summarize([
+      sample(1, 1000, 100),
+      sample(2, 1200, 120),
+      sample(3, 9000, 0, '950 of 1000 failed'),
+    ]);
+    assert.equal(s?.runs, 2);
+    assert.equal(s?.errors, 1);
+    assert.equal(s?.requestsPerSecond, 1100);
+    assert.equal(s?.cpuMicrosPerRequest, 110);
+    assert.equal(s?.failed, 950);
+  });
+
+  it('alone: no figure in the table, the ratios or the chart, "—" for its CPU', () => {
+    const summaries = summarize([sample(1, 9000, 0, 'the server exited during the run (SIGKILL)')]);
+    const base = report(undefined, 1);
+    const single = summaries[0] as Summary;
+    const broken: BenchReport = {
+      ...base,
+      targets: base.targets.filter((t) => t.id === 'single'),
+      summaries,
+      ratios: [],
+      samples: [sample(1, 9000, 0, 'the server exited during the run (SIGKILL)')],
+    };
+    assert.equal(single.requestsPerSecond, undefined);
+    assert.equal(single.cpuMicrosPerRequest, undefined);
+    const row = renderText(broken)
+      .split('\n')
+      .find((line) => line.startsWith('single process'));
+    assert.match(row ?? '', /^single process\s+error\s+—\s+—\s+950 \+1 run in error\s+0\s+—/);
+    assert.doesNotMatch(renderSvg(broken), />0\.0</);
+    assert.match(renderSvg(broken), />n\/a</);
+  });
+
+  it('a server killed during ab: the run is an error with no CPU figure, and the next run does not load it', {
+    skip: !findTools().ab && 'ab is not installed',
+    timeout: 30_000,
+  }, async () => {
+    const plan = { pinned: false, service: [], load: [], reason: 'not pinned' };
+    const spec: TargetSpec = { id: 'single', label: 'single process', kind: 'single', workers: 1 };
+    const target = await launch(spec, { plan });
+    after(() => target.stop());
+    const [ab, abKeepAlive] = buildProfiles({
+      abRequests: 30_000,
+      abConcurrency: 4,
+      wrkSeconds: 1,
+      wrkConnections: 4,
+      wrkThreads: 1,
+    }) as [Profile, Profile];
+    const running = measure(1, target, ab, findTools(), plan);
+    // Killed as soon as ab runs (a child of this process): /proc shows it.
+    const abRuns = () =>
+      processTree(process.pid).some((pid) => {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv[0]?.endsWith('/ab') && argv.includes('30000');
+      });
+    while (!abRuns()) await new Promise((resolve) => setTimeout(resolve, 5));
+    process.kill(target.pid, 'SIGKILL');
+    const killed = await running;
+    assert.match(killed.error ?? '', /^the server exited during the run \(SIGKILL\)$/);
+    assert.equal(killed.cpuMicrosPerRequest, undefined);
+    assert.ok(killed.load, 'what ab reported is kept');
+    assert.ok(failedRequests(killed.load) <= killed.load.attempted, JSON.stringify(killed.load));
+    const next = await measure(1, target, abKeepAlive, findTools(), plan);
+    assert.equal(next.error, 'the server had exited before the run (SIGKILL)');
+    assert.equal(next.load, undefined);
+    const summaries = summarize([killed, next]);
+    for (const s of summaries) {
+      assert.equal(s.runs, 0);
+      assert.equal(s.requestsPerSecond, undefined);
+      assert.equal(s.cpuMicrosPerRequest, undefined);
+      assert.ok(s.failed <= 30_000, `failed ${s.failed}`);
+    }
   });
 });

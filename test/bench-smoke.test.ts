@@ -1,13 +1,13 @@
 /** The benchmark's quick mode works end to end: a table, valid JSON, every configuration, no failures. No timings asserted. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { run } from '../scripts/bench/commands.js';
+import { findExecutable, run } from '../scripts/bench/commands.js';
 import { readProcessGroup } from '../scripts/bench/proc-stats.js';
 import { findTools } from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
@@ -15,14 +15,21 @@ import { isAlive, Service } from './helpers/service.js';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench.js');
 const BURST = join(dirname(fileURLToPath(import.meta.url)), '../scripts/accept-burst.js');
+const ROLLS = join(dirname(fileURLToPath(import.meta.url)), '../scripts/roll-drops.js');
+/** The committed reference results, a bench.json that is always there. */
+const REFERENCE = join(dirname(fileURLToPath(import.meta.url)), '../../scripts/results/bench.json');
 const MINIMAL = join(dirname(fileURLToPath(import.meta.url)), '../scripts/bench/minimal-cluster.js');
 
 /**
  * Runs node with `args` in a process group of its own, so whatever it starts, orphaned or not,
  * stays findable by pgid; the group is SIGKILLed after the test (ESRCH when it passed).
  */
-function spawnGroup(args: readonly string[]) {
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+function spawnGroup(args: readonly string[], env: Readonly<Record<string, string>> = {}) {
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const pgid = child.pid as number;
   after(() => {
     try {
@@ -117,9 +124,16 @@ test('--report reprints a saved run and draws its chart into a folder that does 
 test('--report and CPU lists the bench cannot use: one line naming the problem, exit 2', async () => {
   const notJson = join(dir, 'not-a-report.json');
   await writeFile(notJson, '{"schema":2}\n');
+  const schemaOnly = join(dir, 'schema-only.json');
+  await writeFile(schemaOnly, '{"schema":1}\n');
   for (const [args, message] of [
     [['--report', join(dir, 'missing.json')], /^--report: cannot read .*missing\.json: ENOENT/],
     [['--report', notJson], /^--report: .*not-a-report\.json is not a bench\.json/],
+    [['--report', schemaOnly], /^--report: .*schema-only\.json is not a bench\.json \(schema 1\): no "meta"/],
+    [
+      ['--report', REFERENCE, '--out', join(notJson, 'out')],
+      /^--out: cannot write .*not-a-report\.json\/out\/bench\.svg: ENOTDIR/,
+    ],
     [['--service-cpus', '4096', '--load-cpus', '4097'], /^--service-cpus: CPUs 4096 are not among/],
     // Found before measuring, not after a whole run whose results the error would then lose.
     [
@@ -168,6 +182,91 @@ test('SIGTERM in the middle of a load run stops the bench with 130 and leaves no
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   process.kill(pgid, 'SIGTERM');
+  assert.equal(await exited, 130, stderr());
+  assert.deepEqual(await processGroup(pgid), []);
+});
+
+/**
+ * A PATH whose `ab` stands for the real one: it sleeps until it is killed, ignoring SIGTERM, SIGINT
+ * and SIGHUP when `stubborn` (as a load generator that does not stop at once would), so that the
+ * bench is seen in the middle of a load run, or of its cleanup.
+ */
+async function pathWithSleepingAb(name: string, stubborn: boolean): Promise<string> {
+  const bin = join(dir, name);
+  await mkdir(bin);
+  const trap = stubborn ? "trap '' TERM INT HUP\n" : '';
+  await writeFile(join(bin, 'ab'), `#!/bin/sh\n${trap}exec sleep 30\n`, { mode: 0o755 });
+  return `${bin}:${process.env.PATH ?? ''}`;
+}
+
+/** The bench with the sleeping ab, in a process group and temporary folder of its own. */
+async function benchWithSleepingAb(name: string, stubborn: boolean) {
+  const tmp = join(dir, `${name}-tmp`);
+  await mkdir(tmp);
+  const env = { PATH: await pathWithSleepingAb(name, stubborn), TMPDIR: tmp };
+  const out = join(dir, `${name}-out`);
+  const bench = spawnGroup([BENCH, '--quick', '--workers', '1', '--out', out], env);
+  const sleepingAb = (argv: string[]) => argv.join(' ') === 'sleep 30';
+  while (!(await processGroup(bench.pgid)).some((p) => sleepingAb(p.argv))) {
+    assert.equal(bench.child.exitCode, null, `the bench ended before its first ab\n${bench.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return { ...bench, tmp };
+}
+
+test('SIGHUP (the terminal hung up) stops the bench as SIGTERM does: 130, nothing left running, no scratch dir', {
+  timeout: 30_000,
+}, async () => {
+  const { child, pgid, stderr, exited, tmp } = await benchWithSleepingAb('hangup', false);
+  child.kill('SIGHUP');
+  assert.equal(await exited, 130, stderr());
+  assert.deepEqual(await processGroup(pgid), []);
+  assert.deepEqual(await readdir(tmp), [], 'scratch directories left');
+});
+
+test('a second signal during the cleanup kills what is left instead of aborting it: 130, nothing left', {
+  timeout: 30_000,
+}, async () => {
+  const { child, pgid, stderr, exited, tmp } = await benchWithSleepingAb('again', true);
+  child.kill('SIGINT');
+  // The bench passes SIGTERM on: the server stops, the stubborn ab does not. Once the server is
+  // gone, the bench is waiting for ab in its cleanup, and a second Ctrl-C comes.
+  const server = (argv: string[]) => argv.some((a) => a.endsWith('single-process.js'));
+  while ((await processGroup(pgid)).some((p) => server(p.argv))) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.equal(child.exitCode, null, `the bench did not wait for ab\n${stderr()}`);
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, stderr());
+  assert.deepEqual(await processGroup(pgid), []);
+  assert.deepEqual(await readdir(tmp), [], 'scratch directories left');
+});
+
+test('--quick with neither ab nor wrk: exit 1, and no empty result folder left behind', async () => {
+  const tmp = join(dir, 'no-tools-tmp');
+  await mkdir(tmp);
+  const empty = join(dir, 'no-tools-bin');
+  await mkdir(empty);
+  const bench = spawnGroup([BENCH, '--quick'], { PATH: empty, TMPDIR: tmp });
+  assert.equal(await bench.exited, 1, bench.stderr());
+  assert.match(bench.stderr(), /neither ab nor wrk is installed/);
+  assert.deepEqual(await readdir(tmp), []);
+});
+
+test('SIGTERM to bench:rolls stops its run in the namespace and the service: 130, nothing left', {
+  skip:
+    (process.getuid?.() !== 0 || !findExecutable('unshare') || !findExecutable('setpriv')) &&
+    'needs root, unshare and setpriv',
+  timeout: 30_000,
+}, async () => {
+  const { child, pgid, stderr, exited } = spawnGroup([ROLLS, '--rolls', '50', '--rounds', '1']);
+  // The service's workers are forked with the primary's argv: three processes once both run.
+  const service = (argv: string[]) => argv.some((a) => a.endsWith('/src/main.js'));
+  while ((await processGroup(pgid)).filter((p) => service(p.argv)).length < 3) {
+    assert.equal(child.exitCode, null, `bench:rolls ended before its service ran\n${stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  child.kill('SIGTERM');
   assert.equal(await exited, 130, stderr());
   assert.deepEqual(await processGroup(pgid), []);
 });

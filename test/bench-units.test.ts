@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { findExecutable, run } from '../scripts/bench/commands.js';
 import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
-import { failedRequests, parseAb, parseWrk, withUnexplainedLength } from '../scripts/bench/load-output.js';
+import {
+  failedRequests,
+  parseAb,
+  parseWrk,
+  unusableRun,
+  withUnexplainedLength,
+} from '../scripts/bench/load-output.js';
 import { OptionError, parseOptions } from '../scripts/bench/options.js';
 import { readContextSwitches } from '../scripts/bench/proc-stats.js';
 import { findTools } from '../scripts/bench/profiles.js';
@@ -54,13 +60,14 @@ describe('load generator output', () => {
     assert.equal(r.p99Ms, 3.456);
     assert.deepEqual(r.failures, { connect: 1, receive: 6, exceptions: 3, timeout: 0, non2xx: 5, length: 0 });
     assert.equal(r.lengthMismatches, 4990);
-    assert.equal(failedRequests(r.failures), 15);
+    // The 3 Exceptions came with Receive errors for the same requests (see the cases below).
+    assert.equal(failedRequests(r), 12);
   });
 
   it('ab: a clean run has no breakdown line and no failures', () => {
     const clean = AB_REPORT.replace(/^Failed.*\n.*\n.*\n.*\n/m, 'Failed requests:        0\n');
     const r = parseAb(clean, AB_CSV);
-    assert.equal(failedRequests(r.failures), 0);
+    assert.equal(failedRequests(r), 0);
     assert.equal(r.lengthMismatches, 0);
   });
 
@@ -72,12 +79,16 @@ describe('load generator output', () => {
     assert.equal(r.p50Ms, 0.812);
     assert.equal(r.p99Ms, 1020);
     assert.deepEqual(r.failures, { connect: 1, receive: 5, exceptions: 0, timeout: 4, non2xx: 7, length: 0 });
+    // wrk's count is of answers: its socket errors are requests made on top of them.
+    assert.equal(r.attempted, 123456 + 1 + 2 + 3 + 4);
+    assert.equal(failedRequests(r), 17);
   });
 
-  it('Length mismatches are failures when every serving pid has as many digits', () => {
+  it('Length mismatches are failures when every serving pid has as many digits, beyond the Receive errors', () => {
     const r = parseAb(AB_REPORT, AB_CSV);
-    assert.equal(withUnexplainedLength(r, [4242, 4243]).failures.length, 4990);
-    assert.equal(failedRequests(withUnexplainedLength(r, [4242]).failures), 15 + 4990);
+    // 6 of the 4990 are the replies that broke mid-receive or mid-write, which ab counts twice.
+    assert.equal(withUnexplainedLength(r, [4242, 4243]).failures.length, 4984);
+    assert.equal(failedRequests(withUnexplainedLength(r, [4242])), 12 + 4984);
     // pid 999 answers with a body one byte shorter than pid 1000's: nothing can be told apart.
     assert.equal(withUnexplainedLength(r, [999, 1000]).failures.length, 0);
     const clean = { ...r, lengthMismatches: 0 };
@@ -105,8 +116,48 @@ describe('load generator output', () => {
     const ab = await run([findTools().ab as string, '-q', '-r', '-e', csv, '-c', '1', '-n', '20', url]);
     const r = parseAb(ab.stdout, readFileSync(csv, 'utf8'));
     assert.equal(r.lengthMismatches, 4, ab.stdout);
-    assert.equal(failedRequests(r.failures), 0);
-    assert.equal(failedRequests(withUnexplainedLength(r, [process.pid]).failures), 4);
+    assert.equal(failedRequests(r), 0);
+    assert.equal(failedRequests(withUnexplainedLength(r, [process.pid])), 4);
+  });
+
+  // Captured from ab 2.3 with -r: `-c 4 -n 30000` against the single process, SIGKILLed after
+  // 0.7 s; `-n 2000` against the port afterwards; `-n 2000` against a server that resets every
+  // fifth connection once its request came.
+  const abFailures = (complete: number, breakdown: string) =>
+    AB_REPORT.replace(/^Complete requests:.*$/m, `Complete requests:      ${complete}`)
+      .replace(/^ {3}\(Connect.*$/m, `   (${breakdown})`)
+      .replace(/^(Write errors|Non-2xx responses):.*\n/gm, '');
+
+  it('ab counts one broken request as Receive, Length and Exceptions: failed counts it once', () => {
+    const killed = withUnexplainedLength(
+      parseAb(abFailures(30000, 'Connect: 0, Receive: 27820, Length: 27820, Exceptions: 14435'), AB_CSV),
+      [4242],
+    );
+    assert.equal(failedRequests(killed), 27820);
+    const dead = parseAb(abFailures(2000, 'Connect: 0, Receive: 2000, Length: 0, Exceptions: 1005'), AB_CSV);
+    assert.equal(failedRequests(withUnexplainedLength(dead, [])), 2000);
+    const reset = withUnexplainedLength(
+      parseAb(abFailures(2000, 'Connect: 0, Receive: 400, Length: 400, Exceptions: 400'), AB_CSV),
+      [4242],
+    );
+    assert.equal(failedRequests(reset), 400);
+    // Whatever ab's causes add up to, no more requests fail than were made.
+    const odd = parseAb(abFailures(100, 'Connect: 0, Receive: 10, Length: 0, Exceptions: 500'), AB_CSV);
+    assert.equal(failedRequests(odd), 100);
+  });
+
+  it('a run is unusable when the server exited or nearly every request failed, whatever rate ab printed', () => {
+    const run = (complete: number, receive: number) =>
+      parseAb(abFailures(complete, `Connect: 0, Receive: ${receive}, Length: 0, Exceptions: 0`), AB_CSV);
+    assert.equal(run(2000, 2000).requestsPerSecond, 6521.33);
+    assert.equal(unusableRun(run(2000, 2000), undefined), '2000 of 2000 requests failed');
+    assert.equal(unusableRun(run(2000, 1800), undefined), '1800 of 2000 requests failed');
+    assert.equal(unusableRun(run(2000, 1799), undefined), undefined);
+    assert.equal(unusableRun(run(2000, 0), 'SIGKILL'), 'the server exited during the run (SIGKILL)');
+    const none = parseWrk(
+      WRK_REPORT.replace(/^ {2}\d+ requests in/m, '  0 requests in').replace(/^ {2}Socket.*\n/m, ''),
+    );
+    assert.equal(unusableRun(none, undefined), 'no request was made');
   });
 
   it('names what is missing from an output it cannot read', () => {
@@ -198,6 +249,12 @@ describe('configurations', () => {
     rejects(['--service-cpus', '0-2', '--load-cpus', '2-3'], /must not share CPUs \(both have 2\)/);
     rejects(['--compare', 'pm2='], /pm2= needs a path/);
     rejects(['--compare', 'minimal=/x'], /minimal takes no path/);
+    // One row each: the second would be dropped, or replace the first one's path, unseen.
+    rejects(
+      ['--compare', 'minimal,nginx,minimal'],
+      /^--compare names minimal twice, got "minimal,nginx,minimal"$/,
+    );
+    rejects(['--compare', 'pm2=/a/pm2-runtime,pm2=/b/pm2-runtime'], /^--compare names pm2 twice/);
     rejects(['--report', 'a.json', '--quick', '--workers', '2'], /takes only --out, got --quick, --workers$/);
     // wrk would refuse; capping them silently would measure another command than the one asked for.
     rejects(['--threads', '8', '--connections', '4'], /--threads must not exceed --connections \(4\)/);

@@ -11,6 +11,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { processTree } from './proc-stats.js';
 
 const running = new Set<ChildProcess>();
 let stopping = false;
@@ -41,17 +42,47 @@ export async function stopChildren(): Promise<void> {
   await Promise.all(children.map((c) => (running.has(c) ? once(c, 'exit') : null)));
 }
 
+/**
+ * A second Ctrl-C: SIGKILL to every child still running and to everything under it, which a
+ * killed parent could no longer stop (pm2-runtime's instances, the service roll-drops runs).
+ */
+export function killChildren(): void {
+  stopping = true;
+  // The whole tree first: once a parent dies, its children are reparented out of reach.
+  const pids = [...running].flatMap((child) => (child.pid === undefined ? [] : processTree(child.pid)));
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+}
+
 export interface CommandResult {
   readonly stdout: string;
   readonly stderr: string;
   readonly code: number | null;
+  /** Sent SIGTERM when it ran past the timeout asked for. */
+  readonly timedOut: boolean;
 }
 
 /** Runs argv to completion and collects its output; a spawn error (ENOENT) rejects. */
-export function run(argv: readonly string[]): Promise<CommandResult> {
+export function run(
+  argv: readonly string[],
+  options: { readonly timeoutMs?: number } = {},
+): Promise<CommandResult> {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('empty command');
   const child = spawnTracked(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let timedOut = false;
+  const timer =
+    options.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGTERM');
+        }, options.timeoutMs);
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -61,8 +92,14 @@ export function run(argv: readonly string[]): Promise<CommandResult> {
     stderr += chunk;
   });
   return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ stdout, stderr, code }));
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ stdout, stderr, code, timedOut });
+    });
   });
 }
 
@@ -102,6 +139,11 @@ export function scratchDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   scratch.add(dir);
   return dir;
+}
+
+/** Keeps a scratch directory after all (it now holds results): it is no longer removed at exit. */
+export function keepScratchDir(dir: string): void {
+  scratch.delete(dir);
 }
 
 /** Removes a scratch directory now, once what used it has stopped. */

@@ -9,6 +9,7 @@ import { removeScratchDir, scratchDir, spawnTracked } from './commands.js';
 import { type CpuPlan, pinPrefix } from './cpu-plan.js';
 import { within } from './deadline.js';
 import { listensAlone } from './listener.js';
+import { printable } from './printable.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 
 const HOST = '127.0.0.1';
@@ -50,13 +51,13 @@ export function portTaken(output: string): boolean {
 }
 
 /**
- * Pure: the start failure's message with the server's output once. The test helper's
- * waitForLog puts the output it had at the exit in its message; the output read now, which may
- * have more, replaces it.
+ * Pure: the start failure's message with the server's output once, made printable. The test
+ * helper's waitForLog puts the output it had at the exit in its message; the output read now,
+ * which may have more, replaces it.
  */
 export function startFailure(label: string, message: string, output: string): string {
   const reason = message.split('; logs:\n')[0];
-  return output === '' ? `${label}: ${reason}` : `${label}: ${reason}\n${output}`;
+  return output === '' ? `${label}: ${reason}` : `${label}: ${reason}\n${printable(output)}`;
 }
 
 /** Spawns argv on the service's CPUs with a clean environment; stdout lines are parsed as JSON logs. */
@@ -114,6 +115,10 @@ function handle(
     url,
     readyMs: performance.now() - s.startedAt,
     metricsUrl: metrics ? `${url}metrics` : undefined,
+    exitStatus() {
+      const { exitCode, signalCode } = s.service.proc;
+      return exitCode !== null ? String(exitCode) : (signalCode ?? undefined);
+    },
     async stop() {
       const result = await s.service.stop();
       await cleanup?.();
@@ -158,7 +163,13 @@ async function launchOn(spec: TargetSpec, ctx: LaunchContext, port: number): Pro
       return launchPm2(spec, ctx, port);
     case 'minimal': {
       const s = await spawnServer(ctx, [node, MINIMAL_CLUSTER], { WORKERS: String(spec.workers) }, port);
-      await ready(s, spec, () => waitForListening(s, spec.workers));
+      await ready(s, spec, async () => {
+        await waitForListening(s, spec.workers);
+        // Its workers bind with SO_REUSEPORT, which the kernel grants beside a foreign SO_REUSEPORT
+        // listener of the same user: that one would share the load. Our service probes for it itself.
+        if (!listensAlone(s.service.pid, port))
+          throw new StartError(`port ${port} has a listener of another process too`, true);
+      });
       return handle(spec, s, false);
     }
     case 'nginx':
@@ -179,7 +190,8 @@ async function ready(
     await s.service.stop();
     await cleanup?.();
     const output = s.service.dump();
-    throw new StartError(startFailure(spec.label, (err as Error).message, output), portTaken(output));
+    const taken = (err instanceof StartError && err.portTaken) || portTaken(output);
+    throw new StartError(startFailure(spec.label, (err as Error).message, output), taken);
   }
 }
 

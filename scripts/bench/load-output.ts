@@ -6,21 +6,25 @@ export interface Failures {
   readonly connect: number;
   /** ab "Receive", wrk "read"/"write": the connection broke mid-request. */
   readonly receive: number;
-  /** ab "Exceptions". */
+  /** ab "Exceptions": an error event on a socket, after which ab reads it (a Receive error, mostly). */
   readonly exceptions: number;
   /** wrk "timeout" (no answer within wrk's 2 s). */
   readonly timeout: number;
   /** Status outside 2xx (ab) or outside 2xx/3xx (wrk). */
   readonly non2xx: number;
   /**
-   * ab "Length" failures that no pid can explain (see withUnexplainedLength): ab also counts a
-   * connection closed without a reply, or a reply cut short, as Length.
+   * ab "Length" failures that no pid can explain, beyond the Receive errors (see
+   * withUnexplainedLength): ab also counts a connection closed without a reply, or a reply cut
+   * short, as Length.
    */
   readonly length: number;
 }
 
 export interface LoadResult {
+  /** What the tool reports: ab's "Complete requests" include its failed ones, wrk's answers do not. */
   readonly requests: number;
+  /** Requests made, failed ones included: ab's complete requests, wrk's answers plus its socket errors. */
+  readonly attempted: number;
   readonly seconds: number;
   readonly requestsPerSecond: number;
   readonly p50Ms: number;
@@ -42,20 +46,46 @@ export const NO_FAILURES: Failures = {
   length: 0,
 };
 
-/** Connect + receive + exceptions + timeouts + non-2xx + the "Length" failures no pid explains. */
-export function failedRequests(f: Failures): number {
-  return f.connect + f.receive + f.exceptions + f.timeout + f.non2xx + f.length;
+/**
+ * The requests that failed, each counted once, never more than were made. ab counts one broken
+ * request under up to three causes: an error event on its socket (Exceptions) makes it read the
+ * socket, the read fails (Receive), and the bytes it got differ from the first reply's (Length).
+ * So Exceptions count only beyond the Receive errors (Length likewise, see withUnexplainedLength),
+ * and what is left uncertain is capped by the requests made, among which ab counts its failed ones.
+ */
+export function failedRequests(load: Pick<LoadResult, 'failures' | 'attempted'>): number {
+  const f = load.failures;
+  const exceptions = Math.max(0, f.exceptions - f.receive);
+  return Math.min(load.attempted, f.connect + f.receive + exceptions + f.timeout + f.non2xx + f.length);
+}
+
+/** A run in which at least this share of the requests failed measured the failures, not the server. */
+export const MOSTLY_FAILED = 0.9;
+
+/**
+ * Why a run's figures must stay out of the medians, or undefined. ab reports a rate even when
+ * every request failed, and a server that died mid-run took its CPU time with it.
+ */
+export function unusableRun(load: LoadResult, serverExit: string | undefined): string | undefined {
+  if (serverExit !== undefined) return `the server exited during the run (${serverExit})`;
+  if (load.attempted === 0) return 'no request was made';
+  const failed = failedRequests(load);
+  return failed >= MOSTLY_FAILED * load.attempted
+    ? `${failed} of ${load.attempted} requests failed`
+    : undefined;
 }
 
 /**
  * Counts ab's Length mismatches as failures when every pid that served the run has the same
  * number of digits: then every greeting had the same length, and a mismatch is a reply that
- * was missing or cut short.
+ * was missing or cut short. A reply that broke mid-receive is already a Receive error (ab
+ * counts it as both), so only the mismatches beyond those are added.
  */
 export function withUnexplainedLength(load: LoadResult, servingPids: readonly number[]): LoadResult {
   const digitCounts = new Set(servingPids.map((pid) => String(pid).length));
   if (load.lengthMismatches === 0 || digitCounts.size > 1) return load;
-  return { ...load, failures: { ...load.failures, length: load.lengthMismatches } };
+  const length = Math.max(0, load.lengthMismatches - load.failures.receive);
+  return { ...load, failures: { ...load.failures, length } };
 }
 
 function number(text: string, pattern: RegExp, what: string): number {
@@ -80,8 +110,10 @@ function csvPercentile(csv: string, percent: number): number {
 export function parseAb(report: string, csv: string): LoadResult {
   const breakdown = /\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)/.exec(report);
   const [connect, receive, length, exceptions] = breakdown ? breakdown.slice(1).map(Number) : [0, 0, 0, 0];
+  const complete = number(report, /^Complete requests:\s+(\d+)/m, 'complete requests');
   return {
-    requests: number(report, /^Complete requests:\s+(\d+)/m, 'complete requests'),
+    requests: complete,
+    attempted: complete,
     seconds: number(report, /^Time taken for tests:\s+([\d.]+) seconds/m, 'time taken'),
     requestsPerSecond: number(report, /^Requests per second:\s+([\d.]+)/m, 'requests per second'),
     p50Ms: csvPercentile(csv, 50),
@@ -118,18 +150,21 @@ function wrkPercentile(report: string, percent: number): number {
 /** wrk's report, run with --latency. */
 export function parseWrk(report: string): LoadResult {
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(report);
-  const [connect, read, write, timeout] = errors ? errors.slice(1).map(Number) : [0, 0, 0, 0];
+  const [connect = 0, read = 0, write = 0, timeout = 0] = errors ? errors.slice(1).map(Number) : [];
+  const requests = number(report, /^\s*(\d+) requests in/m, 'request count');
   return {
-    requests: number(report, /^\s*(\d+) requests in/m, 'request count'),
+    requests,
+    // A timed-out request answered late is among the requests too: this may count it twice.
+    attempted: requests + connect + read + write + timeout,
     seconds: duration(/requests in ([\d.]+(?:us|ms|s|m)),/.exec(report)?.[1] ?? 'missing') / 1000,
     requestsPerSecond: number(report, /^Requests\/sec:\s+([\d.]+)/m, 'Requests/sec'),
     p50Ms: wrkPercentile(report, 50),
     p99Ms: wrkPercentile(report, 99),
     failures: {
-      connect: connect ?? 0,
-      receive: (read ?? 0) + (write ?? 0),
+      connect,
+      receive: read + write,
       exceptions: 0,
-      timeout: timeout ?? 0,
+      timeout,
       non2xx: optional(report, /Non-2xx or 3xx responses: (\d+)/),
       length: 0,
     },

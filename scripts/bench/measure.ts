@@ -1,7 +1,7 @@
 /** One load run against a running target, bracketed by /proc and /metrics readings. */
 import { accountCpu, type WorkerChange, workerChange } from './cpu-account.js';
 import type { CpuPlan } from './cpu-plan.js';
-import { type LoadResult, withUnexplainedLength } from './load-output.js';
+import { type LoadResult, unusableRun, withUnexplainedLength } from './load-output.js';
 import {
   CLOCK_TICKS_PER_SECOND,
   readContextSwitches,
@@ -30,10 +30,14 @@ export interface RunSample {
   readonly round: number;
   readonly target: string;
   readonly profile: ProfileId;
+  /** What the tool reported, kept even when the run is in error. */
   readonly load?: LoadResult;
-  /** Why the run produced no result (the tool failed). */
+  /**
+   * Why the run is left out of the medians: the tool failed, the server exited, or nearly every
+   * request failed (see unusableRun).
+   */
   readonly error?: string;
-  /** utime+stime of every process of the target during the run, those that exited included. */
+  /** utime+stime of every process of the target during the run, those that exited included, as far as readable. */
   readonly cpuSeconds: number;
   /** The part of cpuSeconds spent by processes that exited during the run. */
   readonly exitedCpuSeconds?: number;
@@ -57,6 +61,21 @@ export async function measure(
   tools: Tools,
   plan: CpuPlan,
 ): Promise<RunSample> {
+  // A server that died in an earlier run or the warm-up would only collect refused connections.
+  const gone = target.exitStatus();
+  if (gone !== undefined) {
+    return {
+      round,
+      target: target.spec.id,
+      profile: profile.id,
+      error: `the server had exited before the run (${gone})`,
+      cpuSeconds: 0,
+      cpuMicrosPerRequest: undefined,
+      contextSwitchesPerRequest: undefined,
+      processes: [],
+      peakRssReset: false,
+    };
+  }
   // /metrics is read outside the CPU bracket: collecting it costs the primary and every worker.
   const countsBefore = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
   const cpuBefore = readTreeCpu(target.pid);
@@ -65,14 +84,19 @@ export async function measure(
   const peakRssReset = pids.map(resetPeakRss).every(Boolean);
 
   let load: LoadResult | undefined;
-  let error: string | undefined;
+  let toolError: string | undefined;
   try {
     load = await runProfile(profile, target.url, tools, plan);
   } catch (err) {
-    error = (err as Error).message;
+    toolError = (err as Error).message;
   }
 
   const cpuAfter = readTreeCpu(target.pid);
+  // The root gone (or a zombie whose exit Node has not handled yet) took its CPU time, and its
+  // workers', out of reach: the CPU per request cannot be measured.
+  const root = cpuAfter.get(target.pid);
+  const serverExit =
+    target.exitStatus() ?? (root === undefined || root.zombie ? 'status not known yet' : undefined);
   const cpu = accountCpu(cpuBefore, cpuAfter, CLOCK_TICKS_PER_SECOND);
   const changed = workerChange(target.pid, cpuBefore, cpuAfter);
   // A process that appeared during the run (a replaced worker) counts from zero.
@@ -86,16 +110,22 @@ export async function measure(
     contextSwitches: grown(readContextSwitches(pid), switchesBefore.get(pid)),
     peakRssBytes: readPeakRssBytes(pid),
   }));
-  const countsAfter = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
+  // A server gone has no /metrics to read; the run is in error anyway.
+  const countsAfter =
+    target.metricsUrl && serverExit === undefined ? await fetchRequestCounts(target.metricsUrl) : undefined;
+  let error = toolError;
   if (load) {
     const serving = processes.filter((p) => p.role === 'worker').map((p) => p.pid);
     load = withUnexplainedLength(load, serving);
+    error = unusableRun(load, serverExit);
+  } else if (serverExit !== undefined) {
+    error = `the server exited during the run (${serverExit}); ${toolError}`;
   }
 
   const cpuSeconds = cpu.total;
   const contextSwitches = processes.reduce((sum, p) => sum + p.contextSwitches, 0);
   const perRequest = (total: number): number | undefined =>
-    load && load.requests > 0 ? total / load.requests : undefined;
+    serverExit === undefined && load && load.requests > 0 ? total / load.requests : undefined;
   const spread = countsBefore && countsAfter && !changed ? countDeltas(countsBefore, countsAfter) : undefined;
   return {
     round,

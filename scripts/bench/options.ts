@@ -1,5 +1,5 @@
 /** The bench's command line, validated once; each error names the option and the value given. */
-import { parseArgs } from 'node:util';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { formatCpuList, parseCpuList } from './cpu-plan.js';
 import { AB_CONCURRENCY } from './profiles.js';
 import type { CompareTool } from './targets.js';
@@ -33,16 +33,19 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
                           one that is not found is an error),
                           minimal: a hand-written node:cluster of N reusePort workers with no supervision,
                           and/or metrics-off: reuseport ×N with METRICS=off
-  --out DIR               where bench.json and bench.svg go (default scripts/results; quick: a temp dir),
-                          created and checked before measuring
-  --json FILE             the JSON report's path (overrides --out for it)
+  --out DIR               where bench.json and bench.svg go (default: the project's git-ignored bench-results/;
+                          quick: a temp dir), created and checked before measuring; the reference results
+                          in scripts/results are written only with --out scripts/results
+  --json FILE             the JSON report's path (overrides --out for it; without --out, the SVG goes beside
+                          it: x.json, x.svg)
   --service-cpus LIST     pin the servers to these CPUs (with --load-cpus; needs taskset; default: halves from 4 CPUs)
   --load-cpus LIST        pin ab and wrk to these CPUs
   --requests N            requests per ab run (default 10000, quick 500)
   --seconds N             duration of each wrk run (default 5, quick 1)
   --connections N         wrk connections (default 50), at least --threads
   --threads N             wrk threads (default: the load generator's CPUs when pinned, else 1)
-  --report FILE           print the table of a saved bench.json and redraw its SVG next to it (or in --out); takes no other option
+  --report FILE           print the table of a saved bench.json and redraw its SVG beside it (x.json, x.svg) or
+                          in --out; takes no other option
 `;
 
 /** wrk's connections when --connections is not given. */
@@ -54,7 +57,8 @@ export class OptionError extends Error {
   override name = 'OptionError';
 }
 
-function positive(name: string, value: string | undefined, max: number): number | undefined {
+/** An integer option from 1 to max, undefined when not given. */
+export function positive(name: string, value: string | undefined, max: number): number | undefined {
   if (value === undefined) return undefined;
   const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > max) {
@@ -80,7 +84,7 @@ function cpuList(name: string, value: string | undefined): number[] | undefined 
 
 function compareList(value: string | undefined): BenchOptions['compare'] {
   if (value === undefined || value === '') return [];
-  return value.split(',').map((item) => {
+  const list = value.split(',').map((item): BenchOptions['compare'][number] => {
     const [tool, path] = item.split('=', 2) as [string, string | undefined];
     const takesPath = tool === 'pm2' || tool === 'nginx';
     if (!takesPath && tool !== 'minimal' && tool !== 'metrics-off') {
@@ -97,36 +101,54 @@ function compareList(value: string | undefined): BenchOptions['compare'] {
     }
     return { tool, path };
   });
+  // Each is one row: a second entry would be dropped, or replace the first one's path, unseen.
+  const tools = list.map((c) => c.tool);
+  const twice = tools.find((tool, i) => tools.indexOf(tool) !== i);
+  if (twice !== undefined) throw new OptionError(`--compare names ${twice} twice, got "${value}"`);
+  return list;
+}
+
+export type OptionValues = Record<string, string | boolean | undefined>;
+
+/** parseArgs, strict and without positionals; its errors (some of several lines) as one-line OptionErrors. */
+export function parseStrict(argv: readonly string[], options: ParseArgsOptionsConfig): OptionValues {
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false })
+      .values as OptionValues;
+  } catch (err) {
+    throw new OptionError((err as Error).message.replace(/\s*\n\s*/g, ' '));
+  }
+}
+
+/** A command line a script cannot take: the error on one line, then the usage, exit 2. */
+export function parseOrExit<T>(parse: (argv: readonly string[]) => T, usage: string): T {
+  try {
+    return parse(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof OptionError)) throw err;
+    process.stderr.write(`${err.message}\n\n${usage}`);
+    process.exit(2);
+  }
 }
 
 /** Parses argv (without node and the script). */
 export function parseOptions(argv: readonly string[]): BenchOptions {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        quick: { type: 'boolean' },
-        rounds: { type: 'string' },
-        workers: { type: 'string' },
-        compare: { type: 'string' },
-        json: { type: 'string' },
-        out: { type: 'string' },
-        'service-cpus': { type: 'string' },
-        'load-cpus': { type: 'string' },
-        requests: { type: 'string' },
-        seconds: { type: 'string' },
-        connections: { type: 'string' },
-        threads: { type: 'string' },
-        report: { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new OptionError((err as Error).message);
-  }
+  const values = parseStrict(argv, {
+    help: { type: 'boolean', short: 'h' },
+    quick: { type: 'boolean' },
+    rounds: { type: 'string' },
+    workers: { type: 'string' },
+    compare: { type: 'string' },
+    json: { type: 'string' },
+    out: { type: 'string' },
+    'service-cpus': { type: 'string' },
+    'load-cpus': { type: 'string' },
+    requests: { type: 'string' },
+    seconds: { type: 'string' },
+    connections: { type: 'string' },
+    threads: { type: 'string' },
+    report: { type: 'string' },
+  });
   const str = (name: string) => values[name] as string | undefined;
   // --report draws a saved run: an option that shapes a measurement would be silently ignored.
   const measuring = Object.keys(values).filter((name) => !['help', 'report', 'out'].includes(name));

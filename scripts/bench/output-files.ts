@@ -1,35 +1,63 @@
 /** Where the report files go, checked before any measuring: a run must not end in a path it cannot write. */
 import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { scratchDir } from './commands.js';
 import { OptionError } from './options.js';
+
+/**
+ * A plain run's folder: the project's git-ignored bench-results/, found from this file rather
+ * than the working directory. The committed reference results in scripts/results are written
+ * only when asked for (--out scripts/results, or --report to redraw them).
+ */
+export const DEFAULT_OUT = resolve(fileURLToPath(new URL('../../../bench-results', import.meta.url)));
 
 export interface OutputFiles {
   readonly json: string;
   readonly svg: string;
+  /** The temporary folder of a --quick run, removed at exit unless kept once the files are in it. */
+  readonly temporaryDir?: string;
 }
 
-/** Creates the folders and checks each file can be written; an OptionError names the option that chose it. */
-export async function prepareOutputs(options: {
-  readonly quick: boolean;
-  readonly out: string | undefined;
-  readonly json: string | undefined;
-}): Promise<OutputFiles> {
-  const outOption = options.out === undefined ? 'the default --out' : '--out';
-  let out = options.out ?? 'scripts/results';
-  if (options.out === undefined && options.quick) out = await mkdtemp(join(tmpdir(), 'bench-'));
-  const files = {
-    json: resolve(options.json ?? join(out, 'bench.json')),
-    svg: resolve(join(out, 'bench.svg')),
-  };
-  await checkWritable(files.json, options.json === undefined ? outOption : '--json');
-  await checkWritable(files.svg, outOption);
-  return files;
+/** Pure: the chart's path beside a JSON report, named after it (x.json → x.svg). */
+export function svgBeside(json: string): string {
+  return `${json.replace(/\.json$/i, '')}.svg`;
 }
 
-/** The file's folder exists (created if need be) and the file is, or can be, a writable regular file. */
-async function checkWritable(file: string, option: string): Promise<void> {
+/**
+ * Creates the folders and checks each file can be written; an OptionError names the option that
+ * chose it. --out DIR holds both files; --json alone puts the chart beside the JSON; with neither,
+ * DEFAULT_OUT, or a temporary folder for --quick.
+ */
+export async function prepareOutputs(
+  options: {
+    readonly quick: boolean;
+    readonly out: string | undefined;
+    readonly json: string | undefined;
+  },
+  defaultOut: string = DEFAULT_OUT,
+): Promise<OutputFiles> {
+  const temporaryDir =
+    options.out === undefined && options.json === undefined && options.quick
+      ? scratchDir('bench-')
+      : undefined;
+  const out = options.out ?? temporaryDir ?? defaultOut;
+  const json = resolve(options.json ?? join(out, 'bench.json'));
+  const svg =
+    options.out === undefined && options.json !== undefined ? svgBeside(json) : resolve(out, 'bench.svg');
+  const outOption =
+    options.out !== undefined ? '--out' : options.json !== undefined ? '--json' : 'the default --out';
+  await prepareFile(json, options.json === undefined ? outOption : '--json');
+  await prepareFile(svg, outOption);
+  return { json, svg, ...(temporaryDir ? { temporaryDir } : {}) };
+}
+
+/**
+ * The file's folder exists (created if need be) and the file is, or can be, a writable regular
+ * file; an OptionError names the option that chose the path.
+ */
+export async function prepareFile(file: string, option: string): Promise<void> {
   try {
     await mkdir(dirname(file), { recursive: true });
     const existing = await stat(file).catch((err: NodeJS.ErrnoException) => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { findExecutable, run, scratchDir } from './commands.js';
 import { type CpuPlan, pinPrefix } from './cpu-plan.js';
 import { type LoadResult, parseAb, parseWrk } from './load-output.js';
+import { printable } from './printable.js';
 
 export type ProfileId = 'ab' | 'ab-k' | 'wrk';
 export const PROFILE_IDS: readonly ProfileId[] = ['ab', 'ab-k', 'wrk'];
@@ -98,7 +99,7 @@ export async function runProfile(
   const result = await run([...pinPrefix(plan, 'load'), executable, ...args]);
   if (result.code !== 0) {
     throw new Error(
-      `${profile.command} exited with ${result.code}: ${(result.stderr || result.stdout).trim()}`,
+      `${profile.command} exited with ${result.code}: ${printable((result.stderr || result.stdout).trim())}`,
     );
   }
   return profile.tool === 'ab'

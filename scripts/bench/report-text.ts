@@ -1,5 +1,6 @@
 /** The terminal report: one table per profile, then the ratios and the scaling of reuseport workers. */
 import { DASH, fixed, int, mebibytes, renderTable, times } from './format.js';
+import { MOSTLY_FAILED } from './load-output.js';
 import type { BenchReport } from './report.js';
 import type { Ratio, Summary } from './summary.js';
 
@@ -27,7 +28,11 @@ function profileTable(report: BenchReport, profile: string): string {
       { title: 'req/s', value: (r) => (r.s.runs ? int(r.s.requestsPerSecond) : 'error') },
       { title: 'p50 ms', value: (r) => fixed(r.s.p50Ms, 2) },
       { title: 'p99 ms', value: (r) => fixed(r.s.p99Ms, 2) },
-      { title: 'failed', value: (r) => `${r.s.failed}${r.s.errors ? ` +${r.s.errors} runs failed` : ''}` },
+      {
+        title: 'failed',
+        value: (r) =>
+          `${r.s.failed}${r.s.errors ? ` +${r.s.errors} run${r.s.errors === 1 ? '' : 's'} in error` : ''}`,
+      },
       { title: 'length', value: (r) => String(r.s.lengthMismatches) },
       { title: 'CPU µs/req', value: (r) => fixed(r.s.cpuMicrosPerRequest, 1) },
       { title: 'switches/req', value: (r) => fixed(r.s.contextSwitchesPerRequest, 2) },
@@ -125,11 +130,13 @@ export function renderText(report: BenchReport): string {
     'failed = connect + receive + exceptions + timeouts + non-2xx, and length = ab "Length" failures, are',
     'summed over all rounds (the other columns are medians). A Length failure is a reply of another length:',
     'a greeting from a pid with another number of digits, or a reply missing or cut short; when every pid',
-    'that served has as many digits, it counts as failed too (see the README). CPU = user+sys of every',
-    'server process per request, those that exited during the run included; switches = context switches of',
-    'their event-loop threads per request (a loop that sleeps and is woken for each request costs more CPU',
-    'per request than one that finds several waiting); spread = busiest worker share × workers (1.00 =',
-    'even); RSS = peak (VmHWM).',
+    'that served has as many digits, it counts as failed too (see the README). ab counts one broken request',
+    'under several causes: failed counts it once, and never more than the requests made. A run in error',
+    `(the tool failed, the server exited, or ${MOSTLY_FAILED * 100}% of its requests or more failed) is left out of the`,
+    'medians and ratios; its failures are still counted. CPU = user+sys of every server process per request,',
+    'those that exited during the run included; switches = context switches of their event-loop threads per',
+    'request (a loop that sleeps and is woken for each request costs more CPU per request than one that finds',
+    'several waiting); spread = busiest worker share × workers (1.00 = even); RSS = peak (VmHWM).',
   );
   const errors = report.samples.filter((s) => s.error);
   for (const e of errors) out.push(`error in round ${e.round}, ${e.target}, ${e.profile}: ${e.error}`);

@@ -41,3 +41,22 @@ export interface BenchReport {
   readonly scaling: readonly Scaling[];
   readonly samples: readonly RunSample[];
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+/**
+ * Pure: why a parsed JSON value is not a report --report can draw, or undefined. Checks what the
+ * table and the chart read first; a file that passes but is broken deeper fails when drawn.
+ */
+export function notABenchReport(value: unknown): string | undefined {
+  if (!isObject(value)) return 'not a JSON object';
+  if (value.schema !== 1) return `schema ${JSON.stringify(value.schema)}`;
+  const meta = value.meta;
+  if (!isObject(meta)) return 'no "meta" object';
+  if (typeof meta.date !== 'string' || typeof meta.rounds !== 'number' || !Array.isArray(meta.skipped))
+    return 'its "meta" lacks the date, rounds or skipped';
+  if (!isObject(meta.cpuPlan)) return 'no "meta.cpuPlan" object';
+  for (const list of ['profiles', 'targets', 'summaries', 'ratios', 'scaling', 'samples'])
+    if (!Array.isArray(value[list])) return `no "${list}" list`;
+  return undefined;
+}

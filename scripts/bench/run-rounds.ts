@@ -6,7 +6,7 @@
 
 import { isAlive } from '../../test/helpers/service.js';
 import type { CpuPlan } from './cpu-plan.js';
-import { int } from './format.js';
+import { fixed, int } from './format.js';
 import { type LaunchContext, launch } from './launch.js';
 import { measure, type RunSample } from './measure.js';
 import { processTree } from './proc-stats.js';
@@ -52,8 +52,10 @@ async function waitForGone(pids: readonly number[]): Promise<number[]> {
 
 async function stopAndCheck(target: RunningTarget, problems: string[]): Promise<void> {
   const pids = processTree(target.pid);
+  const died = target.exitStatus();
   const exit = await target.stop();
-  if (exit.code !== 0)
+  if (died !== undefined) problems.push(`${target.spec.label} exited with ${died} before it was stopped`);
+  else if (exit.code !== 0)
     problems.push(`${target.spec.label} exited with ${exit.code ?? exit.signal} on SIGTERM`);
   const left = await waitForGone(pids);
   for (const pid of left) {
@@ -85,9 +87,9 @@ export async function runRounds(input: RoundsInput): Promise<RoundsOutput> {
           const sample = await measure(round + 1, target, profile, input.tools, input.plan);
           out.samples.push(sample);
           line.push(
-            sample.load
-              ? `${profile.id} ${int(sample.load.requestsPerSecond)} req/s ${sample.cpuMicrosPerRequest?.toFixed(0)} µs/req`
-              : `${profile.id} failed`,
+            sample.load && !sample.error
+              ? `${profile.id} ${int(sample.load.requestsPerSecond)} req/s ${fixed(sample.cpuMicrosPerRequest, 0)} µs/req`
+              : `${profile.id} error: ${sample.error?.split('\n')[0]}`,
           );
         }
         input.progress(`round ${round + 1}/${input.rounds} ${spec.label.padEnd(20)} ${line.join(', ')}`);

@@ -7,7 +7,7 @@ import type { TargetSpec } from './targets.js';
 export interface Summary {
   readonly target: string;
   readonly profile: ProfileId;
-  /** Rounds with a result, and rounds whose tool failed. */
+  /** Rounds whose figures count, and rounds in error (see RunSample.error), left out of the medians. */
   readonly runs: number;
   readonly errors: number;
   readonly requestsPerSecond: number | undefined;
@@ -16,8 +16,12 @@ export interface Summary {
   readonly cpuMicrosPerRequest: number | undefined;
   /** Context switches of the servers' event loops per request (absent from reports before it). */
   readonly contextSwitchesPerRequest?: number | undefined;
-  /** Summed over rounds: failures are rare events, a median would hide them. */
+  /**
+   * Summed over rounds, those in error included: failures are rare events, a median would hide
+   * them. Each failed request once (failedRequests), never more than were made.
+   */
   readonly failed: number;
+  /** By cause, as the tools reported them: one request may count under several. */
   readonly failures: Failures;
   readonly lengthMismatches: number;
   /** The highest over rounds. */
@@ -57,9 +61,11 @@ export function summarize(samples: readonly RunSample[]): Summary[] {
   }
   return [...groups.values()].map((group) => {
     const first = group[0] as RunSample;
-    const ok = group.filter((s) => s.load);
+    const ok = group.filter((s) => s.load && !s.error);
     const loads = ok.map((s) => s.load).filter((l) => l !== undefined);
-    const failures = sumFailures(loads.map((l) => l.failures));
+    // A run in error still tells how many of its requests failed.
+    const everyLoad = group.map((s) => s.load).filter((l) => l !== undefined);
+    const failures = sumFailures(everyLoad.map((l) => l.failures));
     const rss = (role: 'primary' | 'worker') =>
       maxOf(group.flatMap((s) => s.processes.filter((p) => p.role === role).map((p) => p.peakRssBytes)));
     return {
@@ -72,12 +78,12 @@ export function summarize(samples: readonly RunSample[]): Summary[] {
       p99Ms: median(loads.map((l) => l.p99Ms)),
       cpuMicrosPerRequest: median(ok.map((s) => s.cpuMicrosPerRequest)),
       contextSwitchesPerRequest: median(ok.map((s) => s.contextSwitchesPerRequest)),
-      failed: failedRequests(failures),
+      failed: everyLoad.reduce((sum, l) => sum + failedRequests(l), 0),
       failures,
-      lengthMismatches: loads.reduce((sum, l) => sum + l.lengthMismatches, 0),
+      lengthMismatches: everyLoad.reduce((sum, l) => sum + l.lengthMismatches, 0),
       peakRssPrimaryBytes: rss('primary'),
       peakRssWorkerBytes: rss('worker'),
-      imbalance: median(group.map((s) => s.imbalance)),
+      imbalance: median(ok.map((s) => s.imbalance)),
     };
   });
 }

@@ -27,6 +27,8 @@ export interface RunningTarget {
   readonly readyMs: number;
   /** GET /metrics of our service, for the spread of requests over workers. */
   readonly metricsUrl: string | undefined;
+  /** How it exited ("1", "SIGKILL") when it has, without being stopped or not; undefined while it runs. */
+  exitStatus(): string | undefined;
   /** SIGTERM, wait for the exit (SIGKILL past a timeout); the exit status. */
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }

@@ -1,0 +1,34 @@
+/** bench:rolls' command line, validated as the bench's is. */
+import { parseStrict, positive } from './options.js';
+
+export interface RollsOptions {
+  readonly help: boolean;
+  readonly rolls: number;
+  readonly rounds: number;
+  /** The run inside a network namespace that the outer run starts: not for users. */
+  readonly inside: boolean;
+}
+
+export const ROLLS_USAGE = `Usage: node dist/scripts/roll-drops.js [options]   (npm run bench:rolls -- [options])
+Needs root and unshare: each run gets a network namespace of its own.
+
+  --rolls N    SIGHUP rolling restarts per run (default 10)
+  --rounds N   runs with tcp_migrate_req at 0 and at 1 each, medians reported (default 3)
+`;
+
+/** Parses argv (without node and the script); an OptionError names the option and the value given. */
+export function parseRollsOptions(argv: readonly string[]): RollsOptions {
+  const values = parseStrict(argv, {
+    help: { type: 'boolean', short: 'h' },
+    rolls: { type: 'string' },
+    rounds: { type: 'string' },
+    inside: { type: 'boolean' },
+  });
+  const str = (name: string) => values[name] as string | undefined;
+  return {
+    help: values.help === true,
+    rolls: positive('rolls', str('rolls'), 1000) ?? 10,
+    rounds: positive('rounds', str('rounds'), 100) ?? 3,
+    inside: values.inside === true,
+  };
+}
