@@ -155,6 +155,26 @@ describe('fault tolerance under load', () => {
     assert.deepEqual(await service.stop(), { code: 0, signal: null });
   });
 
+  it('2e. a fork that throws (E2BIG, ENOMEM: injected) is a failed boot too: the primary keeps serving and retries', async (t) => {
+    const marker = join(await mkdtemp(join(tmpdir(), 'fork-throws-')), 'throw');
+    t.after(() => rm(dirname(marker), { recursive: true, force: true }));
+    const fixture = new URL('fixtures/fork-throws.js', import.meta.url).href;
+    const service = await start({
+      env: { WORKERS: '1', NODE_OPTIONS: `--import=${fixture}`, FORK_THROWS_MARKER: marker },
+    });
+    const traffic = load(service.url, { concurrency: 2 });
+    await traffic.waitForOk(20);
+    await writeFile(marker, '');
+    service.signal('SIGTTIN');
+    await service.waitForMsgCount('worker could not be started', 2);
+    await rm(marker);
+    await service.waitForMsgCount('worker ready', 1);
+    await traffic.stop();
+    assert.equal(traffic.failed, 0, traffic.summary());
+    assert.equal(service.liveWorkerPids().length, 2, service.dump());
+    assert.deepEqual(await service.stop(), { code: 0, signal: null });
+  });
+
   it('3. SIGSTOP a worker: killed after the heartbeat timeout and replaced', async (t) => {
     const service = await start({
       env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },

@@ -252,6 +252,7 @@ describe('Supervisor', () => {
   it('a tick later than watchMs (the primary was paused, with its workers: docker pause) kills none; silence a full timeout after does', () => {
     const h = started();
     h.clock = 500;
+    h.send({ type: 'tick' });
     assert.equal(h.supervisor.nextTick(), 500 + h.supervisor.watchMs);
     h.clock = 12_000;
     const paused = h.send({ type: 'tick' });
@@ -262,6 +263,7 @@ describe('Supervisor', () => {
     // Late by less than watchMs: judged as ever.
     const g = started();
     g.clock = OPTIONS.heartbeatTimeoutMs - 100;
+    g.send({ type: 'tick' });
     assert.equal(g.supervisor.nextTick(), OPTIONS.heartbeatTimeoutMs);
     g.clock = OPTIONS.heartbeatTimeoutMs + g.supervisor.watchMs;
     assert.equal(g.advance(0).filter((a) => a.type === 'kill').length, 2);
@@ -277,10 +279,23 @@ describe('Supervisor', () => {
     assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
   });
 
+  it('a pause while the primary performs an event (a fork, a log write) shows at the next tick', () => {
+    const h = started();
+    h.clock = 1_000;
+    h.send({ type: 'tick' });
+    // Frozen for 10 s between the event and the primary asking when to tick next.
+    h.clock = 11_000;
+    assert.equal(h.supervisor.nextTick(), 1_000 + h.supervisor.watchMs);
+    const after = h.send({ type: 'tick' });
+    assert.equal(after.filter((a) => a.type === 'kill').length, 0);
+    assert.equal(h.of('log').at(-1)?.fields.gapMs, 10_000);
+  });
+
   it('a pause of the primary moves drain deadlines past it too', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });
     h.clock = 1_000;
+    h.send({ type: 'tick' });
     h.supervisor.nextTick();
     h.clock = 20_000;
     assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
@@ -394,7 +409,7 @@ describe('Supervisor', () => {
     assert.equal(h.supervisor.snapshot().restarts.boot, 1);
   });
 
-  it('a replacement that crashes after it was ready: a crash like any other, and the roll goes on to the next slot', () => {
+  it('a replacement that crashes after it was ready, while its old worker drains: the roll stops there (a bad release); its slot restarts with back-off, a queued SIGHUP goes too', () => {
     const h = started({ workers: 2 });
     const [, old1] = [...h.live.keys()] as [number, number];
     h.send({ type: 'signal', signal: 'SIGHUP' });
@@ -403,7 +418,11 @@ describe('Supervisor', () => {
     h.send({ type: 'ready', id: newId }); // the old one is now draining
     const from = h.actions.length;
     h.exit(newId, 1);
-    assert.ok(!h.of('log', from).some((l) => /aborted/.test(l.msg)));
+    assert.ok(
+      h
+        .of('log', from)
+        .some((l) => l.msg === 'rolling restart aborted: the new worker exited before the roll moved on'),
+    );
     assert.equal(
       h.of('log', from).find((l) => l.msg === 'worker exited unexpectedly')?.fields.cause,
       'crash',
@@ -414,27 +433,23 @@ describe('Supervisor', () => {
       1,
       'the drained old worker is not a crash',
     );
-    assert.ok(h.of('log', from).some((l) => l.msg === 'worker replaced'));
-    // Slot 1 is replaced next, while slot 0 restarts after its back-off.
-    const new1 = h.idsInSlot(1).find((id) => id !== old1) as number;
-    assert.ok(new1 !== undefined, 'slot 1 gets its replacement');
+    assert.ok(h.of('log', from).some((l) => l.msg === 'worker stopped' && l.fields.reason === 'roll'));
     h.advance(); // slot 0's back-off
     h.readyAll();
-    h.exit(old1, 0);
-    for (
-      let i = 0;
-      i < 4 && h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length < 2;
-      i++
-    ) {
-      h.readyAll();
-      for (const d of h.of('drain', from)) if (h.live.has(d.id)) h.exit(d.id, 0);
-    }
-    assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length, 2);
-    assert.deepEqual([...h.live.values()].sort(), [0, 1]);
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [0],
+      'slot 1 keeps its old worker',
+    );
+    assert.ok(h.live.has(old1));
+    assert.ok(
+      !h.of('log', from).some((l) => l.msg === 'rolling restart started'),
+      'the queued roll is dropped',
+    );
     assert.equal(h.supervisor.snapshot().restarts.crash, 1);
   });
 
-  it('a replacement killed as hung after it was ready, its old worker gone first: the roll goes on once it exits', () => {
+  it('a replacement killed as hung after it was ready, its old worker gone first: its exit ends the roll, and the next SIGHUP starts afresh', () => {
     const h = started({ workers: 2 });
     const [, old1] = [...h.live.keys()] as [number, number];
     h.send({ type: 'signal', signal: 'SIGHUP' });
@@ -453,13 +468,15 @@ describe('Supervisor', () => {
     h.exit(oldId, 0);
     assert.equal(h.spawned(from).length, 0, 'nothing to do while the replacement is being killed');
     h.exit(newId, null, 'SIGKILL');
-    assert.ok(!h.of('log', from).some((l) => /aborted/.test(l.msg)));
-    assert.deepEqual(
-      h.spawned(from).map((a) => a.slot),
-      [1],
-      'slot 1 gets its replacement; slot 0 waits for its back-off',
-    );
+    assert.ok(h.of('log', from).some((l) => /^rolling restart aborted/.test(l.msg)));
+    assert.equal(h.spawned(from).length, 0, 'slot 1 keeps its old worker; slot 0 waits for its back-off');
     assert.equal(h.supervisor.snapshot().restarts.hung, 1);
+    h.advance(); // slot 0's back-off
+    h.readyAll();
+    const again = h.actions.length;
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    assert.ok(h.of('log', again).some((l) => l.msg === 'rolling restart started'));
+    assert.equal(h.spawned(again).length, 1);
   });
 
   it('SIGTERM while the supervisor gives up is not called a second one', () => {

@@ -94,7 +94,11 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   function dispatch(event: SupervisorEvent): void {
     perform(supervisor.handle(event));
     clearTimeout(timer);
-    timer = setTimeout(() => dispatch({ type: 'tick' }), supervisor.nextTick() - monotonicNow());
+    // The tick is judged after this turn's I/O is read: a primary stopped alone (SIGSTOP) runs its
+    // overdue timer first, before the heartbeats that queued meanwhile, which a short stop (not
+    // taken for a pause) would otherwise leave unread when it judges them.
+    const delay = Math.max(0, supervisor.nextTick() - monotonicNow());
+    timer = setTimeout(() => setImmediate(() => dispatch({ type: 'tick' })), delay);
   }
 
   function perform(actions: readonly Action[]): void {
@@ -121,7 +125,16 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   }
 
   function spawnWorker(id: number, slot: number): void {
-    const worker = cluster.fork({ ...workerEnv, [WORKER_SLOT_ENV]: String(slot) });
+    let worker: Worker;
+    try {
+      worker = cluster.fork({ ...workerEnv, [WORKER_SLOT_ENV]: String(slot) });
+    } catch (err) {
+      // Node throws the spawn errors it does not emit (E2BIG, ENOMEM): a failed boot as well, told
+      // after this event's actions, as an emitted one is.
+      log('error', 'worker could not be started', { slot, ...errorFields(err) });
+      process.nextTick(() => dispatch({ type: 'exit', id, code: null, signal: null }));
+      return;
+    }
     handles.set(id, worker);
     slots.set(worker, slot);
     responseTotals.add(id);
@@ -180,6 +193,8 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       // worker that failed before it was ready.
       if (worker.process.pid === undefined) {
         log('error', 'worker could not be started', { slot, ...errorFields(err) });
+        // Node forgets it only on an exit or a disconnect, and after EMFILE neither comes.
+        if (cluster.workers) delete cluster.workers[worker.id];
         onGone(null, null);
         return;
       }

@@ -70,15 +70,17 @@ export class RollingRestart {
         ...exit,
         replacement: replacement?.state,
       });
-    // 'starting': its ready advances the roll; 'stopping' (being killed): its exit does.
-    if (!replacement || replacement.state === 'listening') this.#advance(true);
+    // 'starting': its ready advances the roll; 'stopping' (being killed): its exit ends the step.
+    if (replacement?.state === 'listening') this.#advance(true);
     return true;
   }
 
   /**
-   * The worker `id` exited, not stopped by the supervisor. Returns true when it was the step's
-   * replacement and the roll has dealt with its slot; false when the slot is the supervisor's to
-   * refill, as outside a roll.
+   * The worker `id` exited, not stopped by the supervisor. If it was the step's replacement, the
+   * roll stops there: a new worker that fails to start, or exits before the roll has moved on
+   * (while its old worker drains), is most likely a bad release, which must not replace the old
+   * workers still serving in the slots not reached. Returns true when the roll has dealt with
+   * the slot; false when the slot is the supervisor's to refill, as outside a roll.
    */
   onNewExit(
     id: number,
@@ -88,22 +90,25 @@ export class RollingRestart {
     const step = this.#step;
     if (step?.newId !== id) return false;
     const old = this.#oldWorker(step);
-    if (how.booted) {
-      // Ready, then crashed or hung: a crash like any other, and the roll goes on once the old
-      // worker, draining since, is gone too.
-      if (!old) this.#advance(true);
-      return false;
-    }
     if (how.interrupted && old?.state === 'listening') {
       // A group signal in Node's own start-up is no failed boot: another starts at once.
       this.#host.log('warn', 'new worker killed by a signal before it was ready; starting another', exit);
       step.newId = this.#host.spawnReplacement(step.slot, true);
       return true;
     }
-    // A new worker that fails while the old one serves says nothing of the service's health (often
-    // a bad release): the roll stops there, and the failure does not count toward the crash-loop limit.
+    // A queued SIGHUP goes too: another roll would meet the same release.
     this.cancel();
     this.#again = false;
+    if (how.booted) {
+      // Its old worker drains already (a drain cannot be undone): a crash, refilled with back-off.
+      this.#host.log('error', 'rolling restart aborted: the new worker exited before the roll moved on', {
+        ...exit,
+        cause: how.cause,
+      });
+      return false;
+    }
+    // Failing while the old one serves says nothing of the service's health: the old worker keeps
+    // the slot, and the failure does not count toward the crash-loop limit.
     if (old?.state === 'listening') {
       this.#host.log(
         'error',

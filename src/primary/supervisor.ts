@@ -58,6 +58,8 @@ export class Supervisor {
   #actions: Action[] = [];
   /** When the primary's next tick is due, and when it asked (see nextTick). */
   #tick: { readonly due: number; readonly askedAt: number } | undefined;
+  /** When the last event came in: nextTick counts from there, see below. */
+  #handledAt = 0;
   private readonly options: SupervisorOptions;
   private readonly now: () => number;
 
@@ -93,6 +95,7 @@ export class Supervisor {
     const tick = this.#tick;
     this.#tick = undefined;
     const now = this.now();
+    this.#handledAt = now;
     if (tick && now - tick.due > this.watchMs) this.#resumeAfterPause(now - tick.askedAt);
     switch (event.type) {
       case 'start':
@@ -130,13 +133,17 @@ export class Supervisor {
   /**
    * When the primary must tick next, asked after each event: at the next deadline, and at least
    * every watchMs, so that an event that finds this time long past knows the primary did not run.
-   * Never before now: a deadline already past (a slot waiting its turn to boot) is due now, and
-   * its age is no lateness of the primary's.
+   * Counted from the event, not from now: a pause while the primary performed the event's actions
+   * (a fork, a log write) then shows too. Never before the event: a deadline already past (a slot
+   * waiting its turn to boot) is due at once, and its age is no lateness of the primary's.
    */
   nextTick(): number {
-    const now = this.now();
-    const due = Math.max(now, Math.min(this.nextDeadline() ?? Number.POSITIVE_INFINITY, now + this.watchMs));
-    this.#tick = { due, askedAt: now };
+    const from = this.#handledAt;
+    const due = Math.max(
+      from,
+      Math.min(this.nextDeadline() ?? Number.POSITIVE_INFINITY, from + this.watchMs),
+    );
+    this.#tick = { due, askedAt: from };
     return due;
   }
 
