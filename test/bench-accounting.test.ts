@@ -91,8 +91,11 @@ describe('CPU of a process tree between two readings', () => {
   });
 
   it('on a real tree: a child that burns CPU and is reaped between the readings is counted', async () => {
-    // sh waits for a line, runs a 300 ms busy loop in a child (and reaps it), says so, then sleeps.
-    const busy = `${process.execPath} -e "const e = Date.now() + 300; while (Date.now() < e);"`;
+    // sh waits for a line, runs a child that burns 300 ms of its own CPU time (not of the wall
+    // clock, which a loaded machine stretches) and reaps it, says so, then sleeps.
+    const burn =
+      'const u = () => { const c = process.cpuUsage(); return c.user + c.system; }; while (u() < 300000);';
+    const busy = `${process.execPath} -e "${burn}"`;
     const sh = spawn('/bin/sh', ['-c', `read go; ${busy}; echo done; exec sleep 30`], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });

@@ -188,9 +188,8 @@ describe('fault tolerance under load', () => {
     assert.equal(hung.workerPid, victim);
     await service.waitForLog((l) => l.msg === 'worker ready' && (l.time as number) > stoppedAt);
     t.diagnostic(`killed ${(hung.time as number) - stoppedAt} ms after SIGSTOP (timeout 1000 ms)`);
-    // A lower bound: the last heartbeat came about one 100 ms interval before the SIGSTOP, later
-    // by as much as the worker's loop was busy under the load (898 ms seen once): allow two.
-    assert.ok((hung.time as number) - stoppedAt >= 800, 'killed before the heartbeat timeout');
+    // Not before its time, by the primary's own count of the silence (no timing of the test's).
+    assert.ok((hung.silentMs as number) >= 1000, `killed after ${hung.silentMs} ms of silence`);
     await traffic.waitForOk(100);
     await traffic.stop();
     t.diagnostic(traffic.summary());
@@ -198,8 +197,25 @@ describe('fault tolerance under load', () => {
     assert.equal(await waitForDeath(victim as number), true);
   });
 
-  /** After a stop of the primary: traffic still flows, nothing failed, the same workers serve. */
-  async function assertNoWorkerKilled(t: TestContext, service: Service, traffic: Load, workers: number[]) {
+  /**
+   * After a stop of the primary: once it has judged the time it missed (its first log line about
+   * it since `from`) and answered a scrape, traffic still flows, nothing failed, the same workers serve.
+   */
+  async function assertNoWorkerKilled(
+    t: TestContext,
+    service: Service,
+    traffic: Load,
+    workers: number[],
+    from: number,
+  ) {
+    await service.waitForLog(
+      (l) =>
+        service.logs.indexOf(l) >= from &&
+        (l.msg.startsWith('the primary did not run for a while') || /hung/.test(l.msg)),
+      'the primary judging the time it missed',
+    );
+    // The primary's answer to a scrape comes after that turn's decisions.
+    await (await request(`${service.url}/metrics`)).body.text();
     await traffic.waitForOk(50);
     await traffic.stop();
     t.diagnostic(traffic.summary());
@@ -218,10 +234,9 @@ describe('fault tolerance under load', () => {
     service.signal('SIGSTOP');
     // Nothing to await while the primary is stopped: the workers' heartbeats queue in the pipes.
     await delay(1_500);
+    const from = service.logs.length;
     service.signal('SIGCONT');
-    // The primary's next turns: past several heartbeat intervals, and it answers a scrape.
-    await delay(500);
-    await assertNoWorkerKilled(t, service, traffic, workers);
+    await assertNoWorkerKilled(t, service, traffic, workers, from);
   });
 
   it('3c. every process of the service stopped past the heartbeat timeout (docker pause freezes the container): none is killed when they continue', async (t) => {
@@ -235,16 +250,12 @@ describe('fault tolerance under load', () => {
     process.kill(-service.pid, 'SIGSTOP');
     // The pause itself is the fault: frozen workers send no heartbeat, so none queues meanwhile.
     await delay(1_500);
+    const from = service.logs.length;
     process.kill(-service.pid, 'SIGCONT');
-    await service.waitForLog(
-      (l) => l.msg.startsWith('the primary did not run for a while') || /hung/.test(l.msg),
-    );
-    // The primary's answer to a scrape comes after that tick's decisions.
-    await (await request(`${service.url}/metrics`)).body.text();
-    await assertNoWorkerKilled(t, service, traffic, workers);
+    await assertNoWorkerKilled(t, service, traffic, workers, from);
   });
 
-  it('3d. the wall clock stepped back an hour during a drain: the drain deadline still comes on time (exit 5)', async () => {
+  it('3d. the wall clock stepped back an hour during a drain: the drain deadline still comes on time (exit 5)', async (t) => {
     const fixture = new URL('fixtures/clock-step.js', import.meta.url).href;
     const service = await start({
       env: { WORKERS: '1', DRAIN_TIMEOUT_MS: '1000', NODE_OPTIONS: `--import=${fixture}` },
@@ -252,6 +263,9 @@ describe('fault tolerance under load', () => {
     const [worker] = service.liveWorkerPids() as [number];
     // A stopped worker cannot finish draining: only the deadline ends the stop.
     process.kill(worker, 'SIGSTOP');
+    t.after(() => {
+      if (isAlive(worker)) process.kill(worker, 'SIGKILL');
+    });
     service.signal('SIGTERM');
     // With the step counted, the deadline would come an hour late.
     await service.waitForLog(
@@ -265,8 +279,8 @@ describe('fault tolerance under load', () => {
   });
 
   for (const newConnections of [true, false]) {
-    it(`4. SIGTERM under load (${newConnections ? 'new connection per request' : 'keep-alive'}): every request sent gets a full response, exit 0`, async (t) => {
-      const service = await start({ env: { WORKERS: '2' } });
+    it(`4. SIGTERM under load (${newConnections ? 'new connection per request' : 'keep-alive'}): every request sent while the listeners stay open (SHUTDOWN_DELAY_MS) gets a full response, exit 0`, async (t) => {
+      const service = await start({ env: { WORKERS: '2', SHUTDOWN_DELAY_MS: '1000' } });
       const traffic = load(service.url, { concurrency: 4, newConnections });
       await traffic.waitForOk(200);
       const signalAt = performance.now();
@@ -274,17 +288,38 @@ describe('fault tolerance under load', () => {
       const { code } = await service.exited;
       await traffic.stop();
       assert.equal(code, 0, service.dump());
-      // Requests sent after SIGTERM may be refused once the listeners close; none sent before may
-      // fail. Sent, not started: one started just before may still be connecting at the signal.
-      const lost = traffic.failures.filter((f) => f.sentAt !== undefined && f.sentAt < signalAt);
-      t.diagnostic(`${traffic.summary()}; failures sent before SIGTERM: ${lost.length}`);
+      // Requests sent once the listeners close (1 s after the signal) may be refused; none sent
+      // in the first half of the delay may fail, whatever the workers do while they drain.
+      // Sent, not started: one started just before may still be connecting.
+      const lost = traffic.failures.filter((f) => f.sentAt !== undefined && f.sentAt < signalAt + 500);
+      assert.ok(traffic.lastOkAt > signalAt + 500, 'requests were answered during the delay');
+      t.diagnostic(`${traffic.summary()}; failures sent in the first 500 ms: ${lost.length}`);
       assert.deepEqual(lost, [], traffic.summary());
     });
   }
 
   for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
     it(`5. ten SIGHUP rolling restarts under load (${balance}): zero failed requests, every pid changes`, async (t) => {
+      // The service turns net.ipv4.tcp_migrate_req on where it can (as root), and no run turns it
+      // off again: start from 0, or a service that no longer sets it would pass on a machine an
+      // earlier run left at 1.
+      const sysctl = '/proc/sys/net/ipv4/tcp_migrate_req';
+      let migrateWas: string | undefined;
+      if (balance === 'reuseport') {
+        try {
+          migrateWas = readFileSync(sysctl, 'utf8');
+          writeFileSync(sysctl, '0');
+          t.after(() => writeFileSync(sysctl, migrateWas as string));
+        } catch {
+          migrateWas = undefined; // not Linux ≥ 5.14, or not root: the service says so and rolls on
+        }
+      }
       const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
+      if (migrateWas !== undefined)
+        assert.ok(
+          service.logs.some((l) => l.msg.startsWith('set net.ipv4.tcp_migrate_req=1')),
+          service.dump(),
+        );
       const before = new Set(service.liveWorkerPids());
       const traffic = load(service.url, { concurrency: 4, newConnections: true });
       await traffic.waitForOk(100);

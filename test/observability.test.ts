@@ -159,8 +159,7 @@ describe('metrics aggregated across workers', () => {
     // A request that never finishes keeps the worker draining until it is killed.
     const slow = await RawConnection.open(service.port);
     slow.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab');
-    // No scrape before: only heartbeats can have told the primary what the worker served.
-    await sleep(300); // at least two heartbeats after the last greeting
+    // No scrape before: only heartbeats (the draining worker's included) tell the primary what it served.
     service.signal('SIGHUP');
     const killed = await service.waitForLog(
       (l) => l.msg === 'worker did not finish draining in time; killing it',
@@ -172,10 +171,19 @@ describe('metrics aggregated across workers', () => {
   });
 
   it('a worker stopped by SIGTTOU reports its final counts: responses_total keeps all it served', async () => {
-    const service = await start({ env: { WORKERS: '2', BALANCE: 'round-robin' } });
+    // Heartbeats too rare to carry the counts (and the timeout at least twice them): the stopped
+    // worker's counts reach the primary only as it drains.
+    const service = await start({
+      env: {
+        WORKERS: '2',
+        BALANCE: 'round-robin',
+        HEARTBEAT_INTERVAL_MS: '60000',
+        HEARTBEAT_TIMEOUT_MS: '120000',
+      },
+    });
     const sent = 40;
     for (let i = 0; i < sent; i++) await greetingPid(service.url);
-    // No scrape before the stop: the stopped worker's counts reach the primary only as it drains.
+    // No scrape before the stop.
     service.signal('SIGTTOU');
     await service.waitForLog((l) => l.msg === 'worker stopped');
     const after = parseExposition((await get(`${service.url}/metrics`)).text);

@@ -11,7 +11,7 @@ import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { healthcheckHost } from '../src/healthcheck.js';
 import { greetingPid } from './helpers/load.js';
-import { freePort, MAIN, pollUntil, servicesStoppedAfterEach } from './helpers/service.js';
+import { freePort, type LogLine, MAIN, pollUntil, servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
 const run = promisify(execFile);
@@ -239,6 +239,8 @@ describe('signals sent to the whole process group act once, through the primary'
       wrap: `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`,
     });
     const [first] = service.liveWorkerPids();
+    const isReady = (l: LogLine) => l.msg === 'worker ready';
+    const readyBefore = service.logs.filter(isReady).length;
     process.kill(-service.pid, 'SIGTTIN');
     // The new worker once it runs Node (cluster's NODE_UNIQUE_ID is in its environment): still in
     // Node's own start-up, before it can ignore the signal. Between the fork and that exec the
@@ -252,7 +254,11 @@ describe('signals sent to the whole process group act once, through the primary'
     };
     await pollUntil(() => service.childPids().some((pid) => pid !== first && started(pid)), 'a new worker');
     process.kill(-service.pid, 'SIGTTIN');
-    await service.waitForMsgCount('worker ready', 2);
+    // Counted from before the first signal: that worker may be ready before the second is sent.
+    await service.waitForLog(
+      () => service.logs.filter(isReady).length >= readyBefore + 2,
+      'two workers ready',
+    );
     assert.equal(service.logs.filter((l) => /did not become ready/.test(l.msg)).length, 0, service.dump());
     assert.equal(service.liveWorkerPids().length, 3, service.dump());
   });

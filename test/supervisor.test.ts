@@ -199,6 +199,20 @@ describe('Supervisor', () => {
     assert.equal(h.supervisor.snapshot().restarts.hung, 1);
   });
 
+  it('SIGTERM kills a worker still booting (it has nothing to drain) and drains the serving one', () => {
+    const h = new Harness();
+    h.send({ type: 'start' });
+    h.send({ type: 'ready', id: 1 });
+    const out = h.send({ type: 'signal', signal: 'SIGTERM' });
+    assert.deepEqual(
+      out.filter((a) => a.type === 'kill' || a.type === 'drain'),
+      [
+        { type: 'drain', id: 1, delayMs: 0 },
+        { type: 'kill', id: 2 },
+      ],
+    );
+  });
+
   it('SIGTERM drains every worker and exits 0 once they are gone', () => {
     const h = started();
     const out = h.send({ type: 'signal', signal: 'SIGTERM' });
@@ -289,6 +303,21 @@ describe('Supervisor', () => {
     const after = h.send({ type: 'tick' });
     assert.equal(after.filter((a) => a.type === 'kill').length, 0);
     assert.equal(h.of('log').at(-1)?.fields.gapMs, 10_000);
+  });
+
+  it('a pause of the primary moves boot deadlines past it too', () => {
+    const h = new Harness();
+    h.send({ type: 'start' });
+    h.clock = 1_000;
+    h.send({ type: 'tick' });
+    h.supervisor.nextTick();
+    h.clock = 20_000;
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
+    // It saw 1 s of the boot before the pause: the rest runs from the resume.
+    h.clock = 20_000 + OPTIONS.bootTimeoutMs - 1_000 - 1;
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
+    h.clock += 1;
+    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 2);
   });
 
   it('a pause of the primary moves drain deadlines past it too', () => {

@@ -15,6 +15,8 @@ export interface LoadOptions {
 export class Load {
   ok = 0;
   failed = 0;
+  /** When the last full greeting came back (performance.now()). */
+  lastOkAt = 0;
   readonly errors: string[] = [];
   /** When each failed request's head was sent (performance.now(); undefined: never), beside its error. */
   readonly failures: { readonly sentAt: number | undefined; readonly error: string }[] = [];
@@ -59,6 +61,7 @@ export class Load {
       const pid = GREETING.exec(text)?.[1];
       if (res.statusCode === 200 && pid) {
         this.ok++;
+        this.lastOkAt = performance.now();
         this.#waiters = this.#waiters.filter((w) => {
           if (this.ok < w.target) return true;
           w.resolve();

@@ -234,14 +234,23 @@ export async function pollUntil(test: () => boolean, what: string, ms = 5_000): 
   }
 }
 
-/** True while a process with this pid exists. */
+/**
+ * True while a process with this pid exists and has not exited: a zombie (state Z) waits only for
+ * its parent, or PID 1, to reap it, which is not the service's doing.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
     throw err;
+  }
+  try {
+    // The state follows the command name in parentheses, which may itself hold spaces.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false; // gone between the two looks
   }
 }
 
@@ -255,9 +264,12 @@ export function servicesStoppedAfterEach(): (options?: StartOptions) => Promise<
     const services = started.splice(0);
     // Every one stopped before any is judged, so one failure leaves no other running.
     await Promise.all(services.map((service) => service.stop()));
-    for (const service of services)
-      for (const pid of [service.pid, ...service.workerPidsEverLogged()])
-        assert.equal(isAlive(pid), false, `pid ${pid} left`);
+    const left = services.flatMap((service) =>
+      [service.pid, ...service.workerPidsEverLogged()].filter(isAlive),
+    );
+    // Killed before failing: a stopped worker left behind would keep the test run from ending.
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    assert.deepEqual(left, [], `pids left: ${left.join(', ')}`);
   });
   // Recorded before it is ready: one that never gets there is stopped all the same.
   return (options = {}) => spawnUntilReady(options, (service) => started.push(service));
