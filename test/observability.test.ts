@@ -145,6 +145,37 @@ describe('metrics aggregated across workers', () => {
     assert.ok(answers <= 2 * 10, `${answers} stats answers for 20 scrapes`);
   });
 
+  it("a scrape that comes while another's collection waits (a stopped worker) shares it: one collection for both", async (t) => {
+    const service = await start({ env: { WORKERS: '3', LOG_LEVEL: 'debug' } });
+    // Two kept-alive connections on two different workers, known by the pid in their greeting.
+    const byPid = new Map<number, Client>();
+    for (let i = 0; i < 30 && byPid.size < 2; i++) {
+      const client = new Client(service.url, { pipelining: 1 });
+      t.after(() => client.close());
+      const greet = await client.request({ path: '/', method: 'GET' });
+      byPid.set(Number(/pid (\d+)/.exec(await greet.body.text())?.[1]), client);
+    }
+    assert.equal(byPid.size, 2, 'two connections on two workers');
+    const [[first, viaFirst], [, viaSecond]] = [...byPid] as [[number, Client], [number, Client]];
+    const [stopped] = service.liveWorkerPids().filter((pid) => !byPid.has(pid)) as [number];
+    process.kill(stopped, 'SIGSTOP'); // a collection waits up to 1 s for it
+    t.after(() => {
+      if (isAlive(stopped)) process.kill(stopped, 'SIGCONT');
+    });
+    const from = service.logs.length;
+    const received = () => service.logs.slice(from).filter((l) => l.msg === 'worker stats received');
+    const one = viaFirst.request({ path: '/metrics', method: 'GET' });
+    await service.waitForLog(
+      () => received().some((l) => l.workerPid === first),
+      'the first collection under way',
+    );
+    const two = viaSecond.request({ path: '/metrics', method: 'GET' });
+    const texts = await Promise.all([one, two].map(async (r) => (await r).body.text()));
+    process.kill(stopped, 'SIGCONT');
+    assert.equal(texts[0], texts[1]);
+    assert.deepEqual([...new Set(received().map((l) => l.requestId))].length, 1, service.dump());
+  });
+
   it('a worker killed at the drain deadline keeps what it served in responses_total: heartbeats carry the counts', async () => {
     const service = await start({
       env: {
