@@ -56,8 +56,8 @@ export class Supervisor {
   readonly #slots: Slot[] = [];
   readonly #restarts: Record<RestartCause, number> = { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 };
   #actions: Action[] = [];
-  /** When the primary's next tick is due, and when it asked (see nextTick). */
-  #tick: { readonly due: number; readonly askedAt: number } | undefined;
+  /** When the primary's next tick is due, once it has asked (see nextTick). */
+  #tickDue: number | undefined;
   /** When the last event came in: nextTick counts from there, see below. */
   #handledAt = 0;
   private readonly options: SupervisorOptions;
@@ -92,11 +92,12 @@ export class Supervisor {
     this.#actions = [];
     // Whatever event comes first after a pause tells of it: the heartbeats and exits that queued
     // meanwhile may be read before the overdue timer runs.
-    const tick = this.#tick;
-    this.#tick = undefined;
+    const due = this.#tickDue;
+    this.#tickDue = undefined;
     const now = this.now();
+    const last = this.#handledAt;
     this.#handledAt = now;
-    if (tick && now - tick.due > this.watchMs) this.#resumeAfterPause(now - tick.askedAt);
+    if (due !== undefined && now - due > this.watchMs) this.#resumeAfterPause(now - last);
     switch (event.type) {
       case 'start':
         this.#start();
@@ -143,7 +144,7 @@ export class Supervisor {
       from,
       Math.min(this.nextDeadline() ?? Number.POSITIVE_INFINITY, from + this.watchMs),
     );
-    this.#tick = { due, askedAt: from };
+    this.#tickDue = due;
     return due;
   }
 
