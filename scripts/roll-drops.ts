@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { Service } from '../test/helpers/service.js';
 import { run, spawnTracked } from './bench/commands.js';
+import { AS_NOBODY, loadsAsNobody } from './bench/drop-root.js';
 import { parseOrExit } from './bench/options.js';
 import { printable } from './bench/printable.js';
 import { waitForCount } from './bench/roll-wait.js';
@@ -86,10 +87,10 @@ async function measure(rolls: number): Promise<Result> {
 
 /** One run in a fresh network namespace with tcp_migrate_req at `setting`: the inner run's counts. */
 async function runInNamespace(setting: string, rolls: number): Promise<Result> {
-  // setpriv drops root so the service cannot change the sysctl.
+  // Run as nobody, so the service cannot change the sysctl.
   const script =
     `ip link set lo up && echo ${setting} > /proc/sys/net/ipv4/tcp_migrate_req && ` +
-    `exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" "$1" --inside --rolls ${rolls}`;
+    `exec ${AS_NOBODY.join(' ')} "$0" "$1" --inside --rolls ${rolls}`;
   // unshare (no --fork) and sh exec: the child's pid becomes the inner node's, so the SIGTERM of
   // the deadline or of a stop signal reaches it, and it stops the service.
   const inner = await run(['unshare', '-n', 'sh', '-c', script, process.execPath, SELF], {
@@ -112,6 +113,11 @@ async function main(): Promise<void> {
   if (inside) {
     process.stdout.write(`${JSON.stringify(await measure(rolls))}\n`);
     return;
+  }
+  if (!loadsAsNobody(process.execPath, SELF)) {
+    throw new Error(
+      `nobody (uid 65534), who runs the service here, cannot load ${SELF}: the checkout must be readable by every user (not in a folder only root may enter), and setpriv installed`,
+    );
   }
   const rows: Record<string, Result[]> = { '0': [], '1': [] };
   for (let round = 0; round < rounds; round++) {

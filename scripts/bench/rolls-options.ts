@@ -10,7 +10,8 @@ export interface RollsOptions {
 }
 
 export const ROLLS_USAGE = `Usage: node dist/scripts/roll-drops.js [options]   (npm run bench:rolls -- [options])
-Needs root and unshare: each run gets a network namespace of its own.
+Needs root, unshare and setpriv: each run gets a network namespace of its own, and the service
+runs as nobody (uid 65534), who must be able to read the checkout.
 
   --rolls N    SIGHUP rolling restarts per run (default 10)
   --rounds N   runs with tcp_migrate_req at 0 and at 1 each, medians reported (default 3)
