@@ -81,6 +81,13 @@ export function recognizeGreetingRequest(head: string): FastRequest | undefined 
   return undefined;
 }
 
+/** A connection whose time ran out: count its 408, send it, and close once it is flushed. */
+export function endWithTimeout(socket: Socket, stats: RequestStats, reply: string): void {
+  stats.countResponse(408);
+  socket.end(reply);
+  socket.destroySoon();
+}
+
 export interface FastPathOptions {
   readonly limits: HttpLimits;
   readonly stats: RequestStats;
@@ -184,9 +191,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
       socket.off('close', stop);
       // A response attached or anything written: node:http has read a request head in time.
       if (!socket.writable || socket.bytesWritten > 0 || (socket as HttpSocket)._httpMessage) return;
-      stats.countResponse(408);
-      socket.end(timeoutReply);
-      socket.destroySoon();
+      endWithTimeout(socket, stats, timeoutReply);
     };
     let timer = setTimeout(expire, Math.max(0, Math.ceil(left()))).unref();
     const stop = (): void => clearTimeout(timer);
@@ -258,9 +263,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
         return;
       }
       ending = true;
-      stats.countResponse(408);
-      socket.end(timeoutReply);
-      socket.destroySoon();
+      endWithTimeout(socket, stats, timeoutReply);
     };
     // allowHalfOpen (node:http's setting) leaves a socket open after the client's FIN: close it.
     const onEnd = (): void => {

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import { cutStalledConnections } from './connections.js';
-import { type HttpSocket, serveGreetingsFast } from './fast-path.js';
+import { endWithTimeout, type HttpSocket, serveGreetingsFast } from './fast-path.js';
 import {
   alive,
   badRequest,
@@ -221,11 +221,9 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     closeIdle();
     for (const socket of open) {
       if ((socket as HttpSocket)._httpMessage || !socket.writable) continue;
-      if (socket.bytesRead > 0) {
-        stats.countResponse(408);
-        socket.end(clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string);
-      }
-      socket.destroySoon();
+      if (socket.bytesRead > 0)
+        endWithTimeout(socket, stats, clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string);
+      else socket.destroySoon();
     }
   };
 
