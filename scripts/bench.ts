@@ -4,7 +4,7 @@
  * See USAGE in bench/options.ts; the README explains the figures.
  */
 import { readFileSync } from 'node:fs';
-import { readFile, realpath, writeFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { renderSvg } from './bench/chart-svg.js';
@@ -19,7 +19,7 @@ import {
   parseOrExit,
   USAGE,
 } from './bench/options.js';
-import { prepareFile, prepareOutputs, svgBeside } from './bench/output-files.js';
+import { prepareFile, prepareOutputs, svgBeside, writeWhole } from './bench/output-files.js';
 import {
   AB_CONCURRENCY,
   profiles as buildProfiles,
@@ -188,8 +188,8 @@ async function main(options: BenchOptions): Promise<number> {
   // The table first: it holds the results should the files fail after all (a full disk).
   process.stdout.write(`\n${renderText(report)}\n\n`);
   try {
-    await writeFile(files.json, `${JSON.stringify(report, null, 2)}\n`);
-    await writeFile(files.svg, renderSvg(report));
+    await writeWhole(files.json, `${JSON.stringify(report, null, 2)}\n`);
+    await writeWhole(files.svg, renderSvg(report));
   } catch (err) {
     log(`cannot write the report: ${(err as Error).message}`);
     return 1;
@@ -230,7 +230,7 @@ async function rerender(options: BenchOptions & { report: string }): Promise<num
     throw new OptionError(`--report: cannot draw ${options.report}: ${(err as Error).message}`);
   }
   try {
-    await writeFile(svgPath, svg);
+    await writeWhole(svgPath, svg);
   } catch (err) {
     process.stderr.write(`cannot write ${svgPath}: ${(err as Error).message}\n`);
     return 1;

@@ -1,6 +1,15 @@
 /** What the bench settles before measuring (the default configuration, output files, tools) and how it reports it. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -12,7 +21,7 @@ import { launch } from '../scripts/bench/launch.js';
 import { failedRequests, NO_FAILURES } from '../scripts/bench/load-output.js';
 import { measure, type RunSample } from '../scripts/bench/measure.js';
 import { OptionError } from '../scripts/bench/options.js';
-import { type OutputFiles, prepareOutputs } from '../scripts/bench/output-files.js';
+import { type OutputFiles, prepareOutputs, writeWhole } from '../scripts/bench/output-files.js';
 import { processTree } from '../scripts/bench/proc-stats.js';
 import {
   profiles as buildProfiles,
@@ -149,6 +158,25 @@ describe('before measuring', () => {
     const ignored = await run(['git', '-C', repo, 'check-ignore', '--quiet', files.json]);
     if (ignored.code === 128) t.diagnostic(`not a git checkout: ${ignored.stderr.trim()}`);
     else assert.equal(ignored.code, 0, `${files.json} is not ignored by git`);
+  });
+
+  it('a report is replaced whole, never rewritten in place; a failed write leaves no partial file', async () => {
+    const folder = join(dir, 'whole');
+    mkdirSync(folder);
+    const file = join(folder, 'bench.json');
+    await writeWhole(file, 'first report\n');
+    // A reader of the old report (or a write cut short by a signal) must never see a mix: the
+    // new one goes to a new file that replaces the old by a rename.
+    const oldReader = openSync(file, 'r');
+    await writeWhole(file, 'second report\n');
+    assert.equal(readFileSync(oldReader, 'utf8'), 'first report\n');
+    assert.equal(readFileSync(file, 'utf8'), 'second report\n');
+    // The rename fails (a folder in the report's place): the error is the caller's, and the
+    // temporary file is gone.
+    const blocked = join(folder, 'blocked');
+    mkdirSync(join(blocked, 'inside'), { recursive: true });
+    await assert.rejects(writeWhole(blocked, 'third\n'), /EISDIR|ENOTEMPTY|EEXIST/);
+    assert.deepEqual(readdirSync(folder).sort(), ['bench.json', 'blocked']);
   });
 
   it('--json alone takes the chart beside it, named after it; --quick alone a temporary folder', async () => {

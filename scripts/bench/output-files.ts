@@ -1,7 +1,7 @@
 /** Where the report files go, checked before any measuring: a run must not end in a path it cannot write. */
 import { constants } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scratchDir } from './commands.js';
 import { OptionError } from './options.js';
@@ -65,9 +65,25 @@ export async function prepareFile(file: string, option: string): Promise<void> {
       throw err;
     });
     if (existing && !existing.isFile()) throw new Error(`${file} is not a regular file`);
-    // W_OK on the folder for a new file; EROFS shows here too.
-    await access(existing ? file : dirname(file), constants.W_OK);
+    // The file is replaced by a rename (writeWhole), so it is the folder that must be writable;
+    // EROFS shows here too.
+    await access(dirname(file), constants.W_OK);
   } catch (err) {
     throw new OptionError(`${option}: cannot write ${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Writes a report through a temporary file in the same folder and a rename: a signal or a full
+ * disk in the middle of the write leaves the previous file whole instead of a truncated one.
+ */
+export async function writeWhole(file: string, data: string): Promise<void> {
+  const partial = join(dirname(file), `.${basename(file)}.${process.pid}.partial`);
+  try {
+    await writeFile(partial, data);
+    await rename(partial, file);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
   }
 }
