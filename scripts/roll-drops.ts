@@ -14,7 +14,7 @@ import { Agent, request } from 'undici';
 import { Service } from '../test/helpers/service.js';
 import { run, spawnTracked } from './bench/commands.js';
 import { AS_NOBODY, loadsAsNobody } from './bench/drop-root.js';
-import { parseOrExit } from './bench/options.js';
+import { OptionError, parseOrExit } from './bench/options.js';
 import { printable } from './bench/printable.js';
 import { waitForCount } from './bench/roll-wait.js';
 import { parseRollsOptions, ROLLS_USAGE } from './bench/rolls-options.js';
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     return;
   }
   if (!loadsAsNobody(process.execPath, SELF)) {
-    throw new Error(
+    throw new OptionError(
       `nobody (uid 65534), who runs the service here, cannot load ${SELF}: the checkout must be readable by every user (not in a folder only root may enter), and setpriv installed`,
     );
   }
@@ -145,5 +145,12 @@ tolerateClosedOutput();
 stopOnSignals();
 // Once stopping, what fails in the runs (a refused start, a stopped service) is expected: the handler exits.
 await main().catch((err: unknown) => {
-  if (!isStopping()) throw err;
+  if (isStopping()) return;
+  // What the machine lacks (exit 2, as a bad option) or a run that failed (1): one line each,
+  // as thrown above; anything else is a defect here and keeps its stack.
+  const ours = err instanceof OptionError || (err instanceof Error && err.constructor === Error);
+  process.stderr.write(
+    `bench:rolls: ${ours ? err.message : err instanceof Error ? err.stack : String(err)}\n`,
+  );
+  process.exitCode = err instanceof OptionError ? 2 : 1;
 });

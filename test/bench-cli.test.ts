@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   chmodSync,
   copyFileSync,
+  cpSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -69,6 +70,31 @@ describe('bench:burst and bench:rolls options', () => {
       assert.match(help.stdout, /^Usage: node dist\/scripts\/.*\n[\s\S]*--rounds N/);
     });
   }
+});
+
+it('bench:rolls in a checkout that nobody, who runs its service, cannot read: one line and exit 2, before any run', {
+  skip: process.getuid?.() !== 0 ? 'needs root (setpriv)' : false,
+}, async () => {
+  // mkdtemp's folder is root's alone, as CI's clone is: a copy of the build there, with the
+  // project's packages beside it.
+  const checkout = join(dir, 'root-only');
+  cpSync(join(REPO, 'dist'), join(checkout, 'dist'), { recursive: true });
+  symlinkSync(join(REPO, 'node_modules'), join(checkout, 'node_modules'));
+  const { code, stderr, stdout } = await run([
+    process.execPath,
+    join(checkout, 'dist/scripts/roll-drops.js'),
+    '--rolls',
+    '1',
+    '--rounds',
+    '1',
+  ]);
+  assert.equal(code, 2, stderr);
+  assert.match(
+    stderr,
+    /^bench:rolls: nobody \(uid 65534\), who runs the service here, cannot load .*readable by every user/,
+  );
+  assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  assert.equal(stdout, '');
 });
 
 describe('launchers', () => {
