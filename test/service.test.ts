@@ -193,6 +193,28 @@ describe('start-up errors', () => {
   }
 });
 
+it('round-robin refused a port on every interface: the message names the port and the interfaces, not "null"', {
+  timeout: 15_000,
+}, async () => {
+  // node:cluster writes this failure as "bind EADDRINUSE null:<port>" when no HOST is set.
+  const holder = createServer().listen({ port: await freePort(), host: '::' });
+  await once(holder, 'listening');
+  const port = (holder.address() as { port: number }).port;
+  try {
+    const service = await start({ port, env: { WORKERS: '1', BALANCE: 'round-robin', HOST: '' }, ready: 0 });
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.bind, service.dump());
+    const fatal = service.logs.filter((l) => l.level === 60);
+    assert.equal(fatal.length, 1, service.dump());
+    assert.equal(
+      fatal[0]?.msg,
+      `worker cannot serve: bind EADDRINUSE (address already in use): port ${port} on every interface`,
+    );
+  } finally {
+    holder.close();
+  }
+});
+
 describe('signals sent to the whole process group act once, through the primary', () => {
   it('SIGHUP to the group: one rolling restart, no worker killed by the signal', {
     timeout: 15_000,

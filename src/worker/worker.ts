@@ -1,6 +1,7 @@
 /** Inside a cluster worker: serve the greeting, report readiness and heartbeats, drain on request. */
 import cluster from 'node:cluster';
 import { hostname } from 'node:os';
+import { getSystemErrorMessage } from 'node:util';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
@@ -15,6 +16,16 @@ function send(message: WorkerMessage): void {
   // On a closed channel send() emits an 'error' on process, uncaught here; the 'disconnect'
   // handler below exits then.
   if (process.connected) process.send?.(message);
+}
+
+/**
+ * Why the listen failed, naming the address: node:cluster writes a round-robin bind failure on
+ * every interface as "bind EADDRINUSE null:5000".
+ */
+export function bindFailure(err: NodeJS.ErrnoException, host: string | undefined, port: number): string {
+  if (host !== undefined || err.code === undefined) return err.message;
+  const reason = err.errno === undefined ? '' : ` (${getSystemErrorMessage(err.errno)})`;
+  return `${err.syscall ?? 'listen'} ${err.code}${reason}: port ${port} on every interface`;
 }
 
 /** Runs this process as worker `slot` of the cluster. */
@@ -67,7 +78,11 @@ export function runWorker(config: Config, slot: number): void {
 
   server.on('error', (err: NodeJS.ErrnoException) => {
     if (readiness === 'starting') {
-      send({ type: 'fatal', code: err.code ?? 'UNKNOWN', message: err.message });
+      send({
+        type: 'fatal',
+        code: err.code ?? 'UNKNOWN',
+        message: bindFailure(err, config.host, config.port),
+      });
       process.exit(ExitCode.bind);
     }
     throw err;
