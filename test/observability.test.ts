@@ -299,7 +299,7 @@ describe('metrics aggregated across workers', () => {
     );
   });
 
-  it('every request the handler answers counts once in requests_total: 400, 404, 405, 413 and 417 alike', async () => {
+  it('every request the handler answers counts once in requests_total: 400, 404, 405, 413 and 417 alike; what the parser refuses counts only as a response', async () => {
     const stats = new RequestStats();
     const server = createGreetingServer({
       hostname: 'test',
@@ -314,12 +314,22 @@ describe('metrics aggregated across workers', () => {
     try {
       const cases: [string, number][] = [
         ['GET / HTTP/1.1\r\n\r\n', 400], // HTTP/1.1 without Host
+        ['GET / HTTP/0.9\r\nHost: x\r\n\r\n', 400],
         ['GET /nope HTTP/1.1\r\nHost: x\r\n\r\n', 404],
         ['DELETE / HTTP/1.1\r\nHost: x\r\n\r\n', 405],
         ['POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n', 413],
         ['GET / HTTP/1.1\r\nHost: x\r\nExpect: nothing\r\n\r\n', 417],
       ];
-      for (const [send, status] of cases) {
+      // Refused by llhttp before a request exists: bad header syntax, Content-Length with
+      // Transfer-Encoding.
+      const refused: [string, number][] = [
+        ['GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 400],
+        [
+          'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+          400,
+        ],
+      ];
+      for (const [send, status] of [...cases, ...refused]) {
         const conn = await RawConnection.open(port);
         try {
           conn.write(send);
@@ -329,7 +339,7 @@ describe('metrics aggregated across workers', () => {
         }
       }
       assert.equal(stats.requests, cases.length);
-      assert.deepEqual(stats.responses, [0, 0, 0, cases.length, 0]);
+      assert.deepEqual(stats.responses, [0, 0, 0, cases.length + refused.length, 0]);
     } finally {
       server.close();
     }
