@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
-import { recognizeGreetingRequest } from '../src/worker/fast-path.js';
+import { recognizeGreetingRequest } from '../src/worker/request-head.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer } from '../src/worker/server.js';
 import { mulberry32 } from './helpers/fuzz.js';

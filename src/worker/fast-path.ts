@@ -9,84 +9,14 @@
  * still counts from its opening.
  */
 import type { Server, ServerResponse } from 'node:http';
-import { isIPv6, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
+import { endWithTimeout } from './connections.js';
+import { type FastRequest, recognizeGreetingRequest } from './request-head.js';
 import type { RequestStats } from './request-stats.js';
 
 /** node:http's socket, with the response it is writing (or about to write) attached. */
 export type HttpSocket = Socket & { _httpMessage?: ServerResponse | null };
-
-/** How a recognized request wants its connection treated. */
-export type FastRequest = 'keep-alive' | 'close';
-
-/**
- * One whole `GET /` (query allowed) request head and nothing after it, in the strict grammar of
- * RFC 9112: tchar header names, visible ASCII values, at most 100 header lines (more than any
- * client sends; node:http answers 431 past 1,000). Everything else fails and goes to node:http.
- * Linear: no character class in a repeated group overlaps the delimiter that ends it.
- */
-const REQUEST_HEAD =
-  /^GET \/(?:\?[\w\-.~!$&'()*+,;=:@/?%]*)? HTTP\/1\.([01])\r\n((?:[\w!#$%&'*+\-.^`|~]+:[\t\x20-\x7e]*\r\n){0,100})\r\n$/;
-/**
- * Header lines that change how a request is framed or answered; llhttp reads Proxy-Connection as
- * Connection. Global for matchAll, which iterates a copy, so no lastIndex state is shared.
- */
-const SPECIAL_HEADER =
-  /^(host|connection|proxy-connection|content-length|transfer-encoding|expect|upgrade):([^\r]*)\r$/gim;
-
-/**
- * The shape of a Host field value (RFC 9110 §7.2), whitespace around it removed: uri-host
- * [ ":" port ] of RFC 3986. uri-host is an IP literal in brackets, or a reg-name (IPv4 addresses
- * among them): unreserved, pct-encoded and sub-delims. Linear, like the expressions above;
- * whitespace is trimmed first because optional runs of it on both sides of a part that can be
- * empty make a regular expression backtrack quadratically on a run of spaces.
- */
-const HOST_VALUE =
-  /^(?:\[(?:[\dA-Fa-f:.]+|v[\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?$/;
-
-/**
- * True for a valid Host value or absolute-form authority (no whitespace around it). An empty value
- * is valid: the request then names no authority, and the service has only one. An IP literal must
- * be an IPv6 address (or RFC 3986's IPvFuture, `[v1.x]`).
- */
-export function isValidHost(value: string): boolean {
-  if (!HOST_VALUE.test(value)) return false;
-  return value[0] !== '[' || value[1] === 'v' || isIPv6(value.slice(1, value.indexOf(']')));
-}
-
-/**
- * Returns how to answer `head` on the fast path, or undefined when node:http must take it.
- * Connection semantics are node:http's: HTTP/1.1 keeps the connection unless `close`; HTTP/1.0
- * closes it unless `keep-alive`. A request without exactly one valid Host (none is fine for
- * HTTP/1.0) is left to node:http, where the server answers 400 (RFC 9112 §3.2).
- */
-export function recognizeGreetingRequest(head: string): FastRequest | undefined {
-  const match = REQUEST_HEAD.exec(head);
-  if (match === null) return undefined;
-  const http10 = match[1] === '0';
-  let hosts = 0;
-  let connection: string | undefined;
-  for (const [, name, value] of (match[2] as string).matchAll(SPECIAL_HEADER)) {
-    const lower = (name as string).toLowerCase();
-    if (lower === 'host') {
-      if (++hosts > 1 || !isValidHost((value as string).trim())) return undefined;
-    } else if (lower === 'connection' && connection === undefined)
-      connection = (value as string).trim().toLowerCase();
-    else return undefined;
-  }
-  if (hosts === 0 && !http10) return undefined;
-  if (connection === undefined) return http10 ? 'close' : 'keep-alive';
-  if (connection === 'close') return 'close';
-  if (connection === 'keep-alive') return 'keep-alive';
-  return undefined;
-}
-
-/** A connection whose time ran out: count its 408, send it, and close once it is flushed. */
-export function endWithTimeout(socket: Socket, stats: RequestStats, reply: string): void {
-  stats.countResponse(408);
-  socket.end(reply);
-  socket.destroySoon();
-}
 
 export interface FastPathOptions {
   readonly limits: HttpLimits;

@@ -1,6 +1,6 @@
 /** Which path a request asks for, and whether its request line and Host allow an answer at all. */
 import type { IncomingMessage } from 'node:http';
-import { isValidHost } from './fast-path.js';
+import { isValidHost } from './request-head.js';
 
 /**
  * The scheme and authority of an absolute-form target (RFC 9112 §3.2.2), which a server must

@@ -5,8 +5,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
-import { cutStalledConnections } from './connections.js';
-import { endWithTimeout, type HttpSocket, serveGreetingsFast } from './fast-path.js';
+import { cutStalledConnections, endWithTimeout } from './connections.js';
+import { type HttpSocket, serveGreetingsFast } from './fast-path.js';
 import {
   alive,
   badRequest,
