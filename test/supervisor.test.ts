@@ -463,6 +463,8 @@ describe('Supervisor', () => {
       'the drained old worker is not a crash',
     );
     assert.ok(h.of('log', from).some((l) => l.msg === 'worker stopped' && l.fields.reason === 'roll'));
+    // Two replacements in slot 0: the roll's (its old worker drained) and the crash's.
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 1, hung: 0, boot: 0, roll: 1, scale: 0 });
     h.advance(); // slot 0's back-off
     h.readyAll();
     assert.deepEqual(
@@ -634,6 +636,9 @@ describe('Supervisor', () => {
       h.supervisor.snapshot().workers.map((w) => w.state),
       ['listening', 'listening'],
     );
+    // Five rolls aborted: no worker was replaced, so none counts (a dashboard would show a bad
+    // release as five good rolls).
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 });
     // Boot failures outside a roll still count: while a worker serves, the service goes on and says so,
     const [id] = h.idsInSlot(1) as [number];
     h.send({ type: 'ready', id });

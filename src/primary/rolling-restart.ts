@@ -9,8 +9,8 @@ import type { WorkerRecord, WorkerTable } from './worker-table.js';
 
 export interface RollHost {
   readonly workers: WorkerTable;
-  /** Starts the replacement worker in `slot` and returns its id; `retry` after one was killed. */
-  spawnReplacement(slot: number, retry: boolean): number;
+  /** Starts the replacement worker in `slot` and returns its id. */
+  spawnReplacement(slot: number): number;
   log(level: Level, msg: string, fields?: Record<string, unknown>): void;
   /** How many workers are configured now. */
   configured(): number;
@@ -49,13 +49,17 @@ export class RollingRestart {
     this.#step = undefined;
   }
 
-  /** A worker became ready: a replacement's old worker now drains (or the roll goes on if it is gone). */
-  onReady(id: number): void {
+  /**
+   * A worker became ready: a replacement's old worker now drains (or the roll goes on if it is
+   * gone). True when `id` was a replacement: it has taken its slot over, so a worker was replaced.
+   */
+  onReady(id: number): boolean {
     const step = this.#step;
-    if (step?.newId !== id) return;
+    if (step?.newId !== id) return false;
     const old = this.#oldWorker(step);
     if (old) this.#host.workers.drain(old, 'roll');
     else this.#advance(true);
+    return true;
   }
 
   /** True when `w`, which exited, was the worker being replaced; its exit is then handled here. */
@@ -93,7 +97,7 @@ export class RollingRestart {
     if (how.interrupted && old?.state === 'listening') {
       // A group signal in Node's own start-up is no failed boot: another starts at once.
       this.#host.log('warn', 'new worker killed by a signal before it was ready; starting another', exit);
-      step.newId = this.#host.spawnReplacement(step.slot, true);
+      step.newId = this.#host.spawnReplacement(step.slot);
       return true;
     }
     // A queued SIGHUP goes too: another roll would meet the same release.
@@ -164,7 +168,7 @@ export class RollingRestart {
       }
       const old = this.#host.workers.listeningIn(slot);
       if (!old) continue; // The slot is restarting after a crash: its next worker is new anyway.
-      this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot, false) };
+      this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
     }
   }
 }

@@ -74,10 +74,7 @@ export class Supervisor {
     this.#workers = new WorkerTable(options, now, (action) => this.#actions.push(action));
     this.#roll = new RollingRestart({
       workers: this.#workers,
-      spawnReplacement: (slot, retry) => {
-        if (!retry) this.#restarts.roll++;
-        return this.#spawnWorker(slot);
-      },
+      spawnReplacement: (slot) => this.#spawnWorker(slot),
       log: (level, msg, fields) => this.#log(level, msg, fields),
       configured: () => this.#target,
     });
@@ -207,7 +204,8 @@ export class Supervisor {
     this.#log('info', 'worker ready', { ...workerFields(w), bootMs: w.readyAt - w.spawnedAt });
     const slot = this.#slots[w.slot];
     if (slot) slot.goodSince ??= w.readyAt;
-    this.#roll.onReady(id);
+    // Counted once the new worker holds the slot: an aborted roll replaced nobody.
+    if (this.#roll.onReady(id)) this.#restarts.roll++;
   }
 
   #onFatal(id: number, code: string, message: string): void {
