@@ -1,6 +1,8 @@
 /** Issue 6: health, readiness and metrics that see every worker. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,7 +14,7 @@ import { createGreetingServer, type Readiness } from '../src/worker/server.js';
 import { greetingPid } from './helpers/load.js';
 import { parseExposition, type Sample, total } from './helpers/prometheus.js';
 import { RawConnection } from './helpers/raw-http.js';
-import { isAlive, servicesStoppedAfterEach } from './helpers/service.js';
+import { isAlive, pollUntil, servicesStoppedAfterEach } from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
 
@@ -174,6 +176,57 @@ describe('metrics aggregated across workers', () => {
     process.kill(stopped, 'SIGCONT');
     assert.equal(texts[0], texts[1]);
     assert.deepEqual([...new Set(received().map((l) => l.requestId))].length, 1, service.dump());
+  });
+
+  it('a scrape read after a draining worker died, before its exit: answered, and the message it missed is no IPC warning', async (t) => {
+    // No heartbeat while the primary is stopped below: the only message it then has to read is
+    // the scrape's.
+    const service = await start({
+      env: {
+        WORKERS: '2',
+        LOG_LEVEL: 'debug',
+        HEARTBEAT_INTERVAL_MS: '60000',
+        HEARTBEAT_TIMEOUT_MS: '120000',
+      },
+    });
+    const readyIn = (slot: number) =>
+      service.logs.find((l) => l.msg === 'worker ready' && l.slot === slot)?.workerPid as number;
+    const [staying, leaving] = [readyIn(0), readyIn(1)]; // SIGTTOU removes the last slot
+    // A kept-alive connection on the worker that stays, known by the pid in its greeting.
+    let client: Client | undefined;
+    for (let i = 0; i < 30 && client === undefined; i++) {
+      const c = new Client(service.url, { pipelining: 1 });
+      const greet = await c.request({ path: '/', method: 'GET' });
+      if (Number(/pid (\d+)/.exec(await greet.body.text())?.[1]) === staying) client = c;
+      else await c.close();
+    }
+    assert.ok(client, 'a connection on the worker that stays');
+    t.after(() => client.close());
+    const primary = service.proc.pid as number;
+    t.after(() => {
+      if (isAlive(primary)) process.kill(primary, 'SIGCONT');
+    });
+    // Told to drain, the leaving worker is stopped so that it stays, then dies (as at the drain
+    // deadline) while the primary, stopped too, has the scrape's request to read before its exit.
+    process.kill(leaving, 'SIGSTOP');
+    service.signal('SIGTTOU');
+    await service.waitForLog((l) => l.msg === 'SIGTTOU: removing a worker');
+    process.kill(primary, 'SIGSTOP');
+    const scrape = client.request({ path: '/metrics', method: 'GET' });
+    await pollUntil(() => unreadIpcBytes(primary) > 0, "the scrape's request in the primary's channel");
+    process.kill(leaving, 'SIGKILL');
+    await pollUntil(() => threadsLeft(leaving) === 0, "the leaving worker dead, every thread's exit done");
+    process.kill(primary, 'SIGCONT');
+    const res = await scrape;
+    assert.equal(res.statusCode, 200);
+    assert.match(await res.body.text(), /myservice_workers_configured 1/);
+    await service.waitForLog((l) => l.msg === 'worker stopped' && l.workerPid === leaving);
+    // The primary did write to the dead worker (the race happened), and said so only at debug.
+    assert.ok(
+      service.logs.some((l) => l.msg === 'a message to a leaving worker was not delivered'),
+      service.dump(),
+    );
+    assert.ok(!service.logs.some((l) => /IPC error/.test(l.msg as string)), service.dump());
   });
 
   it('a worker killed at the drain deadline keeps what it served in responses_total: heartbeats carry the counts', async () => {
@@ -432,3 +485,27 @@ describe('logs', () => {
       assert.equal(from.filter((p) => p === pid).length, 1, `stderr: ${service.stderr.join('')}`);
   });
 });
+
+/** Bytes waiting unread in the stream unix sockets `pid` holds (its IPC channels), from ss. */
+function unreadIpcBytes(pid: number): number {
+  let sum = 0;
+  for (const line of execFileSync('ss', ['-xpH'], { encoding: 'utf8' }).split('\n')) {
+    if (!line.startsWith('u_str') || !line.includes(`pid=${pid},`)) continue;
+    sum += Number(line.trim().split(/\s+/)[2]);
+  }
+  return sum;
+}
+
+/**
+ * Threads of `pid` still exiting. A process's main thread shows as a zombie before its other
+ * threads (libuv's, V8's) have finished exiting, and until the last has, its files (its IPC
+ * channel) are still open.
+ */
+function threadsLeft(pid: number): number {
+  if (isAlive(pid)) return Number.POSITIVE_INFINITY;
+  try {
+    return readdirSync(`/proc/${pid}/task`).length - 1;
+  } catch {
+    return 0; // reaped
+  }
+}

@@ -85,6 +85,8 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   );
   const handles = new Map<number, Worker>();
   const slots = new Map<Worker, number>();
+  /** Workers told to drain: they close their IPC channel as they leave. */
+  const leaving = new Set<number>();
   let timer: NodeJS.Timeout | undefined;
   let nextStatsId = 1;
   /** Stats collections in progress: who has yet to answer, and what has come back. */
@@ -109,7 +111,10 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
           break;
         case 'drain': {
           const w = handles.get(action.id);
-          if (w) sendTo(w, { type: 'drain', delayMs: action.delayMs });
+          if (w) {
+            leaving.add(action.id);
+            sendTo(w, { type: 'drain', delayMs: action.delayMs });
+          }
           break;
         }
         case 'kill':
@@ -180,6 +185,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       gone = true;
       handles.delete(id);
       slots.delete(worker);
+      leaving.delete(id);
       responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
       dispatch({ type: 'exit', id, code, signal });
@@ -196,6 +202,12 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
         // Node forgets it only on an exit or a disconnect, and after EMFILE neither comes.
         if (cluster.workers) delete cluster.workers[worker.id];
         onGone(null, null);
+        return;
+      }
+      // A scrape's request sent as a draining worker closes its channel, before the primary has
+      // read that it did: expected, and the collection settles on its exit.
+      if (leaving.has(id) && (err as NodeJS.ErrnoException).code === 'EPIPE') {
+        log('debug', 'a message to a leaving worker was not delivered', { slot, code: 'EPIPE' });
         return;
       }
       if (ipcErrorLogged) return;
