@@ -539,6 +539,34 @@ describe('Supervisor', () => {
     h.advance(60_000);
     assert.equal(h.spawned().length, 3, 'start, roll, one respawn');
     assert.equal(h.live.size, 1);
+    // One replacement, counted once, by the failure that caused it.
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 1, roll: 0, scale: 0 });
+  });
+
+  it('an old worker that crashes while its replacement starts counts as a crash, not as a roll, whatever the replacement then does', () => {
+    const ready = started({ workers: 1 });
+    ready.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = ready.idsInSlot(0) as [number, number];
+    ready.exit(oldId, 1);
+    ready.send({ type: 'ready', id: newId });
+    assert.deepEqual(ready.supervisor.snapshot().restarts, { crash: 1, hung: 0, boot: 0, roll: 0, scale: 0 });
+
+    // The replacement killed by a group signal before it was ready is refilled, and no failure.
+    const signalled = started({ workers: 1 });
+    signalled.send({ type: 'signal', signal: 'SIGHUP' });
+    const [old2, new2] = signalled.idsInSlot(0) as [number, number];
+    signalled.exit(old2, 1);
+    signalled.exit(new2, null, 'SIGHUP');
+    signalled.advance();
+    signalled.readyAll();
+    assert.equal(signalled.live.size, 1);
+    assert.deepEqual(signalled.supervisor.snapshot().restarts, {
+      crash: 1,
+      hung: 0,
+      boot: 0,
+      roll: 0,
+      scale: 0,
+    });
   });
 
   it('SIGTTOU during a roll, then SIGTTIN: draining workers exit as planned, never more than configured', () => {

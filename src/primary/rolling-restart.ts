@@ -51,14 +51,18 @@ export class RollingRestart {
 
   /**
    * A worker became ready: a replacement's old worker now drains (or the roll goes on if it is
-   * gone). True when `id` was a replacement: it has taken its slot over, so a worker was replaced.
+   * gone). True when the roll replaced a worker: the old one was still there to drain (one that
+   * exited first was counted by its own cause).
    */
   onReady(id: number): boolean {
     const step = this.#step;
     if (step?.newId !== id) return false;
     const old = this.#oldWorker(step);
-    if (old) this.#host.workers.drain(old, 'roll');
-    else this.#advance(true);
+    if (!old) {
+      this.#advance(true);
+      return false;
+    }
+    this.#host.workers.drain(old, 'roll');
     return true;
   }
 

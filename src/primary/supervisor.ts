@@ -231,15 +231,19 @@ export class Supervisor {
       return;
     }
 
-    if (this.#roll.onOldExit(w, exit)) return;
+    const booted = w.readyAt !== undefined;
+    const cause: RestartCause = !booted ? 'boot' : w.stopReason === 'hung' ? 'hung' : 'crash';
+    if (this.#roll.onOldExit(w, exit)) {
+      // Crashed or hung while its replacement started: the roll's new worker refills the slot.
+      if (w.stopReason !== 'roll') this.#restarts[cause]++;
+      return;
+    }
     if (this.#isPlannedStop(w)) {
       this.#log(code === 0 ? 'info' : 'warn', 'worker stopped', { ...exit, reason: w.stopReason });
       return;
     }
 
     const now = this.now();
-    const booted = w.readyAt !== undefined;
-    const cause: RestartCause = !booted ? 'boot' : w.stopReason === 'hung' ? 'hung' : 'crash';
     const interrupted = !booted && w.stopReason === undefined && INTERRUPTS.has(signal ?? '');
     if (this.#roll.onNewExit(id, exit, { booted, interrupted, cause })) return;
     if (!booted && !interrupted) {
