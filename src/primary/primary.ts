@@ -31,10 +31,6 @@ interface StatsCollection {
   readonly settle: () => void;
 }
 
-function sendTo(worker: Worker, message: PrimaryMessage): void {
-  if (worker.isConnected()) worker.send(message);
-}
-
 /** The supervisor's clock: monotonic, whole milliseconds (logged as durations). */
 const monotonicNow = (): number => Math.round(performance.now());
 
@@ -86,7 +82,30 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   const handles = new Map<number, Worker>();
   const slots = new Map<Worker, number>();
   /** Workers told to drain: they close their IPC channel as they leave. */
-  const leaving = new Set<number>();
+  const leaving = new Set<Worker>();
+
+  /**
+   * Sends one of the primary's messages. A worker told to drain closes its channel as it leaves,
+   * and what is sent to it before the primary has read that (a scrape's collect-stats) fails with
+   * EPIPE: expected, so said at debug. Any other failure is the worker's 'error', as Node's own
+   * messages' failures are.
+   */
+  function sendTo(worker: Worker, message: PrimaryMessage): void {
+    if (!worker.isConnected()) return;
+    worker.send(message, (err: Error | null) => {
+      if (!err) return;
+      if (leaving.has(worker) && (err as NodeJS.ErrnoException).code === 'EPIPE') {
+        log('debug', 'a message to a leaving worker was not delivered', {
+          slot: slots.get(worker),
+          workerPid: worker.process.pid,
+          type: message.type,
+          code: 'EPIPE',
+        });
+        return;
+      }
+      worker.emit('error', err);
+    });
+  }
   let timer: NodeJS.Timeout | undefined;
   let nextStatsId = 1;
   /** Stats collections in progress: who has yet to answer, and what has come back. */
@@ -112,7 +131,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
         case 'drain': {
           const w = handles.get(action.id);
           if (w) {
-            leaving.add(action.id);
+            leaving.add(w);
             sendTo(w, { type: 'drain', delayMs: action.delayMs });
           }
           break;
@@ -185,7 +204,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       gone = true;
       handles.delete(id);
       slots.delete(worker);
-      leaving.delete(id);
+      leaving.delete(worker);
       responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
       dispatch({ type: 'exit', id, code, signal });
@@ -202,12 +221,6 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
         // Node forgets it only on an exit or a disconnect, and after EMFILE neither comes.
         if (cluster.workers) delete cluster.workers[worker.id];
         onGone(null, null);
-        return;
-      }
-      // A scrape's request sent as a draining worker closes its channel, before the primary has
-      // read that it did: expected, and the collection settles on its exit.
-      if (leaving.has(id) && (err as NodeJS.ErrnoException).code === 'EPIPE') {
-        log('debug', 'a message to a leaving worker was not delivered', { slot, code: 'EPIPE' });
         return;
       }
       if (ipcErrorLogged) return;
