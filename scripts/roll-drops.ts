@@ -12,7 +12,7 @@
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { Service } from '../test/helpers/service.js';
-import { run, spawnTracked } from './bench/commands.js';
+import { findExecutable, run, spawnTracked } from './bench/commands.js';
 import { AS_NOBODY, loadsAsNobody } from './bench/drop-root.js';
 import { OptionError, parseOrExit } from './bench/options.js';
 import { printable } from './bench/printable.js';
@@ -85,6 +85,19 @@ async function measure(rolls: number): Promise<Result> {
   return result;
 }
 
+/** A run in its namespace that failed or gave no result: exit 1, with what it printed. */
+class RunFailed extends Error {}
+
+/** What this machine lacks for bench:rolls, checked before any run; undefined when nothing. */
+function missingPrerequisite(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root: each run has a network namespace of its own (unshare -n)';
+  for (const tool of ['unshare', 'setpriv'])
+    if (!findExecutable(tool)) return `needs ${tool} (Debian's util-linux) on PATH`;
+  if (!loadsAsNobody(process.execPath, SELF))
+    return `nobody (uid 65534), who runs the service here, cannot load ${SELF}: the checkout must be readable by every user (not in a folder only root may enter)`;
+  return undefined;
+}
+
 /** One run in a fresh network namespace with tcp_migrate_req at `setting`: the inner run's counts. */
 async function runInNamespace(setting: string, rolls: number): Promise<Result> {
   // Run as nobody, so the service cannot change the sysctl.
@@ -97,10 +110,13 @@ async function runInNamespace(setting: string, rolls: number): Promise<Result> {
     timeoutMs: runMs(rolls),
   });
   if (inner.timedOut)
-    throw new Error(
-      `tcp_migrate_req=${setting}: no result within ${runMs(rolls)} ms: ${printable(inner.stderr)}`,
+    throw new RunFailed(
+      `tcp_migrate_req=${setting}: no result within ${runMs(rolls)} ms; it printed:\n${printable(inner.stderr)}`,
     );
-  if (inner.code !== 0) throw new Error(`run failed (root and unshare needed): ${printable(inner.stderr)}`);
+  if (inner.code !== 0)
+    throw new RunFailed(
+      `tcp_migrate_req=${setting}: the run failed; it printed:\n${printable(inner.stderr)}`,
+    );
   return JSON.parse(inner.stdout.trim().split('\n').at(-1) ?? '{}') as Result;
 }
 
@@ -114,11 +130,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(await measure(rolls))}\n`);
     return;
   }
-  if (!loadsAsNobody(process.execPath, SELF)) {
-    throw new OptionError(
-      `nobody (uid 65534), who runs the service here, cannot load ${SELF}: the checkout must be readable by every user (not in a folder only root may enter), and setpriv installed`,
-    );
-  }
+  const missing = missingPrerequisite();
+  if (missing !== undefined) throw new OptionError(missing);
   const rows: Record<string, Result[]> = { '0': [], '1': [] };
   for (let round = 0; round < rounds; round++) {
     for (const setting of ['0', '1']) {
@@ -146,9 +159,9 @@ stopOnSignals();
 // Once stopping, what fails in the runs (a refused start, a stopped service) is expected: the handler exits.
 await main().catch((err: unknown) => {
   if (isStopping()) return;
-  // What the machine lacks (exit 2, as a bad option) or a run that failed (1): one line each,
-  // as thrown above; anything else is a defect here and keeps its stack.
-  const ours = err instanceof OptionError || (err instanceof Error && err.constructor === Error);
+  // What the machine lacks (exit 2, as a bad option) or a run that failed (1), as thrown above;
+  // anything else is a defect here and keeps its stack.
+  const ours = err instanceof OptionError || err instanceof RunFailed;
   process.stderr.write(
     `bench:rolls: ${ours ? err.message : err instanceof Error ? err.stack : String(err)}\n`,
   );

@@ -17,6 +17,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseBurstOptions } from '../scripts/bench/burst-options.js';
 import { run } from '../scripts/bench/commands.js';
+import { AS_NOBODY, loadsAsNobody } from '../scripts/bench/drop-root.js';
 import { OptionError } from '../scripts/bench/options.js';
 import { parseRollsOptions } from '../scripts/bench/rolls-options.js';
 
@@ -95,6 +96,36 @@ it('bench:rolls in a checkout that nobody, who runs its service, cannot read: on
   );
   assert.equal(stderr.trim().split('\n').length, 1, stderr);
   assert.equal(stdout, '');
+});
+
+it('bench:rolls says what the machine lacks before any run: root, then unshare (exit 2, one line)', {
+  skip: process.getuid?.() !== 0 ? 'needs root (setpriv)' : false,
+}, async (t) => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      'no unshare on PATH',
+      ['env', 'PATH=/nonexistent'],
+      /^bench:rolls: needs unshare \(Debian's util-linux\) on PATH\n$/,
+    ],
+  ];
+  if (loadsAsNobody(process.execPath, ROLLS))
+    cases.push(['not root', [...AS_NOBODY], /^bench:rolls: needs root: /]);
+  else t.diagnostic('the not-root case left out: nobody cannot read this checkout');
+  for (const [name, prefix, message] of cases) {
+    const { code, stderr, stdout } = await run([
+      ...prefix,
+      process.execPath,
+      ROLLS,
+      '--rolls',
+      '1',
+      '--rounds',
+      '1',
+    ]);
+    assert.equal(code, 2, `${name}: ${stderr}`);
+    assert.match(stderr, message, name);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    assert.equal(stdout, '');
+  }
 });
 
 describe('launchers', () => {
