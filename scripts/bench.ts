@@ -188,8 +188,10 @@ async function main(options: BenchOptions): Promise<number> {
   // The table first: it holds the results should the files fail after all (a full disk).
   process.stdout.write(`\n${renderText(report)}\n\n`);
   try {
-    await writeWhole(files.json, `${JSON.stringify(report, null, 2)}\n`);
-    await writeWhole(files.svg, renderSvg(report));
+    await writeWhole([
+      [files.json, `${JSON.stringify(report, null, 2)}\n`],
+      [files.svg, renderSvg(report)],
+    ]);
   } catch (err) {
     log(`cannot write the report: ${(err as Error).message}`);
     return 1;
@@ -230,7 +232,7 @@ async function rerender(options: BenchOptions & { report: string }): Promise<num
     throw new OptionError(`--report: cannot draw ${options.report}: ${(err as Error).message}`);
   }
   try {
-    await writeWhole(svgPath, svg);
+    await writeWhole([[svgPath, svg]]);
   } catch (err) {
     process.stderr.write(`cannot write ${svgPath}: ${(err as Error).message}\n`);
     return 1;

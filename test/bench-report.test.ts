@@ -164,19 +164,51 @@ describe('before measuring', () => {
     const folder = join(dir, 'whole');
     mkdirSync(folder);
     const file = join(folder, 'bench.json');
-    await writeWhole(file, 'first report\n');
+    const chart = join(folder, 'bench.svg');
+    await writeWhole([
+      [file, 'first report\n'],
+      [chart, 'first chart\n'],
+    ]);
     // A reader of the old report (or a write cut short by a signal) must never see a mix: the
     // new one goes to a new file that replaces the old by a rename.
     const oldReader = openSync(file, 'r');
-    await writeWhole(file, 'second report\n');
+    await writeWhole([
+      [file, 'second report\n'],
+      [chart, 'second chart\n'],
+    ]);
     assert.equal(readFileSync(oldReader, 'utf8'), 'first report\n');
     assert.equal(readFileSync(file, 'utf8'), 'second report\n');
+    assert.equal(readFileSync(chart, 'utf8'), 'second chart\n');
     // The rename fails (a folder in the report's place): the error is the caller's, and the
-    // temporary file is gone.
+    // temporary files are gone.
     const blocked = join(folder, 'blocked');
     mkdirSync(join(blocked, 'inside'), { recursive: true });
-    await assert.rejects(writeWhole(blocked, 'third\n'), /EISDIR|ENOTEMPTY|EEXIST/);
-    assert.deepEqual(readdirSync(folder).sort(), ['bench.json', 'blocked']);
+    await assert.rejects(writeWhole([[blocked, 'third\n']]), /EISDIR|ENOTEMPTY|EEXIST/);
+    assert.deepEqual(readdirSync(folder).sort(), ['bench.json', 'bench.svg', 'blocked']);
+  });
+
+  it('a stop signal during the write (the bench exits 130) leaves the previous report and no temporary file', async () => {
+    const folder = join(dir, 'stopped');
+    mkdirSync(folder);
+    const file = join(folder, 'bench.json');
+    writeFileSync(file, 'previous report\n');
+    // A process that exits as the bench's stop handler does, once its temporary file exists.
+    const child = join(dir, 'stopped-writer.mjs');
+    const module = new URL('../scripts/bench/output-files.js', import.meta.url).href;
+    writeFileSync(
+      child,
+      `import { existsSync } from 'node:fs';
+const { writeWhole } = await import(${JSON.stringify(module)});
+const partial = ${JSON.stringify(join(folder, '.bench.json.'))} + process.pid + '.partial';
+void writeWhole([[${JSON.stringify(file)}, 'x'.repeat(64 * 1024 * 1024)]]);
+const poll = () => (existsSync(partial) ? process.exit(130) : setImmediate(poll));
+poll();
+`,
+    );
+    const { code, stderr } = await run([process.execPath, child]);
+    assert.equal(code, 130, stderr);
+    assert.deepEqual(readdirSync(folder), ['bench.json']);
+    assert.equal(readFileSync(file, 'utf8'), 'previous report\n');
   });
 
   it('--json alone takes the chart beside it, named after it; --quick alone a temporary folder', async () => {

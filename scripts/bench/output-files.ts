@@ -1,5 +1,5 @@
 /** Where the report files go, checked before any measuring: a run must not end in a path it cannot write. */
-import { constants } from 'node:fs';
+import { constants, rmSync } from 'node:fs';
 import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,17 +73,40 @@ export async function prepareFile(file: string, option: string): Promise<void> {
   }
 }
 
+/** Temporary files not yet renamed into place: a stop signal's exit removes them. */
+const partials = new Set<string>();
+let removeOnExit = false;
+
 /**
- * Writes a report through a temporary file in the same folder and a rename: a signal or a full
- * disk in the middle of the write leaves the previous file whole instead of a truncated one.
+ * Writes a report's files through temporary files in their folders, then renames them into place
+ * together: a signal or a full disk in the middle leaves the previous files whole (and the JSON
+ * and its chart of the same run), never a truncated one, and no temporary file behind.
  */
-export async function writeWhole(file: string, data: string): Promise<void> {
-  const partial = join(dirname(file), `.${basename(file)}.${process.pid}.partial`);
+export async function writeWhole(files: readonly (readonly [path: string, data: string])[]): Promise<void> {
+  if (!removeOnExit) {
+    removeOnExit = true;
+    process.on('exit', () => {
+      for (const partial of partials) rmSync(partial, { force: true });
+    });
+  }
+  const written = files.map(([file, data]) => ({
+    file,
+    data,
+    partial: join(dirname(file), `.${basename(file)}.${process.pid}.partial`),
+  }));
   try {
-    await writeFile(partial, data);
-    await rename(partial, file);
-  } catch (err) {
-    await rm(partial, { force: true });
-    throw err;
+    for (const { partial, data } of written) {
+      partials.add(partial);
+      await writeFile(partial, data);
+    }
+    for (const { partial, file } of written) {
+      await rename(partial, file);
+      partials.delete(partial);
+    }
+  } finally {
+    for (const { partial } of written) {
+      if (!partials.delete(partial)) continue;
+      await rm(partial, { force: true });
+    }
   }
 }
