@@ -12,8 +12,8 @@
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { Service } from '../test/helpers/service.js';
-import { findExecutable, run, spawnTracked } from './bench/commands.js';
-import { AS_NOBODY, loadsAsNobody } from './bench/drop-root.js';
+import { run, spawnTracked } from './bench/commands.js';
+import { AS_NOBODY, rollsPrerequisiteMissing } from './bench/drop-root.js';
 import { OptionError, parseOrExit } from './bench/options.js';
 import { printable } from './bench/printable.js';
 import { waitForCount } from './bench/roll-wait.js';
@@ -88,16 +88,6 @@ async function measure(rolls: number): Promise<Result> {
 /** A run in its namespace that failed or gave no result: exit 1, with what it printed. */
 class RunFailed extends Error {}
 
-/** What this machine lacks for bench:rolls, checked before any run; undefined when nothing. */
-function missingPrerequisite(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root: each run has a network namespace of its own (unshare -n)';
-  for (const tool of ['unshare', 'setpriv'])
-    if (!findExecutable(tool)) return `needs ${tool} (Debian's util-linux) on PATH`;
-  if (!loadsAsNobody(process.execPath, SELF))
-    return `nobody (uid 65534), who runs the service here, cannot load ${SELF}: the checkout must be readable by every user (not in a folder only root may enter)`;
-  return undefined;
-}
-
 /** One run in a fresh network namespace with tcp_migrate_req at `setting`: the inner run's counts. */
 async function runInNamespace(setting: string, rolls: number): Promise<Result> {
   // Run as nobody, so the service cannot change the sysctl.
@@ -130,7 +120,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(await measure(rolls))}\n`);
     return;
   }
-  const missing = missingPrerequisite();
+  const missing = rollsPrerequisiteMissing(process.execPath, SELF);
   if (missing !== undefined) throw new OptionError(missing);
   const rows: Record<string, Result[]> = { '0': [], '1': [] };
   for (let round = 0; round < rounds; round++) {

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { findExecutable, run } from '../scripts/bench/commands.js';
-import { loadsAsNobody } from '../scripts/bench/drop-root.js';
+import { run } from '../scripts/bench/commands.js';
+import { rollsPrerequisiteMissing } from '../scripts/bench/drop-root.js';
 import { readProcessGroup } from '../scripts/bench/proc-stats.js';
 import { findTools } from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
@@ -255,12 +255,7 @@ test('--quick with neither ab nor wrk: exit 1, and no empty result folder left b
 });
 
 test('SIGTERM to bench:rolls stops its run in the namespace and the service: 130, nothing left', {
-  skip:
-    (process.getuid?.() !== 0 ||
-      !findExecutable('unshare') ||
-      !findExecutable('setpriv') ||
-      !loadsAsNobody(process.execPath, ROLLS)) &&
-    'needs root, unshare, setpriv and a checkout that nobody (uid 65534) can read',
+  skip: rollsPrerequisiteMissing(process.execPath, ROLLS) ?? false,
   timeout: 30_000,
 }, async () => {
   const { child, pgid, stderr, exited } = spawnGroup([ROLLS, '--rolls', '50', '--rounds', '1']);
