@@ -3,12 +3,16 @@
  * ready, exited, a signal came, time passed), actions come out (spawn, drain, kill, log,
  * exit). primary.ts performs the actions; tests drive this with a fake clock. Its parts:
  * worker-table.ts keeps each worker's state and deadlines, rolling-restart.ts plans SIGHUP's roll,
- * supervisor-events.ts defines what goes in and out; the restart policy and shutdown are here.
+ * respawn-schedule.ts keeps each slot's back-off, pause-watch.ts notices the primary's own pauses,
+ * supervisor-events.ts defines what goes in and out; what a worker's exit means, scaling and
+ * shutdown are here.
  */
 import { MAX_WORKERS } from '../config.js';
 import { ExitCode, type ExitCodeValue } from '../exit-codes.js';
 import type { Level } from '../log.js';
 import type { ControlSignal } from '../protocol.js';
+import { PauseWatch } from './pause-watch.js';
+import { RespawnSchedule } from './respawn-schedule.js';
 import { RollingRestart } from './rolling-restart.js';
 import type {
   Action,
@@ -19,17 +23,6 @@ import type {
   SupervisorSnapshot,
 } from './supervisor-events.js';
 import { type WorkerRecord, WorkerTable, workerFields } from './worker-table.js';
-
-interface Slot {
-  failures: number;
-  respawnAt: number | undefined;
-  /** Since when a worker has served in this slot without a failure, across rolls. */
-  goodSince: number | undefined;
-}
-
-function freshSlot(): Slot {
-  return { failures: 0, respawnAt: undefined, goodSince: undefined };
-}
 
 /**
  * Signals that end a worker that does not handle them. Workers ignore them, but one sent to the
@@ -53,13 +46,10 @@ export class Supervisor {
   #stopSignal: { readonly signal: ControlSignal; readonly at: number } | undefined;
   readonly #roll: RollingRestart;
   readonly #workers: WorkerTable;
-  readonly #slots: Slot[] = [];
+  readonly #respawns: RespawnSchedule;
+  readonly #pauses: PauseWatch;
   readonly #restarts: Record<RestartCause, number> = { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 };
   #actions: Action[] = [];
-  /** When the primary's next tick is due, once it has asked (see nextTick). */
-  #tickDue: number | undefined;
-  /** When the last event came in: nextTick counts from there, see below. */
-  #handledAt = 0;
   private readonly options: SupervisorOptions;
   private readonly now: () => number;
 
@@ -72,9 +62,14 @@ export class Supervisor {
     this.now = now;
     this.#target = options.workers;
     this.#workers = new WorkerTable(options, now, (action) => this.#actions.push(action));
+    this.#respawns = new RespawnSchedule(options.backoff);
+    // A quarter of the heartbeat timeout: a worker is declared hung only after a silence of
+    // HEARTBEAT_TIMEOUT_MS, at least twice its interval, so a pause of the primary that could
+    // cause that makes the primary at least this late.
+    this.#pauses = new PauseWatch(options.heartbeatTimeoutMs / 4);
     this.#roll = new RollingRestart({
       workers: this.#workers,
-      spawnReplacement: (slot) => this.#spawnWorker(slot),
+      spawnReplacement: (slot) => this.#workers.spawn(slot),
       log: (level, msg, fields) => this.#log(level, msg, fields),
       configured: () => this.#target,
     });
@@ -87,14 +82,8 @@ export class Supervisor {
   /** Feeds one event; returns what to do, in order. */
   handle(event: SupervisorEvent): Action[] {
     this.#actions = [];
-    // Whatever event comes first after a pause tells of it: the heartbeats and exits that queued
-    // meanwhile may be read before the overdue timer runs.
-    const due = this.#tickDue;
-    this.#tickDue = undefined;
-    const now = this.now();
-    const last = this.#handledAt;
-    this.#handledAt = now;
-    if (due !== undefined && now - due > this.watchMs) this.#resumeAfterPause(now - last);
+    const pausedMs = this.#pauses.observe(this.now());
+    if (pausedMs !== undefined) this.#resumeAfterPause(pausedMs);
     switch (event.type) {
       case 'start':
         this.#start();
@@ -128,31 +117,18 @@ export class Supervisor {
     return this.#actions;
   }
 
-  /**
-   * When the primary must tick next, asked after each event: at the next deadline, and at least
-   * every watchMs, so that an event that finds this time long past knows the primary did not run.
-   * Counted from the event, not from now: a pause while the primary performed the event's actions
-   * (a fork, a log write) then shows too. Never before the event: a deadline already past (a slot
-   * waiting its turn to boot) is due at once, and its age is no lateness of the primary's.
-   */
+  /** When the primary must tick next, asked after each event (see PauseWatch.nextTick). */
   nextTick(): number {
-    const from = this.#handledAt;
-    const due = Math.max(
-      from,
-      Math.min(this.nextDeadline() ?? Number.POSITIVE_INFINITY, from + this.watchMs),
-    );
-    this.#tickDue = due;
-    return due;
+    return this.#pauses.nextTick(this.nextDeadline());
   }
 
   /** When the next timed decision is due (boot, heartbeat or drain timeout, a delayed respawn). */
   nextDeadline(): number | undefined {
-    let next = this.#workers.nextDeadline();
+    const next = this.#workers.nextDeadline();
     // A slot waiting for a boot to finish is due at that worker's ready or exit, not at a time.
-    if (this.#phase === 'running' && this.#canBoot())
-      for (const { respawnAt } of this.#slots.slice(0, this.#target))
-        if (respawnAt !== undefined && (next === undefined || respawnAt < next)) next = respawnAt;
-    return next;
+    if (this.#phase !== 'running' || !this.#canBoot()) return next;
+    const respawn = this.#respawns.nextDue(this.#target);
+    return respawn === undefined || (next !== undefined && next <= respawn) ? next : respawn;
   }
 
   snapshot(): SupervisorSnapshot {
@@ -176,21 +152,12 @@ export class Supervisor {
 
   /** Starts a worker in `slot` now, or once fewer than bootConcurrency workers are booting. */
   #fill(slot: number): void {
-    if (this.#canBoot()) {
-      this.#spawnWorker(slot);
-      return;
-    }
-    this.#slots[slot] ??= freshSlot();
-    this.#slots[slot].respawnAt = this.now();
+    if (this.#canBoot()) this.#workers.spawn(slot);
+    else this.#respawns.queue(slot, this.now());
   }
 
   #canBoot(): boolean {
     return this.#workers.count('starting') < this.options.bootConcurrency;
-  }
-
-  #spawnWorker(slot: number): number {
-    this.#slots[slot] ??= freshSlot();
-    return this.#workers.spawn(slot);
   }
 
   #onReady(id: number): void {
@@ -202,8 +169,7 @@ export class Supervisor {
     this.#bootFailures = 0;
     this.#everReady = true;
     this.#log('info', 'worker ready', { ...workerFields(w), bootMs: w.readyAt - w.spawnedAt });
-    const slot = this.#slots[w.slot];
-    if (slot) slot.goodSince ??= w.readyAt;
+    this.#respawns.served(w.slot, w.readyAt);
     // Counted once the new worker holds the slot: an aborted roll replaced nobody.
     if (this.#roll.onReady(id)) this.#restarts.roll++;
   }
@@ -266,27 +232,20 @@ export class Supervisor {
           { ...exit, lastCause: w.stopReason ?? 'exited' },
         );
     }
-    const slot = this.#slots[w.slot];
-    if (!slot || w.slot >= this.#target) return;
-    if (slot.respawnAt !== undefined || this.#workers.isSlotFilled(w.slot)) {
+    if (w.slot >= this.#target) return;
+    if (this.#respawns.isQueued(w.slot) || this.#workers.isSlotFilled(w.slot)) {
       this.#log('warn', 'worker exited unexpectedly; its slot is already being refilled', { ...exit, cause });
       return;
     }
-    const { initialMs, maxMs, resetAfterMs } = this.options.backoff;
     if (interrupted) {
       // Not a failure: no back-off growth, no restart counted.
-      slot.respawnAt = now + initialMs;
       this.#log('warn', 'new worker killed by a signal before it was ready; starting another', {
         ...exit,
-        restartInMs: initialMs,
+        restartInMs: this.#respawns.retry(w.slot, now),
       });
       return;
     }
-    if (slot.goodSince !== undefined && now - slot.goodSince >= resetAfterMs) slot.failures = 0;
-    slot.goodSince = undefined;
-    const delayMs = Math.min(initialMs * 2 ** slot.failures, maxMs);
-    slot.failures++;
-    slot.respawnAt = now + delayMs;
+    const delayMs = this.#respawns.backOff(w.slot, now);
     this.#restarts[cause]++;
     this.#log('warn', 'worker exited unexpectedly', { ...exit, cause, restartInMs: delayMs });
   }
@@ -326,7 +285,7 @@ export class Supervisor {
         return;
       }
       this.#target++;
-      this.#slots[this.#target - 1] = freshSlot();
+      this.#respawns.reset(this.#target - 1);
       this.#restarts.scale++;
       this.#log('info', 'SIGTTIN: adding a worker', { workers: this.#target });
       this.#fill(this.#target - 1);
@@ -337,8 +296,7 @@ export class Supervisor {
       }
       this.#target--;
       const slot = this.#target;
-      const s = this.#slots[slot];
-      if (s) s.respawnAt = undefined;
+      this.#respawns.cancel(slot);
       this.#restarts.scale++;
       this.#log('info', 'SIGTTOU: removing a worker', { workers: this.#target });
       for (const w of this.#workers.values()) {
@@ -351,14 +309,9 @@ export class Supervisor {
     }
   }
 
-  /**
-   * How often the primary must tick at least, and how late past its tick an event may come before
-   * the time missed is taken for a stop of the primary itself: a quarter of the heartbeat timeout.
-   * A heartbeat deadline is missed only after a silence of HEARTBEAT_TIMEOUT_MS, at least twice
-   * the interval, so a pause that could cause it makes the primary at least this late.
-   */
+  /** How often the primary must tick at least, and how late an event may come (see PauseWatch). */
   get watchMs(): number {
-    return this.options.heartbeatTimeoutMs / 4;
+    return this.#pauses.watchMs;
   }
 
   #onTick(): void {
@@ -386,19 +339,17 @@ export class Supervisor {
       }
     }
     if (this.#phase !== 'running') return;
-    this.#slots.forEach((s, slot) => {
-      if (slot < this.#target && s.respawnAt !== undefined && now >= s.respawnAt && this.#canBoot()) {
-        s.respawnAt = undefined;
-        this.#spawnWorker(slot);
-      }
-    });
+    while (this.#canBoot()) {
+      const slot = this.#respawns.takeDue(this.#target, now);
+      if (slot === undefined) break;
+      this.#workers.spawn(slot);
+    }
   }
 
   /**
-   * The primary did not run (`docker pause` froze the whole container, SIGSTOP, a blocked event
-   * loop) for at most `gapMs`, the time since it last ran, so it saw nothing of that time: no
-   * worker's deadline may count it. A frozen worker's next heartbeat is still to come, so each
-   * serving worker gets a new window.
+   * The primary did not run for at most `gapMs`, so it saw nothing of that time: no worker's
+   * deadline may count it. A frozen worker's next heartbeat is still to come, so each serving
+   * worker gets a new window.
    */
   #resumeAfterPause(gapMs: number): void {
     const now = this.now();
