@@ -3,16 +3,48 @@ import { describe, it } from 'node:test';
 import { ConfigError, parseArguments, parseConfig } from '../src/config.js';
 
 describe('parseConfig', () => {
-  it('has the documented defaults', () => {
+  it('has the documented defaults (the README configuration table), every one of them', () => {
     const c = parseConfig({}, 'linux');
-    assert.equal(c.port, 5000);
-    assert.equal(c.host, undefined);
-    assert.equal(c.workers, 'auto');
-    assert.equal(c.workersFrom, 'default');
-    assert.equal(c.balance, 'reuseport');
-    assert.equal(c.drainTimeoutMs, 8000);
-    assert.equal(c.http.headersTimeoutMs, 10_000);
+    assert.deepEqual(c, {
+      port: 5000,
+      host: undefined,
+      workers: 'auto',
+      workersFrom: 'default',
+      balance: 'reuseport',
+      logLevel: 'info',
+      metrics: true,
+      shutdownDelayMs: 0,
+      drainTimeoutMs: 8000,
+      bootTimeoutMs: 10_000,
+      heartbeatIntervalMs: 1000,
+      heartbeatTimeoutMs: 10_000,
+      crashLoopLimit: 5,
+      http: {
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        keepAliveTimeoutMs: 5000,
+        maxHeaderSize: 16_384,
+        maxConnections: 10_000,
+        maxBodyBytes: 1024,
+      },
+    });
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.http));
+  });
+
+  it('takes the words in any case, ignores spaces around a value, and an empty or blank one means the default', () => {
+    const c = parseConfig(
+      { WORKERS: 'AUTO', BALANCE: 'Round-Robin', METRICS: 'OFF', LOG_LEVEL: 'Warn' },
+      'linux',
+    );
+    assert.deepEqual([c.workers, c.balance, c.metrics, c.logLevel], ['auto', 'round-robin', false, 'warn']);
+    assert.equal(parseConfig({ WORKERS: ' 2 ' }).workers, 2);
+    const blank = parseConfig({ PORT: '   ', BALANCE: '', DRAIN_TIMEOUT_MS: '\t' }, 'linux');
+    assert.deepEqual([blank.port, blank.balance, blank.drainTimeoutMs], [5000, 'reuseport', 8000]);
+  });
+
+  it('takes a request timeout equal to the headers timeout', () => {
+    const c = parseConfig({ HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '5000' });
+    assert.deepEqual([c.http.headersTimeoutMs, c.http.requestTimeoutMs], [5000, 5000]);
   });
 
   it('defaults BALANCE to round-robin off Linux', () => {

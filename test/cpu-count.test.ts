@@ -86,6 +86,19 @@ describe('detectCpuLimit over fixture trees', () => {
     assert.equal(v2('/../other', { '/sys/fs/cgroup/cpu.max': '50000 100000\n' }), 8);
   });
 
+  it('a mount point with a space in its name (escaped as \\040 in mountinfo) is found', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-7'),
+        '/proc/self/cgroup': '0::/app\n',
+        '/proc/self/mountinfo': '30 23 0:27 / /mnt/cgroup\\040v2 rw - cgroup2 cgroup2 rw',
+        '/mnt/cgroup v2/app/cpu.max': '200000 100000\n',
+      }),
+      8,
+    );
+    assert.equal(limit.workers, 2);
+  });
+
   it('cgroup v1 unlimited (-1) leaves the affinity count', () => {
     const limit = detectCpuLimit(
       tree({
