@@ -243,6 +243,27 @@ describe('Supervisor', () => {
     assert.equal(h.exitCode(), ExitCode.forcedStop);
   });
 
+  it('the drain timeout counts from the end of SHUTDOWN_DELAY_MS, not from the stop signal', () => {
+    // A Kubernetes-style delay longer than the drain timeout: counted from the signal, every
+    // worker would be killed while still waiting to close its listener.
+    const h = started({ shutdownDelayMs: 10_000 });
+    const out = h.send({ type: 'signal', signal: 'SIGTERM' });
+    assert.deepEqual(
+      out.filter((a) => a.type === 'drain').map((a) => a.delayMs),
+      [10_000, 10_000],
+    );
+    assert.equal(h.supervisor.nextDeadline(), 10_000 + OPTIONS.drainTimeoutMs);
+    assert.deepEqual(
+      h.advance(10_000 + OPTIONS.drainTimeoutMs - 1).filter((a) => a.type === 'kill'),
+      [],
+    );
+    h.exit(1, 0);
+    assert.deepEqual(
+      h.advance(1).filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: 2 }],
+    );
+  });
+
   it('a second stop signal kills at once', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });
@@ -803,6 +824,8 @@ describe('Supervisor', () => {
     assert.equal(h.supervisor.snapshot().configured, 1);
     assert.deepEqual([...h.live.values()], [0]);
     assert.ok(h.of('log').some((l) => /SIGTTOU ignored/.test(l.msg)));
+    // Two added, two removed; the ignored SIGTTOU changed nothing.
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 0, roll: 0, scale: 4 });
     // A worker removed by scaling is not respawned.
     h.advance(60_000);
     assert.equal(h.spawned().length, 3);
