@@ -175,6 +175,19 @@ describe('fault tolerance under load', () => {
     assert.deepEqual(await service.stop(), { code: 0, signal: null });
   });
 
+  it('2f. an uncaught exception in the primary exits 1 and takes every worker with it, a stopped one too', async () => {
+    const fixture = new URL('fixtures/primary-throws.js', import.meta.url).href;
+    const service = await start({ env: { WORKERS: '2', NODE_OPTIONS: `--import=${fixture}` } });
+    const [stopped, running] = service.liveWorkerPids() as [number, number];
+    // A stopped worker never reads that its IPC channel closed: only a kill ends it.
+    process.kill(stopped, 'SIGSTOP');
+    service.signal('SIGUSR2');
+    assert.equal((await service.exited).code, ExitCode.internal);
+    const fatal = service.logs.find((l) => l.msg === 'uncaught exception in the primary');
+    assert.match(String((fatal?.err as { message?: string } | undefined)?.message), /injected/);
+    assert.deepEqual([await waitForDeath(stopped), await waitForDeath(running)], [true, true]);
+  });
+
   it('3. SIGSTOP a worker: killed after the heartbeat timeout and replaced', async (t) => {
     const service = await start({
       env: { WORKERS: '2', HEARTBEAT_INTERVAL_MS: '100', HEARTBEAT_TIMEOUT_MS: '1000' },

@@ -66,9 +66,12 @@ describe('metrics aggregated across workers', () => {
     const sent = 57;
     const served = new Set<number>();
     for (let i = 0; i < sent; i++) served.add(await greetingPid(service.url));
-    // Probes and scrapes are not counted as requests.
+    // Probes and scrapes are not counted as requests; a scrape is read-only (405, not counted either).
     await get(`${service.url}/healthz`);
     await get(`${service.url}/readyz`);
+    const posted = await request(`${service.url}/metrics`, { method: 'POST', body: '', reset: true });
+    assert.deepEqual([posted.statusCode, posted.headers.allow], [405, 'GET, HEAD']);
+    await posted.body.text();
     const scrapes = [];
     for (let i = 0; i < 4; i++) scrapes.push(await get(`${service.url}/metrics`));
     for (const s of scrapes) {
@@ -94,7 +97,9 @@ describe('metrics aggregated across workers', () => {
       // Nearly idle workers: the delay is near 0, not the 20 ms the sampling timer waits between ticks.
       for (const s of loopDelay.filter((d) => d.labels.quantile === '0.5'))
         assert.ok(s.value < 0.01, `p50 ${s.value} s`);
-      assert.ok(total(p, 'process_start_time_seconds') > 1.7e9);
+      // Seconds since the epoch, as Prometheus's process collectors give it (not milliseconds).
+      const startedAgo = Date.now() / 1000 - total(p, 'process_start_time_seconds');
+      assert.ok(startedAgo >= 0 && startedAgo < 60, `started ${startedAgo} s ago`);
     }
   });
 
@@ -345,7 +350,6 @@ describe('metrics aggregated across workers', () => {
     const idle = stats.snapshot();
     // Half the tick: far from the 20 ms an unsubtracted histogram reads, with room for a busy machine.
     assert.ok(idle.loopDelayP50Seconds < 0.01, `idle p50 ${idle.loopDelayP50Seconds} s`);
-    assert.ok(idle.loopDelayP99Seconds >= idle.loopDelayP50Seconds);
     const blockedAt = performance.now();
     while (performance.now() - blockedAt < 100);
     // The tick that was due during the block records it on the next turn of the loop.
@@ -436,9 +440,11 @@ describe('readiness during shutdown', () => {
       const ready = await get(`${service.url}/readyz`);
       assert.equal(ready.status, 503);
       assert.equal(ready.text, 'draining\n');
-      const greeting = await get(service.url);
-      assert.equal(greeting.status, 200);
+      // A kept-alive request (get() asks for close itself): the close is the draining server's.
+      const greeting = await request(service.url);
+      assert.equal(greeting.statusCode, 200);
       assert.equal(greeting.headers.connection, 'close');
+      await greeting.body.text();
     }
     const { code } = await service.exited;
     assert.equal(code, 0);
@@ -449,6 +455,23 @@ describe('readiness during shutdown', () => {
 });
 
 describe('logs', () => {
+  it('LOG_LEVEL reaches the workers: at warn, a start and a stop log nothing below warn from any process', async () => {
+    const service = await start({ env: { WORKERS: '1', LOG_LEVEL: 'warn' }, ready: 0 });
+    // 'worker ready' is an info line, so readiness is asked of /readyz, as an orchestrator would.
+    for (;;) {
+      const ready = await get(`${service.url}/readyz`).catch(() => undefined);
+      if (ready?.status === 200) break;
+      assert.equal(service.proc.exitCode, null, service.dump());
+    }
+    service.signal('SIGTERM');
+    assert.equal((await service.exited).code, 0);
+    // The worker's own 'worker draining' (info) would be the first to show.
+    assert.deepEqual(
+      service.logs.filter((l) => l.level < 40),
+      [],
+    );
+  });
+
   it("stdout's reader gone (EPIPE): each process says so once on stderr and the service keeps serving; SIGTERM exits 0", async () => {
     const service = await start({ env: { WORKERS: '2' } });
     const primary = service.pid;

@@ -363,6 +363,16 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
     assert.match(closed.stdout, /ECONNREFUSED/);
   });
 
+  it('exits 1 while /readyz answers 503: a stopping service is not healthy', async () => {
+    const service = await start({ env: { WORKERS: '1', SHUTDOWN_DELAY_MS: '5000' } });
+    service.signal('SIGTERM');
+    await service.waitForMsgCount('worker draining', 1);
+    const { code, stdout } = await healthcheck(service.port);
+    assert.deepEqual([code, stdout], [1, 'readyz: 503\n']);
+    service.signal('SIGTERM');
+    assert.equal((await service.exited).code, ExitCode.forcedStop);
+  });
+
   it('gives up after 2 s in all, even on an answer that trickles in a byte at a time', {
     timeout: 10_000,
   }, async (t) => {
