@@ -264,6 +264,16 @@ describe('Supervisor', () => {
     );
   });
 
+  it('a worker killed at its drain deadline is not overdue again while its exit is on the way', () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    assert.equal(h.advance().filter((a) => a.type === 'kill').length, 1);
+    const from = h.actions.length;
+    h.advance(1);
+    assert.deepEqual(h.actions.slice(from), [], 'a second kill or log line for the same worker');
+    assert.equal(h.supervisor.nextDeadline(), undefined, 'a deadline already past keeps the primary ticking');
+  });
+
   it('a second stop signal kills at once', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });
@@ -415,6 +425,73 @@ describe('Supervisor', () => {
     assert.equal(h.spawned(from).length, 4, 'two rolls of two workers');
     assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart complete').length, 2);
     assert.equal(h.live.size, 2);
+  });
+
+  it("a worker of another slot becoming ready (a crash's respawn) does not drain the old worker the roll is replacing", () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [old0] = h.idsInSlot(0) as [number, number];
+    const [old1] = h.idsInSlot(1) as [number];
+    h.exit(old1, 1);
+    h.advance(); // slot 1's respawn after its back-off
+    const [respawn1] = h.idsInSlot(1) as [number];
+    const out = h.send({ type: 'ready', id: respawn1 });
+    assert.deepEqual(
+      out.filter((a) => a.type === 'drain'),
+      [],
+      `old worker ${old0} drained before its own replacement was ready`,
+    );
+  });
+
+  it('a roll that reaches a slot whose worker is still booting after a crash leaves it be: no extra worker, no roll counted', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [old0, new0] = h.idsInSlot(0) as [number, number];
+    const [old1] = h.idsInSlot(1) as [number];
+    h.exit(old1, 1);
+    h.advance(); // slot 1's respawn: a new worker, not yet ready
+    const from = h.actions.length;
+    h.send({ type: 'ready', id: new0 });
+    h.exit(old0, 0);
+    assert.deepEqual(h.spawned(from), [], 'the roll forked a replacement for a worker that is itself new');
+    assert.equal(h.supervisor.snapshot().restarts.roll, 1);
+  });
+
+  it('SIGTTOU removing the slot the roll is replacing ends that roll: the next SIGHUP starts a new one at once', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [old0, new0] = h.idsInSlot(0) as [number, number];
+    h.send({ type: 'ready', id: new0 });
+    h.exit(old0, 0); // the roll moves on to slot 1
+    h.send({ type: 'signal', signal: 'SIGTTOU' });
+    for (const id of h.idsInSlot(1)) h.exit(id, 0);
+    const from = h.actions.length;
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart started').length, 1);
+    assert.equal(h.spawned(from).length, 1, 'slot 0 is replaced');
+  });
+
+  it('a roll aborted with a SIGHUP queued drops that SIGHUP: the next one runs one roll, not two', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    h.send({ type: 'signal', signal: 'SIGHUP' }); // queued behind the first
+    const [old0, new0] = h.idsInSlot(0) as [number, number];
+    h.send({ type: 'ready', id: new0 });
+    h.exit(new0, 1); // a bad release: the roll stops, and the queued one with it
+    h.exit(old0, 0);
+    h.advance();
+    h.readyAll();
+    const from = h.actions.length;
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    for (let step = 0; step < 4; step++) {
+      const newest = Math.max(...h.live.keys());
+      const [old] = h.idsInSlot(h.live.get(newest) as number) as [number];
+      if (old === newest) break;
+      h.send({ type: 'ready', id: newest });
+      h.exit(old, 0);
+    }
+    assert.equal(h.of('log', from).filter((l) => l.msg === 'rolling restart started').length, 1);
+    assert.equal(h.spawned(from).length, 2, 'one roll of two workers');
   });
 
   it('a replacement that fails to boot aborts the roll and keeps the old worker', () => {
@@ -660,6 +737,10 @@ describe('Supervisor', () => {
     for (let i = 0; i < 8; i++) {
       h.exit(h.idsInSlot(0)[0] as number, null, 'SIGTERM');
       assert.equal(h.of('log').at(-1)?.fields.restartInMs, DEFAULT_BACKOFF.initialMs);
+      // Not before the delay it announced.
+      const spawns = h.spawned().length;
+      h.advance(DEFAULT_BACKOFF.initialMs - 1);
+      assert.equal(h.spawned().length, spawns);
       h.advance();
     }
     assert.equal(h.exitCode(), undefined);
