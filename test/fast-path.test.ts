@@ -11,7 +11,7 @@ import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { recognizeGreetingRequest } from '../src/worker/request-head.js';
 import { RequestStats } from '../src/worker/request-stats.js';
-import { createGreetingServer } from '../src/worker/server.js';
+import { createGreetingServer, type Readiness } from '../src/worker/server.js';
 import { mulberry32 } from './helpers/fuzz.js';
 import { RawConnection } from './helpers/raw-http.js';
 
@@ -189,6 +189,8 @@ interface InProcess {
   readonly stats: RequestStats;
   /** Requests node:http parsed (the fast path's never reach its 'request' event). */
   parsedByNode: number;
+  /** What the server's readiness callback answers; 'draining' as after a stop signal. */
+  readiness: Readiness;
 }
 
 const servers: Server[] = [];
@@ -201,17 +203,29 @@ after(() => {
 
 async function listen(env: Record<string, string> = {}, hostname = 'test-host'): Promise<InProcess> {
   const stats = new RequestStats();
+  let readiness: Readiness = 'ready';
   const server = createGreetingServer({
     hostname,
     pid: 4242,
     limits: parseConfig(env).http,
     stats,
-    readiness: () => 'ready',
+    readiness: () => readiness,
   });
   servers.push(server);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const state: InProcess = { server, port: (server.address() as AddressInfo).port, stats, parsedByNode: 0 };
+  const state: InProcess = {
+    server,
+    port: (server.address() as AddressInfo).port,
+    stats,
+    parsedByNode: 0,
+    get readiness() {
+      return readiness;
+    },
+    set readiness(value) {
+      readiness = value;
+    },
+  };
   server.on('request', () => state.parsedByNode++);
   return state;
 }
@@ -426,6 +440,48 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it("while draining, a kept-alive connection's next greeting carries Connection: close, and the connection closes", async () => {
+    const s = await listen();
+    const conn = await RawConnection.open(s.port);
+    try {
+      conn.write(request);
+      assert.deepEqual((await conn.reply()).headers.get('connection'), ['keep-alive']);
+      s.readiness = 'draining';
+      conn.write(request);
+      const last = await conn.reply();
+      assert.equal(last.body, GREETING);
+      assert.deepEqual(last.headers.get('connection'), ['close']);
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the connection stayed open while draining');
+      // The fast path hands a draining connection to node:http, which closes it after its reply.
+      assert.equal(s.parsedByNode, 1);
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('the Date header follows the clock, a new one each second', async (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.parse('2026-11-27T10:00:00.500Z') });
+    const s = await listen();
+    const conn = await RawConnection.open(s.port);
+    try {
+      const dates: string[] = [];
+      for (const step of [0, 400, 200, 2_000]) {
+        t.mock.timers.tick(step);
+        conn.write(request);
+        dates.push(...((await conn.reply()).headers.get('date') ?? []));
+      }
+      assert.deepEqual(dates, [
+        'Fri, 27 Nov 2026 10:00:00 GMT',
+        'Fri, 27 Nov 2026 10:00:00 GMT',
+        'Fri, 27 Nov 2026 10:00:01 GMT',
+        'Fri, 27 Nov 2026 10:00:03 GMT',
+      ]);
+      assert.equal(s.parsedByNode, 0);
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it('closes a connection the client half-closed, and idle connections when asked to', async () => {
     const s = await listen();
     const halfClosed = await RawConnection.open(s.port);
@@ -442,7 +498,9 @@ describe('the fast path against node:http (in process)', () => {
       s.server.closeIdleConnections();
       assert.ok(await served.closedWithin(CLOSE_MS), 'an idle kept-alive connection stayed open');
       assert.ok(await silent.closedWithin(CLOSE_MS), 'a connection with no request yet stayed open');
-      assert.equal(silent.received, '');
+      // Closed without a word: no unasked response (a 408) to either, and none counted.
+      assert.deepEqual([served.unread, silent.received], ['', '']);
+      assert.equal(s.stats.responses[3], 0);
       assert.equal(s.parsedByNode, 0);
     } finally {
       served.destroy();

@@ -295,6 +295,7 @@ const CASES: readonly Case[] = [
   ),
   ...[
     ['an IPv6 literal and a port', 'Host: [::1]:5000'],
+    ["RFC 3986's IPvFuture literal", 'Host: [v1.fe80::a+en1]'],
     ['an IPv4 address', 'Host: 127.0.0.1'],
     ['a percent-encoded name, sub-delims and an empty port', "Host: my_host-1.%41!$&'()*+,;=:"],
     ['an empty value (the service has one default authority)', 'Host:'],
@@ -336,6 +337,7 @@ const CASES: readonly Case[] = [
   },
   ...bad('absolute-form', [
     ['an empty host', crlf(['GET http:/// HTTP/1.1', 'Host: test'])],
+    ['a port and no host', crlf(['GET http://:80/ HTTP/1.1', 'Host: test'])],
     ['userinfo', crlf(['GET http://u@a/ HTTP/1.1', 'Host: test'])],
     ['a port that is not digits', crlf(['GET http://a:b/ HTTP/1.1', 'Host: test'])],
     ['an IP literal that is no IPv6 address', crlf(['GET http://[1::2::3]/ HTTP/1.1', 'Host: test'])],
