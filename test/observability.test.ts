@@ -407,9 +407,45 @@ describe('metrics aggregated across workers', () => {
     }
   });
 
+  it('a scrape the primary does not answer (stopped) gets 503 after 2 s, not a hang; it is answered again once the primary runs', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    process.kill(service.pid, 'SIGSTOP');
+    const asked = performance.now();
+    const scrape = await get(`${service.url}/metrics`).finally(() => process.kill(service.pid, 'SIGCONT'));
+    const waited = performance.now() - asked;
+    assert.deepEqual([scrape.status, scrape.text], [503, 'metrics unavailable\n']);
+    assert.ok(waited >= 1_980 && waited < 3_500, `answered after ${waited} ms`);
+    assert.equal((await get(`${service.url}/metrics`)).status, 200);
+  });
+
   it('METRICS=off: /metrics is 404', async () => {
     const service = await start({ env: { WORKERS: '1', METRICS: 'off' } });
     assert.equal((await get(`${service.url}/metrics`)).status, 404);
+  });
+
+  it('renderMetrics: the configured count is the target, not the processes; workers by state, a stopping one included', () => {
+    // During a roll: 2 configured, 3 processes (a replacement starting, an old one draining).
+    const text = renderMetrics({
+      supervisor: {
+        phase: 'running',
+        configured: 2,
+        workers: [
+          { id: 1, slot: 0, pid: 11, state: 'stopping' },
+          { id: 2, slot: 1, pid: 12, state: 'listening' },
+          { id: 3, slot: 0, pid: 13, state: 'listening' },
+          { id: 4, slot: 1, pid: 14, state: 'starting' },
+        ],
+        restarts: { crash: 0, hung: 0, boot: 0, roll: 1, scale: 0 },
+      },
+      workers: [],
+      responses: [0, 0, 0, 0, 0],
+      primaryStartSeconds: 1,
+      primaryRssBytes: 2,
+    });
+    const p = parseExposition(text);
+    assert.equal(total(p, 'myservice_workers_configured'), 2);
+    const byState = (state: string) => total(p, 'myservice_workers', { state });
+    assert.deepEqual([byState('starting'), byState('listening'), byState('stopping')], [1, 2, 1]);
   });
 
   it('renderMetrics gives a valid exposition for a service with no worker', () => {
