@@ -38,6 +38,7 @@ import {
   type TargetSpec,
   targetSpecs,
 } from '../scripts/bench/targets.js';
+import { summaryOf } from './helpers/bench-summary.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-report-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -72,22 +73,9 @@ const report = (defaultTarget: string | undefined, defaultWorkers: number): Benc
   },
   profiles: [{ id: 'ab', command: 'ab -c 4 -n 500' }],
   targets: targetSpecs([2], []).map((s) => ({ ...s, readyMs: 1 })),
-  summaries: targetSpecs([2], []).map((t) => ({
-    target: t.id,
-    profile: 'ab',
-    runs: 1,
-    errors: 0,
-    requestsPerSecond: 1000,
-    p50Ms: 1,
-    p99Ms: 2,
-    cpuMicrosPerRequest: 100,
-    failed: 0,
-    failures: NO_FAILURES,
-    lengthMismatches: 0,
-    peakRssPrimaryBytes: undefined,
-    peakRssWorkerBytes: undefined,
-    imbalance: undefined,
-  })),
+  summaries: targetSpecs([2], []).map((t) =>
+    summaryOf(t.id, 'ab', { requestsPerSecond: 1000, p50Ms: 1, p99Ms: 2, cpuMicrosPerRequest: 100 }),
+  ),
   ratios: [],
   scaling: [],
   samples: [],

@@ -16,11 +16,12 @@ import {
 } from '../scripts/bench/load-output.js';
 import { OptionError, parseOptions } from '../scripts/bench/options.js';
 import { readContextSwitches } from '../scripts/bench/proc-stats.js';
-import { findTools } from '../scripts/bench/profiles.js';
+import { findTools, type ProfileId } from '../scripts/bench/profiles.js';
 import { countDeltas, imbalance, parseRequestCounts } from '../scripts/bench/request-spread.js';
 import { roundOrder } from '../scripts/bench/run-rounds.js';
-import { comparisons, median } from '../scripts/bench/summary.js';
+import { comparisons, median, scaling } from '../scripts/bench/summary.js';
 import { defaultWorkerCounts, targetSpecs } from '../scripts/bench/targets.js';
+import { summaryOf } from './helpers/bench-summary.js';
 
 const AB_REPORT = `Server Hostname:        127.0.0.1
 Document Length:        49 bytes
@@ -319,6 +320,29 @@ describe('summaries', () => {
     }
     assert.ok((readContextSwitches(process.pid) ?? 0) > read);
     assert.equal(readContextSwitches(2 ** 22 + 1), undefined);
+  });
+
+  it('scaling efficiency: req/s at k workers over k times one worker, per profile; unknown without one worker', () => {
+    const summary = (target: string, profile: ProfileId, requestsPerSecond: number) =>
+      summaryOf(target, profile, { runs: 3, requestsPerSecond });
+    const rows = scaling(
+      [
+        summary('reuseport-1', 'wrk', 100),
+        summary('reuseport-4', 'wrk', 340),
+        summary('round-robin-4', 'wrk', 400),
+        summary('reuseport-4', 'ab', 50),
+      ],
+      [1, 4],
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.profile, r.workers, r.requestsPerSecond, r.efficiency]),
+      [
+        ['wrk', 1, 100, 1],
+        ['wrk', 4, 340, 0.85],
+        ['ab', 1, undefined, undefined],
+        ['ab', 4, 50, undefined],
+      ],
+    );
   });
 
   it('median ignores missing values; rounds rotate the order', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
@@ -95,6 +95,29 @@ describe('more workers than CPUs', () => {
     assert.ok(Math.max(...overlapping) <= 4, `boots overlapping: ${overlapping}`);
     assert.equal(service.liveWorkerPids().length, 9);
     assert.ok(!service.logs.some((l) => /did not run/.test(l.msg)), service.dump());
+  });
+});
+
+describe('net.ipv4.tcp_migrate_req (reuseport)', () => {
+  it('already 1: the service says so and sets nothing', async (t) => {
+    const sysctl = '/proc/sys/net/ipv4/tcp_migrate_req';
+    let was: string;
+    try {
+      was = readFileSync(sysctl, 'utf8');
+      writeFileSync(sysctl, '1');
+    } catch (err) {
+      t.skip(
+        `${sysctl} cannot be set here (${(err as NodeJS.ErrnoException).code}): not root, or Linux < 5.14`,
+      );
+      return;
+    }
+    t.after(() => writeFileSync(sysctl, was));
+    const service = await start({ env: { WORKERS: '1', BALANCE: 'reuseport' } });
+    const lines = service.logs.filter((l) => l.msg.includes('tcp_migrate_req'));
+    assert.deepEqual(
+      lines.map((l) => l.msg),
+      ['net.ipv4.tcp_migrate_req=1: queued connections move to another worker when one stops'],
+    );
   });
 });
 
