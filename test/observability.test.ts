@@ -66,12 +66,9 @@ describe('metrics aggregated across workers', () => {
     const sent = 57;
     const served = new Set<number>();
     for (let i = 0; i < sent; i++) served.add(await greetingPid(service.url));
-    // Probes and scrapes are not counted as requests; a scrape is read-only (405, not counted either).
+    // Probes and scrapes are not counted as requests.
     await get(`${service.url}/healthz`);
     await get(`${service.url}/readyz`);
-    const posted = await request(`${service.url}/metrics`, { method: 'POST', body: '', reset: true });
-    assert.deepEqual([posted.statusCode, posted.headers.allow], [405, 'GET, HEAD']);
-    await posted.body.text();
     const scrapes = [];
     for (let i = 0; i < 4; i++) scrapes.push(await get(`${service.url}/metrics`));
     for (const s of scrapes) {
@@ -101,6 +98,18 @@ describe('metrics aggregated across workers', () => {
       const startedAgo = Date.now() / 1000 - total(p, 'process_start_time_seconds');
       assert.ok(startedAgo >= 0 && startedAgo < 60, `started ${startedAgo} s ago`);
     }
+  });
+
+  it('another method on a probe path is no probe: 405, counted as a request and a 4xx response like POST /', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    for (const path of ['/', '/healthz', '/readyz', '/metrics']) {
+      const posted = await request(`${service.url}${path}`, { method: 'POST', body: '', reset: true });
+      assert.deepEqual([posted.statusCode, posted.headers.allow], [405, 'GET, HEAD'], path);
+      await posted.body.text();
+    }
+    const p = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(p, 'myservice_http_requests_total'), 4);
+    assert.equal(total(p, 'myservice_http_responses_total', { code: '4xx' }), 4);
   });
 
   it('restart counters move after a worker is killed', async () => {

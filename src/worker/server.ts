@@ -68,29 +68,33 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
 
   function route(req: IncomingMessage, res: ServerResponse, path: string): void {
     const readable = req.method === 'GET' || req.method === 'HEAD';
+    if (readable && answerProbe(req, res, path)) return;
+    // Every other answer is to a request, counted: the greeting, a method refused on a path that
+    // exists (a probe's included: a POST is no probe), an unknown path.
+    stats.requests++;
+    const known =
+      path === '/' || path === '/healthz' || path === '/readyz' || (path === '/metrics' && !!options.metrics);
+    send(res, !known ? notFound : readable ? greeting : methodNotAllowed);
+  }
+
+  /** Answers a probe or a scrape (GET or HEAD), which are not requests to count; false for any other path. */
+  function answerProbe(req: IncomingMessage, res: ServerResponse, path: string): boolean {
     switch (path) {
-      case '/':
-        stats.requests++;
-        send(res, readable ? greeting : methodNotAllowed);
-        return;
       case '/healthz':
-        send(res, readable ? alive : methodNotAllowed, false);
-        return;
+        send(res, alive, false);
+        return true;
       case '/readyz': {
         const state = readiness();
-        send(res, !readable ? methodNotAllowed : state === 'ready' ? ready : notReady[state], false);
-        return;
+        send(res, state === 'ready' ? ready : notReady[state], false);
+        return true;
       }
       case '/metrics':
-        if (options.metrics) {
-          if (readable) scrape(req, res, options.metrics);
-          else send(res, methodNotAllowed, false);
-          return;
-        }
-        break;
+        if (!options.metrics) return false;
+        scrape(req, res, options.metrics);
+        return true;
+      default:
+        return false;
     }
-    stats.requests++;
-    send(res, notFound);
   }
 
   /** Scrapes each connection has waiting for their text. */
