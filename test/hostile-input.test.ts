@@ -335,6 +335,12 @@ const CASES: readonly Case[] = [
     status: 200,
     body: '',
   },
+  ...bad('a fragment in the target (no request-target has one)', [
+    ['origin-form', crlf(['GET /#x HTTP/1.1', 'Host: test'])],
+    ['after a query', crlf(['GET /?a#x HTTP/1.1', 'Host: test'])],
+    ['on a probe', crlf(['GET /healthz#x HTTP/1.1', 'Host: test'])],
+    ['absolute-form', crlf(['GET http://a/#x HTTP/1.1', 'Host: test'])],
+  ]),
   ...bad('absolute-form', [
     ['an empty host', crlf(['GET http:/// HTTP/1.1', 'Host: test'])],
     ['a port and no host', crlf(['GET http://:80/ HTTP/1.1', 'Host: test'])],
@@ -369,6 +375,31 @@ const CASES: readonly Case[] = [
   {
     name: '400 small headers adding up to 24 kB → 431 and close',
     send: get(...Array.from({ length: 400 }, (_, i) => `X-H-${i}: ${'v'.repeat(50)}`)),
+    status: 431,
+    close: true,
+  },
+  // MAX_HEADER_SIZE counts as node:http does: the target, names and values, not separators or line ends.
+  {
+    name: '900 short headers: a 19.8 kB head whose target, names and values make 16,209 bytes (the limit is 16,384) → 200',
+    send: get(...Array.from({ length: 900 }, (_, i) => `X${String(i).padStart(3, '0')}: ${'v'.repeat(14)}`)),
+    status: 200,
+    body: GREETING,
+  },
+  {
+    name: '920 of them: target, names and values make 16,569 bytes → 431 and close',
+    send: get(...Array.from({ length: 920 }, (_, i) => `X${String(i).padStart(3, '0')}: ${'v'.repeat(14)}`)),
+    status: 431,
+    close: true,
+  },
+  {
+    name: 'Host and 999 more header lines (1,000 in all, 6 kB) → 200',
+    send: get(...Array.from({ length: 999 }, () => 'a: b')),
+    status: 200,
+    body: GREETING,
+  },
+  {
+    name: '1,001 header lines, 6 kB → 431 and close: node:http takes at most 1,000',
+    send: get(...Array.from({ length: 1_000 }, () => 'a: b')),
     status: 431,
     close: true,
   },

@@ -9,11 +9,14 @@ import { isValidHost } from './request-head.js';
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)/i;
 
 /**
- * The path an origin-form or absolute-form target names, without its query; undefined for an
- * `http` or `https` target whose authority is invalid or has no host (RFC 9110 §4.2.1). Other
+ * The path an origin-form or absolute-form target names, without its query; undefined for a
+ * target with a fragment, or an `http` or `https` one whose authority is invalid or has no host
+ * (RFC 9110 §4.2.1). Other
  * targets (`*`, other schemes) come back whole and are not found.
  */
 function targetPath(url: string): string | undefined {
+  // A fragment is the client's alone (RFC 9110 §4.2.5): no request-target form has one (RFC 9112 §3.2).
+  if (url.includes('#')) return undefined;
   let target = url;
   if (target.charCodeAt(0) !== 0x2f /* / */) {
     const absolute = ABSOLUTE_FORM.exec(target);
