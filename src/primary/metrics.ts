@@ -89,7 +89,7 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_http_requests_total',
     'counter',
-    'Requests answered by each worker, refusals after parsing included (probes, /metrics and what the HTTP parser refused with 400, 408 or 431 excluded).',
+    'Requests answered by each worker, refusals after parsing included (probes and scrapes, GET or HEAD, and what the HTTP parser refused with 400, 408 or 431 excluded).',
     workers.map((w) => [workerLabels(w), w.stats.requests]),
   );
   out.family(
