@@ -89,6 +89,9 @@ test('npm run bench -- --quick', {
       assert.ok(s, `no summary for ${target} × ${profile}`);
       assert.equal(s.runs, 1, `${target} × ${profile}: the load generator failed`);
       assert.ok((s.requestsPerSecond ?? 0) > 0, `${target} × ${profile}: no requests`);
+      // A unit check, not a timing: a request costs microseconds to milliseconds of CPU, never less.
+      const cpu = s.cpuMicrosPerRequest ?? 0;
+      assert.ok(cpu >= 1 && cpu < 100_000, `${target} × ${profile}: ${cpu} µs of CPU per request`);
       // Every request wakes some server's event loop at least once per connection it opens.
       const switches = s.contextSwitchesPerRequest ?? 0;
       assert.ok(switches > 0 && switches < 100, `${target} × ${profile}: ${switches} switches/request`);

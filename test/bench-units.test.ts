@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { findExecutable, run } from '../scripts/bench/commands.js';
 import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
+import { mebibytes } from '../scripts/bench/format.js';
 import {
   failedRequests,
   parseAb,
@@ -342,6 +343,13 @@ describe('summaries', () => {
         ['ab', 1, undefined, undefined],
         ['ab', 4, 50, undefined],
       ],
+    );
+  });
+
+  it('memory is shown in MiB (2^20 bytes)', () => {
+    assert.deepEqual(
+      [mebibytes(1_048_576), mebibytes(94 * 1_048_576), mebibytes(undefined)],
+      ['1.0', '94.0', '—'],
     );
   });
 

@@ -99,6 +99,36 @@ describe('detectCpuLimit over fixture trees', () => {
     assert.equal(limit.workers, 2);
   });
 
+  it('any fraction of a CPU counts as a worker (ceil): 1.2 CPUs give 2', () => {
+    const limit = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-7'),
+        '/proc/self/cgroup': '0::/app\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/app/cpu.max': '120000 100000\n',
+      }),
+      8,
+    );
+    assert.equal(limit.workers, 2);
+  });
+
+  it('both hierarchies mounted (hybrid): the tighter quota wins, whichever is listed last', () => {
+    const hybrid = (v1: string, v2: string) =>
+      detectCpuLimit(
+        tree({
+          '/proc/self/status': status('0-7'),
+          '/proc/self/cgroup': '12:cpu,cpuacct:/\n0::/app\n',
+          '/proc/self/mountinfo': `${V1_MOUNTS}\n30 23 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw`,
+          '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': v1,
+          '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000',
+          '/sys/fs/cgroup/unified/app/cpu.max': v2,
+        }),
+        8,
+      ).workers;
+    assert.equal(hybrid('100000', '400000 100000'), 1);
+    assert.equal(hybrid('400000', '100000 100000'), 1);
+  });
+
   it('cgroup v1 unlimited (-1) leaves the affinity count', () => {
     const limit = detectCpuLimit(
       tree({

@@ -14,6 +14,7 @@ import { type HttpLimits, parseConfig } from '../src/config.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer } from '../src/worker/server.js';
 import { type FuzzCase, fuzzCase, fuzzSeed } from './helpers/fuzz.js';
+import { parseExposition, total } from './helpers/prometheus.js';
 import { RawConnection, type RawReply } from './helpers/raw-http.js';
 import { isAlive, type Service, startService } from './helpers/service.js';
 
@@ -764,6 +765,10 @@ describe('an idle flood: 2,000 connections that never send a byte', () => {
         );
         assert.match(c.received, /^HTTP\/1\.1 408 Request Timeout\r\n/);
       }
+      // Each 408 is a response, counted as one.
+      const scrape = await request(`${s.url}/metrics`);
+      const text = await scrape.body.text();
+      assert.equal(total(parseExposition(text), 'myservice_http_responses_total', { code: '4xx' }), FLOOD);
       await greet(s.url);
     } finally {
       for (const c of flood) c.destroy();
