@@ -308,6 +308,38 @@ describe('signals sent to the whole process group act once, through the primary'
     assert.equal(service.liveWorkerPids().length, 3, service.dump());
   });
 
+  it("SIGTTOU to the group while a crashed worker's replacement starts: the replacement is continued and serves", {
+    timeout: 30_000,
+  }, async () => {
+    const service = await start({
+      env: { WORKERS: '3', BOOT_TIMEOUT_MS: '3000' },
+      wrap: `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`,
+    });
+    const before = new Set(service.childPids());
+    const started = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'latin1').includes('NODE_UNIQUE_ID=');
+      } catch {
+        return false;
+      }
+    };
+    const slot0 = service.logs.find((l) => l.msg === 'worker ready' && l.slot === 0)?.workerPid as number;
+    process.kill(slot0, 'SIGKILL');
+    await pollUntil(
+      () => service.childPids().some((pid) => !before.has(pid) && started(pid)),
+      'a replacement',
+    );
+    const replacement = service.childPids().find((pid) => !before.has(pid)) as number;
+    // Slot 2 goes; the replacement, in slot 0, must not stay stopped by the signal.
+    process.kill(-service.pid, 'SIGTTOU');
+    await service.waitForLog(
+      (l) => l.msg === 'worker ready' && l.workerPid === replacement,
+      'the replacement ready',
+      10_000,
+    );
+    assert.equal(service.logs.filter((l) => /did not become ready/.test(l.msg)).length, 0, service.dump());
+  });
+
   it('signals are caught from the start: a SIGTERM before the first log line stops the service, exit 0', async () => {
     // As PID 1 in a container, a signal with no handler is dropped: a `docker stop` during
     // start-up waited out its 10 s. The kernel's mask of caught signals shows the handlers.
