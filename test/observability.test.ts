@@ -75,6 +75,8 @@ describe('metrics aggregated across workers', () => {
       assert.equal(s.status, 200);
       assert.equal(s.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
     }
+    // Every worker answered each collection: none waited out the timeout.
+    assert.ok(!service.logs.some((l) => l.msg.startsWith('workers did not answer a scrape')), service.dump());
     const parsed = scrapes.map((s) => parseExposition(s.text));
     const totals = parsed.map((p) => total(p, 'myservice_http_requests_total'));
     assert.deepEqual(totals, [sent, sent, sent, sent]);
@@ -190,6 +192,12 @@ describe('metrics aggregated across workers', () => {
     process.kill(stopped, 'SIGCONT');
     assert.equal(texts[0], texts[1]);
     assert.deepEqual([...new Set(received().map((l) => l.requestId))].length, 1, service.dump());
+    // Said once, for the one collection, naming the worker left out.
+    const missing = service.logs.filter((l) => l.msg.startsWith('workers did not answer a scrape in time'));
+    assert.deepEqual(
+      missing.map((l) => l.workerPids),
+      [[stopped]],
+    );
   });
 
   it('a scrape read after a draining worker died, before its exit: answered, and the collect-stats it missed is no IPC warning', async (t) => {

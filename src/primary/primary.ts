@@ -259,7 +259,14 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     // Slots as they are now: one that answers and exits before the others have is still shown.
     const askedSlots = new Map(asked.map((w) => [w, slots.get(w) ?? -1]));
     await new Promise<void>((resolve) => {
-      const timeout = setTimeout(resolve, STATS_TIMEOUT_MS);
+      const timeout = setTimeout(() => {
+        const silent = asked.filter((w) => !answers.has(w) && slots.has(w));
+        log('warn', 'workers did not answer a scrape in time: their series are left out of it', {
+          workerPids: silent.map((w) => w.process.pid),
+          timeoutMs: STATS_TIMEOUT_MS,
+        });
+        resolve();
+      }, STATS_TIMEOUT_MS);
       const settle = (): void => {
         // A worker leaves `slots` when it exits: it will not answer.
         if (asked.every((w) => answers.has(w) || !slots.has(w))) {
