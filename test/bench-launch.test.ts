@@ -67,6 +67,20 @@ describe('starting a target', () => {
     });
   });
 
+  it('a cluster is ready once every worker listens, so its ready time and its first run count them all', async () => {
+    const target = await launch({ ...cluster, id: 'reuseport-3', label: 'reuseport ×3', workers: 3 }, ctx);
+    try {
+      // With reuseport each worker has a listening socket of its own.
+      const port = Number(new URL(target.url).port);
+      const listening = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((t) =>
+        listeningInodes(readFileSync(t, 'utf8'), port),
+      );
+      assert.equal(listening.length, 3);
+    } finally {
+      assert.equal((await target.stop()).code, 0);
+    }
+  });
+
   it('a port taken before the service binds it costs a retry on another port, not the round', async () => {
     const { port } = await holdPort();
     const target = await launch(cluster, ctx, takenThenFree(port));
