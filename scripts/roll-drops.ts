@@ -16,6 +16,7 @@ import { run, spawnTracked } from './bench/commands.js';
 import { AS_NOBODY, rollsPrerequisiteMissing } from './bench/drop-root.js';
 import { OptionError, parseOrExit } from './bench/options.js';
 import { printable } from './bench/printable.js';
+import { type RollResult, RollTally } from './bench/roll-tally.js';
 import { waitForCount } from './bench/roll-wait.js';
 import { parseRollsOptions, ROLLS_USAGE } from './bench/rolls-options.js';
 import { isStopping, stopOnSignals, tolerateClosedOutput } from './bench/stop-signals.js';
@@ -29,14 +30,8 @@ const READY_MS = 30_000;
 const ROLL_MS = 60_000;
 const runMs = (rolls: number): number => READY_MS + rolls * ROLL_MS + 30_000;
 
-interface Result {
-  readonly ok: number;
-  readonly failed: number;
-  readonly errors: Record<string, number>;
-}
-
 /** Inside the namespace: start the service, load it with new connections, roll it, count. */
-async function measure(rolls: number): Promise<Result> {
+async function measure(rolls: number): Promise<RollResult> {
   const env = {
     PATH: process.env.PATH ?? '',
     PORT: String(PORT),
@@ -51,7 +46,7 @@ async function measure(rolls: number): Promise<Result> {
   let running = true;
   const lanes: Promise<void>[] = [];
   const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const result = { ok: 0, failed: 0, errors: {} as Record<string, number> };
+  const tally = new RollTally();
   try {
     await waitForCount(service, 'worker ready', 2, READY_MS);
     for (let lane = 0; lane < 4; lane++) {
@@ -61,12 +56,9 @@ async function measure(rolls: number): Promise<Result> {
             try {
               const res = await request(`http://127.0.0.1:${PORT}/`, { dispatcher: agent, reset: true });
               await res.body.text();
-              if (res.statusCode === 200) result.ok++;
-              else result.failed++;
+              tally.answered(res.statusCode);
             } catch (err) {
-              result.failed++;
-              const code = String((err as NodeJS.ErrnoException).code ?? err);
-              result.errors[code] = (result.errors[code] ?? 0) + 1;
+              tally.failed(err);
             }
           }
         })(),
@@ -82,14 +74,14 @@ async function measure(rolls: number): Promise<Result> {
     await agent.close();
     await service.stop();
   }
-  return result;
+  return tally.result();
 }
 
 /** A run in its namespace that failed or gave no result: exit 1, with what it printed. */
 class RunFailed extends Error {}
 
 /** One run in a fresh network namespace with tcp_migrate_req at `setting`: the inner run's counts. */
-async function runInNamespace(setting: string, rolls: number): Promise<Result> {
+async function runInNamespace(setting: string, rolls: number): Promise<RollResult> {
   // Run as nobody, so the service cannot change the sysctl.
   const script =
     `ip link set lo up && echo ${setting} > /proc/sys/net/ipv4/tcp_migrate_req && ` +
@@ -107,7 +99,7 @@ async function runInNamespace(setting: string, rolls: number): Promise<Result> {
     throw new RunFailed(
       `tcp_migrate_req=${setting}: the run failed; it printed:\n${printable(inner.stderr)}`,
     );
-  return JSON.parse(inner.stdout.trim().split('\n').at(-1) ?? '{}') as Result;
+  return JSON.parse(inner.stdout.trim().split('\n').at(-1) ?? '{}') as RollResult;
 }
 
 async function main(): Promise<void> {
@@ -122,7 +114,7 @@ async function main(): Promise<void> {
   }
   const missing = rollsPrerequisiteMissing(process.execPath, SELF);
   if (missing !== undefined) throw new OptionError(missing);
-  const rows: Record<string, Result[]> = { '0': [], '1': [] };
+  const rows: Record<string, RollResult[]> = { '0': [], '1': [] };
   for (let round = 0; round < rounds; round++) {
     for (const setting of ['0', '1']) {
       const result = await runInNamespace(setting, rolls);

@@ -19,6 +19,7 @@ import { OptionError, parseOptions } from '../scripts/bench/options.js';
 import { readContextSwitches } from '../scripts/bench/proc-stats.js';
 import { findTools, type ProfileId } from '../scripts/bench/profiles.js';
 import { countDeltas, imbalance, parseRequestCounts } from '../scripts/bench/request-spread.js';
+import { RollTally } from '../scripts/bench/roll-tally.js';
 import { roundOrder } from '../scripts/bench/run-rounds.js';
 import { comparisons, median, scaling } from '../scripts/bench/summary.js';
 import { defaultWorkerCounts, targetSpecs } from '../scripts/bench/targets.js';
@@ -344,6 +345,16 @@ describe('summaries', () => {
         ['ab', 4, 50, undefined],
       ],
     );
+  });
+
+  it("bench:rolls' tally: an error is a failed request too, counted once, and named by its code", () => {
+    const tally = new RollTally();
+    tally.answered(200);
+    tally.answered(503);
+    tally.failed(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+    tally.failed(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+    tally.failed('no code');
+    assert.deepEqual(tally.result(), { ok: 1, failed: 4, errors: { ECONNRESET: 2, 'no code': 1 } });
   });
 
   it('memory is shown in MiB (2^20 bytes)', () => {
