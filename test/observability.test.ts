@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, request } from 'undici';
 import { parseConfig } from '../src/config.js';
+import { errorFields } from '../src/log.js';
 import { ResponseTotals, renderMetrics } from '../src/primary/metrics.js';
 import { LOOP_DELAY_RESOLUTION_MS, RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
@@ -508,6 +509,16 @@ describe('readiness during shutdown', () => {
 });
 
 describe('logs', () => {
+  it("an error's fields: its type, message, stack and errno code; a thrown non-error as text", () => {
+    const err = Object.assign(new Error('listen EADDRINUSE'), { code: 'EADDRINUSE' });
+    const { err: fields } = errorFields(err) as { err: Record<string, unknown> };
+    assert.deepEqual(
+      [fields.type, fields.message, fields.code, typeof fields.stack],
+      ['Error', 'listen EADDRINUSE', 'EADDRINUSE', 'string'],
+    );
+    assert.deepEqual(errorFields('boom'), { err: { type: 'string', message: 'boom' } });
+  });
+
   it('LOG_LEVEL reaches the workers: at warn, a start and a stop log nothing below warn from any process', async () => {
     const service = await start({ env: { WORKERS: '1', LOG_LEVEL: 'warn' }, ready: 0 });
     // 'worker ready' is an info line, so readiness is asked of /readyz, as an orchestrator would.
