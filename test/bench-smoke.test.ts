@@ -273,12 +273,14 @@ test('SIGTERM to bench:rolls stops its run in the namespace and the service: 130
   assert.deepEqual(await processGroup(pgid), []);
 });
 
-test('npm run bench:burst: clients that connect while the workers are stopped are all answered afterwards', async () => {
+test("npm run bench:burst: clients that connect while the workers are stopped are all answered afterwards; the service's queue holds them all, Node's default backlog does not", async (t) => {
+  // Past the minimal cluster's two queues of 512 (Node's backlog of 511), within the kernel's maximum.
+  const CLIENTS = 1_200;
   const { code, stdout, stderr } = await run([
     process.execPath,
     BURST,
     '--connections',
-    '20',
+    String(CLIENTS),
     '--rounds',
     '1',
   ]);
@@ -286,13 +288,21 @@ test('npm run bench:burst: clients that connect while the workers are stopped ar
   // Columns: queued in the pause, answered, failed, last answer ms. Only the counts are checked.
   const rows = stdout.split('\n').filter((line) => /^(service|minimal)/.test(line));
   assert.equal(rows.length, 2, stdout);
+  const queued: number[] = [];
   for (const row of rows) {
-    const [, answered, failed] = row
+    const [inPause, answered, failed] = row
       .trim()
       .split(/\s{2,}/)
       .slice(1);
-    assert.deepEqual([answered, failed], ['20', '0'], row);
+    assert.deepEqual([answered, failed], [String(CLIENTS), '0'], row);
+    queued.push(Number(inPause));
   }
+  const [service, minimal] = queued as [number, number];
+  assert.ok(minimal <= 2 * 512, `the minimal cluster queued ${minimal}`);
+  const somaxconn = Number(await readFile('/proc/sys/net/core/somaxconn', 'utf8'));
+  if (somaxconn < CLIENTS)
+    t.diagnostic(`net.core.somaxconn is ${somaxconn}: the service's queue is not checked`);
+  else assert.equal(service, CLIENTS, stdout);
 });
 
 /** The state letter of /proc/<pid>/stat (T: stopped), or undefined once it is gone. */
