@@ -7,9 +7,11 @@ import { after, describe, it } from 'node:test';
 import { findExecutable } from '../scripts/bench/commands.js';
 import { launch, portTaken, startFailure } from '../scripts/bench/launch.js';
 import { listeningInodes, listensAlone } from '../scripts/bench/listener.js';
+import { processTree } from '../scripts/bench/proc-stats.js';
 import { waitForCount } from '../scripts/bench/roll-wait.js';
+import { stopAndCheck } from '../scripts/bench/run-rounds.js';
 import type { TargetSpec } from '../scripts/bench/targets.js';
-import { freePort, isAlive, Service } from './helpers/service.js';
+import { freePort, isAlive, pollUntil, Service } from './helpers/service.js';
 
 const ctx = { plan: { pinned: false, service: [], load: [], reason: 'not pinned' } };
 const cluster: TargetSpec = {
@@ -133,6 +135,42 @@ describe('starting a target', () => {
     const other = spawn('sleep', ['5']);
     after(() => other.kill());
     assert.equal(listensAlone(other.pid as number, port), false);
+  });
+});
+
+describe('stopping a target after its runs', () => {
+  /** A target whose process is `sh` with a `sleep` child, stopped as `stop` says. */
+  const fakeTarget = (stop: (sh: number) => { code: number | null; signal: NodeJS.Signals | null }) => {
+    const sh = spawn('/bin/sh', ['-c', 'sleep 60 & wait'], { stdio: 'ignore' });
+    const pid = sh.pid as number;
+    return {
+      spec: cluster,
+      pid,
+      url: 'http://127.0.0.1:1/',
+      readyMs: 0,
+      metricsUrl: undefined,
+      exitStatus: () => undefined,
+      stop: async () => stop(pid),
+    };
+  };
+
+  it('a stop that fails is a problem; a process that outlives its parent is reported and killed', async (t) => {
+    const problems: string[] = [];
+    const target = fakeTarget((sh) => {
+      process.kill(sh, 'SIGKILL'); // its sleep lives on, as a worker would whose primary died
+      return { code: 5, signal: null };
+    });
+    await pollUntil(() => processTree(target.pid).length === 2, 'sh and its sleep');
+    const [, sleep] = processTree(target.pid) as [number, number];
+    t.after(() => {
+      if (isAlive(sleep)) process.kill(sleep, 'SIGKILL');
+    });
+    await stopAndCheck(target, problems);
+    assert.deepEqual(problems, [
+      'reuseport ×1 exited with 5 on SIGTERM',
+      `reuseport ×1: pid ${sleep} outlived its parent; killed`,
+    ]);
+    await pollUntil(() => !isAlive(sleep), 'the sleep killed');
   });
 });
 

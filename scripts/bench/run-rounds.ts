@@ -50,7 +50,8 @@ async function waitForGone(pids: readonly number[]): Promise<number[]> {
   }
 }
 
-async function stopAndCheck(target: RunningTarget, problems: string[]): Promise<void> {
+/** Stops a target and notes what went wrong: an exit before the stop or a failed one, and any process that outlived it (killed). */
+export async function stopAndCheck(target: RunningTarget, problems: string[]): Promise<void> {
   const pids = processTree(target.pid);
   const died = target.exitStatus();
   const exit = await target.stop();
