@@ -201,6 +201,38 @@ describe('metrics aggregated across workers', () => {
     );
   });
 
+  it('a scrape waiting on a stopped worker that is then killed ends at its exit: no wait for the timeout, no worker reported missing', async (t) => {
+    const service = await start({ env: { WORKERS: '2', LOG_LEVEL: 'debug' } });
+    // The scrape goes over a kept-alive connection to one worker; the other is stopped.
+    const client = new Client(service.url, { pipelining: 1 });
+    t.after(() => client.close());
+    const greet = await client.request({ path: '/', method: 'GET' });
+    const serving = Number(/pid (\d+)/.exec(await greet.body.text())?.[1]);
+    const [stopped] = service.liveWorkerPids().filter((pid) => pid !== serving) as [number];
+    process.kill(stopped, 'SIGSTOP');
+    t.after(() => {
+      try {
+        process.kill(stopped, 'SIGKILL');
+      } catch {
+        // Gone already, as it should be.
+      }
+    });
+    const from = service.logs.length;
+    const scrape = client.request({ path: '/metrics', method: 'GET' }).then(async (r) => {
+      await r.body.text();
+      return { status: r.statusCode };
+    });
+    // The other worker has answered: the collection now waits on the stopped one alone.
+    await service.waitForLog(
+      () => service.logs.slice(from).some((l) => l.msg === 'worker stats received'),
+      'the other worker answered',
+    );
+    process.kill(stopped, 'SIGKILL');
+    assert.equal((await scrape).status, 200);
+    const missing = service.logs.filter((l) => l.msg.startsWith('workers did not answer a scrape'));
+    assert.deepEqual(missing, [], 'the collection waited out its timeout');
+  });
+
   it('a scrape read after a draining worker died, before its exit: answered, and the collect-stats it missed is no IPC warning', async (t) => {
     // No heartbeat during the test: a worker's channel carries only what the test provokes.
     const service = await start({
