@@ -253,6 +253,22 @@ async function openNotReading(s: InProcess): Promise<{ conn: RawConnection; serv
   return { conn, serverSide };
 }
 
+/**
+ * Sends one request per read, each answered on the fast path, until a reply waits in the worker
+ * past the socket's high-water mark (write() said so) or `most` were answered; how many were.
+ */
+async function fillUntilBackedUp(conn: RawConnection, serverSide: Socket, most = 64): Promise<number> {
+  let answered = 0;
+  while (!serverSide.writableNeedDrain && answered < most) {
+    const read = once(serverSide, 'data');
+    conn.write(request);
+    await read;
+    answered++;
+  }
+  assert.ok(serverSide.writableNeedDrain, `${answered} replies never backed up`);
+  return answered;
+}
+
 describe('the fast path against node:http (in process)', () => {
   // A byte past ASCII in a header value: node:http takes it, the fast path does not.
   const toNode = 'X-Via: caf\xe9\r\n';
@@ -384,16 +400,8 @@ describe('the fast path against node:http (in process)', () => {
     const s = await listen({}, 'h'.repeat(size));
     const { conn, serverSide } = await openNotReading(s);
     try {
-      // One request per read, each answered on the fast path, until a reply is left waiting in
-      // the worker past the socket's high-water mark: write() said so, and the fast path let go.
-      let answered = 0;
-      while (!serverSide.writableNeedDrain && answered < enough) {
-        const read = once(serverSide, 'data');
-        conn.write(request);
-        await read;
-        answered++;
-      }
-      assert.ok(serverSide.writableNeedDrain, `${answered} replies never backed up`);
+      // Until a reply is left waiting in the worker, and the fast path let go.
+      const answered = await fillUntilBackedUp(conn, serverSide, enough);
       assert.equal(s.parsedByNode, 0);
       // The next request is node:http's, which parses it and queues its reply behind the others.
       const parsed = once(s.server, 'request', { signal: AbortSignal.timeout(3_000) });
@@ -419,14 +427,7 @@ describe('the fast path against node:http (in process)', () => {
     );
     const { conn, serverSide } = await openNotReading(s);
     try {
-      let answered = 0;
-      while (!serverSide.writableNeedDrain && answered < 64) {
-        const read = once(serverSide, 'data');
-        conn.write(request);
-        await read;
-        answered++;
-      }
-      assert.ok(serverSide.writableNeedDrain, `${answered} replies never backed up`);
+      const answered = await fillUntilBackedUp(conn, serverSide);
       conn.socket.resume();
       for (let i = 0; i < answered; i++) await conn.reply();
       // Idle now, well past HEADERS_TIMEOUT_MS and node:http's checks of it, within keep-alive.
@@ -448,14 +449,7 @@ describe('the fast path against node:http (in process)', () => {
     );
     const { conn, serverSide } = await openNotReading(s);
     try {
-      let answered = 0;
-      while (!serverSide.writableNeedDrain && answered < 64) {
-        const read = once(serverSide, 'data');
-        conn.write(request);
-        await read;
-        answered++;
-      }
-      assert.ok(serverSide.writableNeedDrain, `${answered} replies never backed up`);
+      const answered = await fillUntilBackedUp(conn, serverSide);
       // The socket timer (keep-alive timeout plus Node's 1 s buffer) fires after 2.4 s: Node lets
       // its first expiry pass while writes are still moving. The stall limit is 8 s. Seen from the
       // server's side: a client that does not read does not see the close either.

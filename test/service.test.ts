@@ -238,6 +238,18 @@ it('round-robin refused a port on every interface: the message names the port an
   }
 });
 
+/**
+ * True once a forked worker runs Node (cluster's NODE_UNIQUE_ID is in its environment): still in
+ * Node's own start-up, before it can ignore a signal.
+ */
+function runsWorkerNode(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'latin1').includes('NODE_UNIQUE_ID=');
+  } catch {
+    return false;
+  }
+}
+
 describe('signals sent to the whole process group act once, through the primary', () => {
   it('SIGHUP to the group: one rolling restart, no worker killed by the signal', {
     timeout: 15_000,
@@ -287,17 +299,12 @@ describe('signals sent to the whole process group act once, through the primary'
     const isReady = (l: LogLine) => l.msg === 'worker ready';
     const readyBefore = service.logs.filter(isReady).length;
     process.kill(-service.pid, 'SIGTTIN');
-    // The new worker once it runs Node (cluster's NODE_UNIQUE_ID is in its environment): still in
-    // Node's own start-up, before it can ignore the signal. Between the fork and that exec the
-    // signal would stop it where the primary waits for the exec (README: Signals).
-    const started = (pid: number) => {
-      try {
-        return readFileSync(`/proc/${pid}/environ`, 'latin1').includes('NODE_UNIQUE_ID=');
-      } catch {
-        return false;
-      }
-    };
-    await pollUntil(() => service.childPids().some((pid) => pid !== first && started(pid)), 'a new worker');
+    // The new worker once it runs Node. Between the fork and that exec the signal would stop it
+    // where the primary waits for the exec (README: Signals).
+    await pollUntil(
+      () => service.childPids().some((pid) => pid !== first && runsWorkerNode(pid)),
+      'a new worker',
+    );
     process.kill(-service.pid, 'SIGTTIN');
     // Counted from before the first signal: that worker may be ready before the second is sent.
     await service.waitForLog(
@@ -316,17 +323,10 @@ describe('signals sent to the whole process group act once, through the primary'
       wrap: `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`,
     });
     const before = new Set(service.childPids());
-    const started = (pid: number) => {
-      try {
-        return readFileSync(`/proc/${pid}/environ`, 'latin1').includes('NODE_UNIQUE_ID=');
-      } catch {
-        return false;
-      }
-    };
     const slot0 = service.logs.find((l) => l.msg === 'worker ready' && l.slot === 0)?.workerPid as number;
     process.kill(slot0, 'SIGKILL');
     await pollUntil(
-      () => service.childPids().some((pid) => !before.has(pid) && started(pid)),
+      () => service.childPids().some((pid) => !before.has(pid) && runsWorkerNode(pid)),
       'a replacement',
     );
     const replacement = service.childPids().find((pid) => !before.has(pid)) as number;
