@@ -258,21 +258,20 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     const asked = [...handles.values()].filter((w) => w.isConnected());
     // Slots as they are now: one that answers and exits before the others have is still shown.
     const askedSlots = new Map(asked.map((w) => [w, slots.get(w) ?? -1]));
+    // A worker leaves `slots` when it exits: it will not answer.
+    const awaited = (): Worker[] => asked.filter((w) => !answers.has(w) && slots.has(w));
     await new Promise<void>((resolve) => {
       const timeout = setTimeout(() => {
-        const silent = asked.filter((w) => !answers.has(w) && slots.has(w));
         log('warn', 'workers did not answer a scrape in time: their series are left out of it', {
-          workerPids: silent.map((w) => w.process.pid),
+          workerPids: awaited().map((w) => w.process.pid),
           timeoutMs: STATS_TIMEOUT_MS,
         });
         resolve();
       }, STATS_TIMEOUT_MS);
       const settle = (): void => {
-        // A worker leaves `slots` when it exits: it will not answer.
-        if (asked.every((w) => answers.has(w) || !slots.has(w))) {
-          clearTimeout(timeout);
-          resolve();
-        }
+        if (awaited().length > 0) return;
+        clearTimeout(timeout);
+        resolve();
       };
       pendingStats.set(requestId, { answers, settle });
       for (const w of asked) sendTo(w, { type: 'collect-stats', requestId });
