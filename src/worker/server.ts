@@ -66,35 +66,32 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     if (count) stats.countResponse(reply.status);
   }
 
+  type Answer = (req: IncomingMessage, res: ServerResponse) => void;
+  /** Probes and the scrape: their GET and HEAD are not requests to the service, so not counted. */
+  const probes = new Map<string, Answer>([
+    ['/healthz', (_req, res) => send(res, alive, false)],
+    [
+      '/readyz',
+      (_req, res) => {
+        const state = readiness();
+        send(res, state === 'ready' ? ready : notReady[state], false);
+      },
+    ],
+  ]);
+  const { metrics } = options;
+  if (metrics) probes.set('/metrics', (req, res) => scrape(req, res, metrics));
+
   function route(req: IncomingMessage, res: ServerResponse, path: string): void {
     const readable = req.method === 'GET' || req.method === 'HEAD';
-    if (readable && answerProbe(req, res, path)) return;
+    const probe = probes.get(path);
+    if (readable && probe) {
+      probe(req, res);
+      return;
+    }
     // Every other answer is to a request, counted: the greeting, a method refused on a path that
     // exists (a probe's included: a POST is no probe), an unknown path.
     stats.requests++;
-    const known =
-      path === '/' || path === '/healthz' || path === '/readyz' || (path === '/metrics' && !!options.metrics);
-    send(res, !known ? notFound : readable ? greeting : methodNotAllowed);
-  }
-
-  /** Answers a probe or a scrape (GET or HEAD), which are not requests to count; false for any other path. */
-  function answerProbe(req: IncomingMessage, res: ServerResponse, path: string): boolean {
-    switch (path) {
-      case '/healthz':
-        send(res, alive, false);
-        return true;
-      case '/readyz': {
-        const state = readiness();
-        send(res, state === 'ready' ? ready : notReady[state], false);
-        return true;
-      }
-      case '/metrics':
-        if (!options.metrics) return false;
-        scrape(req, res, options.metrics);
-        return true;
-      default:
-        return false;
-    }
+    send(res, path !== '/' && !probe ? notFound : readable ? greeting : methodNotAllowed);
   }
 
   /** Scrapes each connection has waiting for their text. */
