@@ -39,11 +39,12 @@ export class RespawnSchedule {
   }
 
   cancel(slot: number): void {
-    this.#slot(slot).respawnAt = undefined;
+    const s = this.#slots[slot];
+    if (s) s.respawnAt = undefined;
   }
 
   isQueued(slot: number): boolean {
-    return this.#slot(slot).respawnAt !== undefined;
+    return this.#slots[slot]?.respawnAt !== undefined;
   }
 
   /** A worker became ready in `slot` at `at`: its good service counts from the first such. */
