@@ -239,6 +239,13 @@ it('round-robin refused a port on every interface: the message names the port an
 });
 
 /**
+ * Runs the service in a process group of its own within the test's session, as a shell job: the
+ * kernel stops a process there on SIGTTIN or SIGTTOU (in an orphaned group, such as a container's
+ * or a new session's, it would not).
+ */
+const IN_OWN_GROUP = `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`;
+
+/**
  * True once a forked worker runs Node (cluster's NODE_UNIQUE_ID is in its environment): still in
  * Node's own start-up, before it can ignore a signal.
  */
@@ -289,11 +296,9 @@ describe('signals sent to the whole process group act once, through the primary'
   it('SIGTTIN to the group while a new worker starts: the worker it stopped is continued, not killed as a failed boot', {
     timeout: 30_000,
   }, async () => {
-    // Its own process group in the test's session, as a shell job is: the kernel stops a process
-    // there on SIGTTIN (in an orphaned group, such as a container's or a new session's, it would not).
     const service = await start({
       env: { WORKERS: '1', BOOT_TIMEOUT_MS: '3000' },
-      wrap: `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`,
+      wrap: IN_OWN_GROUP,
     });
     const [first] = service.liveWorkerPids();
     const isReady = (l: LogLine) => l.msg === 'worker ready';
@@ -320,7 +325,7 @@ describe('signals sent to the whole process group act once, through the primary'
   }, async () => {
     const service = await start({
       env: { WORKERS: '3', BOOT_TIMEOUT_MS: '3000' },
-      wrap: `exec perl -e 'setpgrp(0, 0); exec @ARGV' "$0" "$@"`,
+      wrap: IN_OWN_GROUP,
     });
     const before = new Set(service.childPids());
     const slot0 = service.logs.find((l) => l.msg === 'worker ready' && l.slot === 0)?.workerPid as number;
