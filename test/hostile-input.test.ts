@@ -392,6 +392,19 @@ const CASES: readonly Case[] = [
     status: 431,
     close: true,
   },
+  // The limit itself is refused: the most a head may count is MAX_HEADER_SIZE - 1.
+  {
+    name: 'a target, Host name and value counting 16,383 bytes → 200',
+    send: crlf([`GET /?${'a'.repeat(16_383 - 8 - 2)} HTTP/1.1`, 'Host: test']),
+    status: 200,
+    body: GREETING,
+  },
+  {
+    name: 'the same counting 16,384 bytes, the limit → 431 and close',
+    send: crlf([`GET /?${'a'.repeat(16_384 - 8 - 2)} HTTP/1.1`, 'Host: test']),
+    status: 431,
+    close: true,
+  },
   {
     name: 'Host and 999 more header lines (1,000 in all, 6 kB) → 200',
     send: get(...Array.from({ length: 999 }, () => 'a: b')),
