@@ -1,6 +1,7 @@
 /**
- * Measures what net.ipv4.tcp_migrate_req changes for BALANCE=reuseport: requests that fail
- * while SIGHUP rolls the workers under load, with the sysctl at 0 and at 1. Each setting runs
+ * Measures requests that fail while SIGHUP rolls the workers of BALANCE=reuseport under load,
+ * with net.ipv4.tcp_migrate_req at 0 and at 1 (a roll hands each slot's socket to its
+ * replacement and closes none, so the sysctl should change nothing). Each setting runs
  * in a fresh network namespace (unshare -n, root needed) as an unprivileged user, so the
  * service cannot set the sysctl itself and the host's value is left alone.
  *

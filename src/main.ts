@@ -4,7 +4,7 @@ import { type Config, ConfigError, parseArguments, parseConfig } from './config.
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
 import { SignalQueue } from './primary/signal-queue.js';
-import { CONTROL_SIGNALS, WORKER_CONFIG_ENV, WORKER_SLOT_ENV } from './protocol.js';
+import { CONTROL_SIGNALS, WORKER_CONFIG_ENV, WORKER_LISTENER_ENV, WORKER_SLOT_ENV } from './protocol.js';
 
 async function main(): Promise<void> {
   if (cluster.isWorker) {
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
     // The primary parsed and validated the environment once; workers take its result.
     const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? '{}') as Config;
     setLogLevel(config.logLevel);
-    runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? 0));
+    runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? 0), process.env[WORKER_LISTENER_ENV] === '1');
     return;
   }
   const args = process.argv.slice(2);

@@ -7,6 +7,11 @@
 /** Environment variables that carry the primary's parsed config and the slot to a worker. */
 export const WORKER_CONFIG_ENV = 'MYSERVICE_WORKER_CONFIG';
 export const WORKER_SLOT_ENV = 'MYSERVICE_WORKER_SLOT';
+/**
+ * Set ("1") for a worker that takes over its slot's listening socket instead of opening one: it
+ * waits for the primary's `listener` message (a roll's replacement, see primary.ts).
+ */
+export const WORKER_LISTENER_ENV = 'MYSERVICE_WORKER_LISTENER';
 
 /** The signals the primary acts on, and so the ones every worker leaves to it. */
 export const CONTROL_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
@@ -24,8 +29,16 @@ export interface WorkerStats {
 }
 
 export type WorkerMessage =
-  /** Listening and able to serve. */
+  /**
+   * Listening and able to serve. With reuseport the worker's listening socket comes with it, as
+   * the message's handle: the primary keeps a copy for the slot's next worker.
+   */
   | { readonly type: 'ready' }
+  /**
+   * A worker forked with WORKER_LISTENER_ENV asks for its slot's listening socket once it can
+   * take the answer: a message that came before its handler would be lost, and its socket with it.
+   */
+  | { readonly type: 'need-listener' }
   /**
    * The event loop is turning; sent every HEARTBEAT_INTERVAL_MS, with the responses so far, so a
    * worker that dies (killed at the drain deadline, crashed, hung) loses at most one interval's.
@@ -43,6 +56,11 @@ export type WorkerMessage =
 export type PrimaryMessage =
   /** Stop accepting, finish in-flight requests, exit 0. delayMs: keep serving (readiness 503) first. */
   | { readonly type: 'drain'; readonly delayMs: number }
+  /**
+   * The answer to need-listener: the slot's listening socket as the message's handle, to accept on
+   * rather than open one; without a handle (the socket is gone), open one.
+   */
+  | { readonly type: 'listener' }
   | { readonly type: 'collect-stats'; readonly requestId: number }
   | { readonly type: 'metrics-response'; readonly requestId: number; readonly text: string | null };
 
@@ -80,6 +98,7 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
   if (!tagged(value)) return false;
   switch (value.type) {
     case 'ready':
+    case 'need-listener':
       return true;
     case 'heartbeat':
       return isClassCounts(value.responses);
@@ -100,6 +119,8 @@ export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
   switch (value.type) {
     case 'drain':
       return isCount(value.delayMs);
+    case 'listener':
+      return true;
     case 'collect-stats':
       return isCount(value.requestId);
     case 'metrics-response':

@@ -16,6 +16,7 @@ describe('isWorkerMessage', () => {
   it('takes every message a worker sends', () => {
     for (const m of [
       { type: 'ready' },
+      { type: 'need-listener' },
       { type: 'heartbeat', responses: [0, 7, 0, 1, 0] },
       { type: 'fatal', code: 'EADDRINUSE', message: 'listen EADDRINUSE' },
       { type: 'stats', requestId: 0, stats },
@@ -35,6 +36,7 @@ describe('isWorkerMessage', () => {
       { type: 'fatal', code: 'E' },
       { type: 'metrics-request', requestId: '1' },
       { type: 'drain', delayMs: 0 },
+      { type: 'listener' },
       { cmd: 'NODE_CLUSTER' },
       'ready',
       null,
@@ -47,6 +49,7 @@ describe('isPrimaryMessage', () => {
   it('takes every message the primary sends, and refuses them incomplete', () => {
     for (const m of [
       { type: 'drain', delayMs: 0 },
+      { type: 'listener' },
       { type: 'collect-stats', requestId: 3 },
       { type: 'metrics-response', requestId: 3, text: null },
       { type: 'metrics-response', requestId: 3, text: '# HELP …' },
@@ -57,6 +60,7 @@ describe('isPrimaryMessage', () => {
       { type: 'collect-stats' },
       { type: 'metrics-response', requestId: 3 },
       { type: 'heartbeat', responses: [0, 0, 0, 0, 0] },
+      { type: 'need-listener' },
     ])
       assert.equal(isPrimaryMessage(m), false, JSON.stringify(m));
   });

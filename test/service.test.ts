@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -11,10 +11,51 @@ import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { healthcheckHost } from '../src/healthcheck.js';
 import { greetingPid } from './helpers/load.js';
-import { freePort, type LogLine, MAIN, pollUntil, servicesStoppedAfterEach } from './helpers/service.js';
+import {
+  freePort,
+  isAlive,
+  type LogLine,
+  MAIN,
+  pollUntil,
+  servicesStoppedAfterEach,
+} from './helpers/service.js';
 
 const start = servicesStoppedAfterEach();
 const run = promisify(execFile);
+
+/** The port's listening sockets by inode, with their backlogs (ss's Send-Q for a listener). */
+function listeningSockets(port: number): { inode: number; backlog: number }[] {
+  const stdout = execFileSync('ss', ['-ltneH', `sport = :${port}`], { encoding: 'utf8' });
+  return stdout
+    .trim()
+    .split('\n')
+    .map((line) => ({
+      inode: Number(/\bino:(\d+)/.exec(line)?.[1]),
+      backlog: Number(line.trim().split(/\s+/)[2]),
+    }))
+    .sort((a, b) => a.inode - b.inode);
+}
+
+/** A connection that got one greeting and stays open, idle; the pid that answered. */
+async function keptAlive(port: number): Promise<{ socket: Socket; pid: number }> {
+  const socket = connect(port, '127.0.0.1');
+  socket.write('GET / HTTP/1.1\r\nHost: test\r\n\r\n');
+  const [chunk] = (await once(socket, 'data')) as [Buffer];
+  const pid = Number(/\(pid (\d+)\)/.exec(chunk.toString())?.[1]);
+  return { socket, pid };
+}
+
+/** The descriptors of `pid` that refer to one of these sockets. */
+function socketFds(pid: number, sockets: readonly { inode: number }[]): string[] {
+  const names = new Set(sockets.map((s) => `socket:[${s.inode}]`));
+  return readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return names.has(readlinkSync(`/proc/${pid}/fd/${fd}`));
+    } catch {
+      return false; // closed meanwhile
+    }
+  });
+}
 
 for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
   describe(`BALANCE=${balance}`, () => {
@@ -39,6 +80,56 @@ for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
       // reuseport: one socket per worker; round-robin: the primary's one.
       assert.deepEqual(backlogs, balance === 'reuseport' ? [somaxconn, somaxconn] : [somaxconn]);
     });
+
+    if (balance === 'reuseport')
+      it("SIGHUP rolls hand each slot's listening socket to its replacement (no listener closes); a killed worker's slot opens a new one", async () => {
+        const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
+        const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+        const first = listeningSockets(service.port);
+        assert.equal(first.length, 2);
+        const before = new Set(service.liveWorkerPids());
+        for (let roll = 0; roll < 3; roll++) {
+          service.signal('SIGHUP');
+          await service.waitForMsgCount('rolling restart complete', 1);
+        }
+        assert.ok(
+          service.liveWorkerPids().every((pid) => !before.has(pid)),
+          'every worker was replaced',
+        );
+        // The same sockets, with the backlog they were opened with.
+        assert.deepEqual(listeningSockets(service.port), first);
+        assert.deepEqual(
+          first.map((s) => s.backlog),
+          [somaxconn, somaxconn],
+        );
+        // The primary keeps one copy of each, not one per worker the socket has had.
+        assert.equal(socketFds(service.pid, first).length, 2);
+        // A killed worker's socket closes, so its queue moves to the others at once.
+        const [victim] = service.liveWorkerPids();
+        process.kill(victim as number, 'SIGKILL');
+        await service.waitForMsgCount('worker ready', 1);
+        const now = listeningSockets(service.port);
+        assert.equal(now.length, 2);
+        assert.equal(now.filter((s) => first.some((f) => f.inode === s.inode)).length, 1);
+        assert.equal(socketFds(service.pid, now).length, 2);
+      });
+
+    if (balance === 'reuseport')
+      it("SIGTTOU: the removed worker's socket closes as it drains, not when it exits, so its queue moves at once", async () => {
+        const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
+        // Idle kept-alive connections on both workers (8 land on one alone 1 time in 128) hold
+        // the draining one for its idle grace (500 ms) after it closes its listener.
+        const idle = await Promise.all(Array.from({ length: 8 }, () => keptAlive(service.port)));
+        try {
+          assert.equal(new Set(idle.map((c) => c.pid)).size, 2);
+          service.signal('SIGTTOU');
+          const draining = await service.waitForLog((l) => l.msg === 'worker draining');
+          await pollUntil(() => listeningSockets(service.port).length === 1, 'one listener left');
+          assert.ok(isAlive(draining.pid), 'the socket closed only when its worker exited');
+        } finally {
+          for (const c of idle) c.socket.destroy();
+        }
+      });
 
     it('a worker killed with SIGKILL is replaced and the service keeps answering', async () => {
       const service = await start({ env: { WORKERS: '2', BALANCE: balance } });

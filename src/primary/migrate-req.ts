@@ -5,10 +5,10 @@ const SYSCTL = '/proc/sys/net/ipv4/tcp_migrate_req';
 
 /**
  * With SO_REUSEPORT, connections waiting in a listener's accept queue are reset when that
- * listener closes (a worker draining in a rolling restart). Linux ≥ 5.14 moves them to another
- * listener of the group when net.ipv4.tcp_migrate_req=1; it is per network namespace, so a
- * container gets it from `docker run --sysctl net.ipv4.tcp_migrate_req=1`, or from us when
- * /proc/sys is writable.
+ * listener closes: a worker removed by SIGTTOU, or one that crashed or was killed (a roll closes
+ * none: its replacement takes the socket over). Linux ≥ 5.14 moves them to another listener of
+ * the group when net.ipv4.tcp_migrate_req=1; it is per network namespace, so a container gets it
+ * from `docker run --sysctl net.ipv4.tcp_migrate_req=1`, or from us when /proc/sys is writable.
  */
 export function enableRequestMigration(): void {
   let current: string;
@@ -17,7 +17,7 @@ export function enableRequestMigration(): void {
   } catch {
     log(
       'warn',
-      'net.ipv4.tcp_migrate_req is not available (Linux < 5.14?): a rolling restart may reset queued connections',
+      'net.ipv4.tcp_migrate_req is not available (Linux < 5.14?): a worker that stops outside a roll (SIGTTOU, a crash) resets the connections queued on its socket',
     );
     return;
   }
@@ -34,7 +34,7 @@ export function enableRequestMigration(): void {
   } catch (err) {
     log(
       'warn',
-      'net.ipv4.tcp_migrate_req is 0 and cannot be set here: a rolling restart may reset queued connections; run the container with --sysctl net.ipv4.tcp_migrate_req=1',
+      'net.ipv4.tcp_migrate_req is 0 and cannot be set here: a worker that stops outside a roll (SIGTTOU, a crash) resets the connections queued on its socket; run the container with --sysctl net.ipv4.tcp_migrate_req=1',
       {
         code: (err as NodeJS.ErrnoException).code,
       },

@@ -1,4 +1,5 @@
 /** The primary: forks workers and performs what the supervisor decides. It never serves a request. */
+import type { SendHandle } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
 import { detectOwnCpuLimit } from '../cpu-count.js';
@@ -8,6 +9,7 @@ import {
   isWorkerMessage,
   type PrimaryMessage,
   WORKER_CONFIG_ENV,
+  WORKER_LISTENER_ENV,
   WORKER_SLOT_ENV,
   type WorkerStats,
 } from '../protocol.js';
@@ -18,6 +20,13 @@ import { Supervisor } from './supervisor.js';
 import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor-events.js';
 
 const STATS_TIMEOUT_MS = 1_000;
+
+/** A socket received over IPC as a native handle: the primary only keeps and passes it on. */
+interface NativeHandle {
+  close(): void;
+}
+const isNativeHandle = (h: unknown): h is NativeHandle =>
+  typeof h === 'object' && h !== null && typeof (h as { close?: unknown }).close === 'function';
 /**
  * Workers that boot at once, per CPU the process may use. A boot is only partly CPU-bound: on 2
  * CPUs, 32 workers were all ready after 3.1 s booting 1 per CPU at a time, 2.0 s at 4, 1.9 s all at
@@ -83,6 +92,19 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   const slots = new Map<Worker, number>();
   /** Workers told to drain: they close their IPC channel as they leave. */
   const leaving = new Set<Worker>();
+  /**
+   * With reuseport, a copy of each slot's listening socket, which its worker sends when ready. A
+   * roll's replacement takes it over, so a roll closes no listener: Linux can reset a connection
+   * whose handshake ends on a listener as it closes, tcp_migrate_req or not (measured: about 1 per
+   * 500 to 1,200 closes under new-connection load). Released as soon as no worker of the slot that
+   * stays is left, so that a crashed or draining worker's queue moves to the others at once.
+   */
+  const listeners = new Map<number, NativeHandle>();
+  function releaseListener(slot: number): void {
+    for (const [w, s] of slots) if (s === slot && !leaving.has(w)) return;
+    listeners.get(slot)?.close();
+    listeners.delete(slot);
+  }
 
   /**
    * Sends one of the primary's messages. A worker told to drain closes its channel as it leaves,
@@ -90,9 +112,9 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
    * EPIPE: expected, so said at debug. Any other failure is the worker's 'error', as Node's own
    * messages' failures are.
    */
-  function sendTo(worker: Worker, message: PrimaryMessage): void {
+  function sendTo(worker: Worker, message: PrimaryMessage, handle?: NativeHandle): void {
     if (!worker.isConnected()) return;
-    worker.send(message, (err: Error | null) => {
+    worker.send(message, handle as SendHandle, (err: Error | null) => {
       if (!err) return;
       if (leaving.has(worker) && (err as NodeJS.ErrnoException).code === 'EPIPE') {
         log('debug', 'a message to a leaving worker was not delivered', {
@@ -133,6 +155,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
           if (w) {
             leaving.add(w);
             sendTo(w, { type: 'drain', delayMs: action.delayMs });
+            releaseListener(slots.get(w) ?? -1);
           }
           break;
         }
@@ -151,7 +174,11 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   function spawnWorker(id: number, slot: number): void {
     let worker: Worker;
     try {
-      worker = cluster.fork({ ...workerEnv, [WORKER_SLOT_ENV]: String(slot) });
+      worker = cluster.fork({
+        ...workerEnv,
+        [WORKER_SLOT_ENV]: String(slot),
+        [WORKER_LISTENER_ENV]: listeners.has(slot) ? '1' : '',
+      });
     } catch (err) {
       // Node throws the spawn errors it does not emit (E2BIG, ENOMEM): a failed boot as well, told
       // after this event's actions, as an emitted one is.
@@ -162,11 +189,21 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     handles.set(id, worker);
     slots.set(worker, slot);
     responseTotals.add(id);
-    worker.on('message', (message: unknown) => {
+    worker.on('message', (message: unknown, handle: unknown) => {
       if (!isWorkerMessage(message)) return;
       switch (message.type) {
         case 'ready':
+          if (isNativeHandle(handle)) {
+            const previous = listeners.get(slot);
+            listeners.set(slot, handle);
+            // The same socket, through the copy the worker was given: one copy is enough.
+            previous?.close();
+          }
           dispatch({ type: 'ready', id });
+          break;
+        case 'need-listener':
+          // Without a copy (its worker is gone, which released it), the worker opens a socket.
+          sendTo(worker, { type: 'listener' }, listeners.get(slot));
           break;
         case 'heartbeat':
           responseTotals.record(id, message.responses);
@@ -205,6 +242,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       handles.delete(id);
       slots.delete(worker);
       leaving.delete(worker);
+      releaseListener(slot);
       responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
       dispatch({ type: 'exit', id, code, signal });

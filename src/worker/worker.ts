@@ -1,5 +1,7 @@
 /** Inside a cluster worker: serve the greeting, report readiness and heartbeats, drain on request. */
+import type { SendHandle } from 'node:child_process';
 import cluster from 'node:cluster';
+import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { getSystemErrorMessage } from 'node:util';
 import type { Config } from '../config.js';
@@ -12,10 +14,20 @@ import { createGreetingServer, LISTEN_BACKLOG, type Readiness } from './server.j
 
 const METRICS_TIMEOUT_MS = 2_000;
 
-function send(message: WorkerMessage): void {
+/** `handle`: a listening socket's native handle, passed over the IPC channel. */
+function send(message: WorkerMessage, handle?: object): void {
   // On a closed channel send() emits an 'error' on process, uncaught here; the 'disconnect'
   // handler below exits then.
-  if (process.connected) process.send?.(message);
+  if (process.connected) process.send?.(message, handle as SendHandle);
+}
+
+/**
+ * The listening socket's native handle: what node:cluster itself passes between processes.
+ * Sending the net.Server instead would make the primary accept on it.
+ */
+function nativeHandle(server: Server): object | undefined {
+  const handle = (server as unknown as { _handle?: unknown })._handle;
+  return typeof handle === 'object' && handle !== null ? handle : undefined;
 }
 
 /**
@@ -29,7 +41,7 @@ export function bindFailure(err: NodeJS.ErrnoException, host: string | undefined
 }
 
 /** Runs this process as worker `slot` of the cluster. */
-export function runWorker(config: Config, slot: number): void {
+export function runWorker(config: Config, slot: number, inheritListener: boolean): void {
   let readiness: Readiness = 'starting';
   const stats = new RequestStats();
   const pendingMetrics = new Map<number, (text: string | null) => void>();
@@ -92,7 +104,7 @@ export function runWorker(config: Config, slot: number): void {
   server.on('listening', () => {
     readiness = 'ready';
     stats.watchEventLoop();
-    send({ type: 'ready' });
+    send({ type: 'ready' }, config.balance === 'reuseport' ? nativeHandle(server) : undefined);
     heartbeat = setInterval(
       () => send({ type: 'heartbeat', responses: [...stats.responses] }),
       config.heartbeatIntervalMs,
@@ -121,12 +133,25 @@ export function runWorker(config: Config, slot: number): void {
     }, delayMs).unref();
   }
 
-  process.on('message', (message: unknown) => {
+  process.on('message', (message: unknown, handle: unknown) => {
     if (!isPrimaryMessage(message)) return;
     switch (message.type) {
       case 'drain':
         drain(message.delayMs);
         break;
+      case 'listener': {
+        const socket = typeof handle === 'object' && handle !== null ? handle : undefined;
+        if (server.listening || readiness !== 'starting') {
+          // Not asked for (already listening): this process's copy must not keep the socket open.
+          (socket as { close?: () => void } | undefined)?.close?.();
+        } else if (socket) {
+          // Positional: node:net reads no backlog from an options object with a handle.
+          server.listen(socket, LISTEN_BACKLOG);
+        } else {
+          listen();
+        }
+        break;
+      }
       case 'collect-stats':
         send({ type: 'stats', requestId: message.requestId, stats: stats.snapshot() });
         break;
@@ -137,12 +162,19 @@ export function runWorker(config: Config, slot: number): void {
     }
   });
 
-  const { port, host } = config;
-  if (config.balance === 'reuseport') {
-    // Each worker owns a SO_REUSEPORT socket and the kernel spreads connections: the primary is
-    // out of the data path. exclusive keeps node:cluster from sharing a handle through the primary.
-    server.listen({ port, host, reusePort: true, exclusive: true, backlog: LISTEN_BACKLOG });
-  } else {
-    server.listen({ port, host, backlog: LISTEN_BACKLOG });
+  function listen(): void {
+    const { port, host } = config;
+    if (config.balance === 'reuseport') {
+      // Each slot has a SO_REUSEPORT socket and the kernel spreads connections: the primary is
+      // out of the data path. exclusive keeps node:cluster from sharing a handle through the primary.
+      server.listen({ port, host, reusePort: true, exclusive: true, backlog: LISTEN_BACKLOG });
+    } else {
+      server.listen({ port, host, backlog: LISTEN_BACKLOG });
+    }
   }
+  // A roll's replacement accepts on its old worker's socket: a new one would join the port's
+  // group and the old one close, and Linux can drop a connection whose handshake ends on a
+  // listener as it closes (even with tcp_migrate_req).
+  if (inheritListener) send({ type: 'need-listener' });
+  else listen();
 }

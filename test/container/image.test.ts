@@ -285,7 +285,7 @@ describe('docker kill --signal', () => {
   }
 
   it(
-    'HUP without the sysctl: the roll completes, and connections reset in closing accept queues are counted',
+    "HUP without the sysctl: no request fails either, since a roll closes no listener (each replacement takes its slot's socket over)",
     TIMEOUT,
     async (t) => {
       const container = await start(['--cpus', '2']);
@@ -302,7 +302,8 @@ describe('docker kill --signal', () => {
       );
       await fresh.waitForOk(100);
       await fresh.stop();
-      t.diagnostic(`HUP without tcp_migrate_req (measured, not asserted): ${fresh.summary()}`);
+      t.diagnostic(`HUP without tcp_migrate_req: ${fresh.summary()}`);
+      assert.deepEqual(fresh.failures, [], fresh.summary());
     },
   );
 
