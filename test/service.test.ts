@@ -131,6 +131,22 @@ for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
         }
       });
 
+    if (balance === 'reuseport')
+      it("a worker's listening socket that reaches the primary after the worker stopped is not kept: no socket is left that nobody accepts on", async () => {
+        const fixture = new URL('fixtures/late-ready.js', import.meta.url).href;
+        const service = await start({
+          env: { WORKERS: '1', BALANCE: balance, NODE_OPTIONS: `--import=${fixture}`, LATE_READY_FORKS: '2' },
+        });
+        // The second worker listens, but its ready comes only after its exit: SIGTTOU removes it
+        // while it is still starting, as far as the primary knows.
+        service.signal('SIGTTIN');
+        await pollUntil(() => listeningSockets(service.port).length === 2, 'the second worker listening');
+        service.signal('SIGTTOU');
+        await service.waitForMsgCount('worker stopped', 1);
+        assert.equal(listeningSockets(service.port).length, 1, service.dump());
+        assert.equal(socketFds(service.pid, listeningSockets(service.port)).length, 1);
+      });
+
     it('a worker killed with SIGKILL is replaced and the service keeps answering', async () => {
       const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
       const [victim] = service.liveWorkerPids();

@@ -194,10 +194,16 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       switch (message.type) {
         case 'ready':
           if (isNativeHandle(handle)) {
-            const previous = listeners.get(slot);
-            listeners.set(slot, handle);
-            // The same socket, through the copy the worker was given: one copy is enough.
-            previous?.close();
+            // Read after the worker was told to drain, or after its exit: a copy kept now would
+            // hold a socket that no worker accepts on.
+            if (!slots.has(worker) || leaving.has(worker)) {
+              handle.close();
+            } else {
+              const previous = listeners.get(slot);
+              listeners.set(slot, handle);
+              // The same socket, through the copy the worker was given: one copy is enough.
+              previous?.close();
+            }
           }
           dispatch({ type: 'ready', id });
           break;
