@@ -5,7 +5,10 @@
  * in a fresh network namespace (unshare -n, root needed) as an unprivileged user, so the
  * service cannot set the sysctl itself and the host's value is left alone.
  *
- *   node dist/scripts/roll-drops.js [--rolls 10] [--rounds 3]
+ *   node dist/scripts/roll-drops.js [--rolls 10] [--rounds 3] [--scale]
+ *
+ * --scale adds a worker and removes one per cycle instead, which closes a listening socket: what
+ * the sysctl is still for.
  *
  * A stop signal to the outer run reaches the inner one (unshare and sh exec it), which stops the
  * service: both stop what they started, as the bench does.
@@ -31,8 +34,13 @@ const READY_MS = 30_000;
 const ROLL_MS = 60_000;
 const runMs = (rolls: number): number => READY_MS + rolls * ROLL_MS + 30_000;
 
-/** Inside the namespace: start the service, load it with new connections, roll it, count. */
-async function measure(rolls: number): Promise<RollResult> {
+/** What one cycle does: a SIGHUP roll, or with --scale a worker added and then removed. */
+function cycleName(scale: boolean): string {
+  return scale ? 'scale-downs (SIGTTIN, then SIGTTOU)' : 'SIGHUP rolls';
+}
+
+/** Inside the namespace: start the service, load it with new connections, roll or scale it, count. */
+async function measure(rolls: number, scale: boolean): Promise<RollResult> {
   const env = {
     PATH: process.env.PATH ?? '',
     PORT: String(PORT),
@@ -66,8 +74,15 @@ async function measure(rolls: number): Promise<RollResult> {
       );
     }
     for (let i = 1; i <= rolls; i++) {
-      service.signal('SIGHUP');
-      await waitForCount(service, 'rolling restart complete', i, ROLL_MS);
+      if (scale) {
+        service.signal('SIGTTIN');
+        await waitForCount(service, 'worker ready', 2 + i, ROLL_MS);
+        service.signal('SIGTTOU');
+        await waitForCount(service, 'worker stopped', i, ROLL_MS);
+      } else {
+        service.signal('SIGHUP');
+        await waitForCount(service, 'rolling restart complete', i, ROLL_MS);
+      }
     }
   } finally {
     running = false;
@@ -82,11 +97,11 @@ async function measure(rolls: number): Promise<RollResult> {
 class RunFailed extends Error {}
 
 /** One run in a fresh network namespace with tcp_migrate_req at `setting`: the inner run's counts. */
-async function runInNamespace(setting: string, rolls: number): Promise<RollResult> {
+async function runInNamespace(setting: string, rolls: number, scale: boolean): Promise<RollResult> {
   // Run as nobody, so the service cannot change the sysctl.
   const script =
     `ip link set lo up && echo ${setting} > /proc/sys/net/ipv4/tcp_migrate_req && ` +
-    `exec ${AS_NOBODY.join(' ')} "$0" "$1" --inside --rolls ${rolls}`;
+    `exec ${AS_NOBODY.join(' ')} "$0" "$1" --inside --rolls ${rolls}${scale ? ' --scale' : ''}`;
   // unshare (no --fork) and sh exec: the child's pid becomes the inner node's, so the SIGTERM of
   // the deadline or of a stop signal reaches it, and it stops the service.
   const inner = await run(['unshare', '-n', 'sh', '-c', script, process.execPath, SELF], {
@@ -104,13 +119,13 @@ async function runInNamespace(setting: string, rolls: number): Promise<RollResul
 }
 
 async function main(): Promise<void> {
-  const { help, rolls, rounds, inside } = parseOrExit(parseRollsOptions, ROLLS_USAGE);
+  const { help, rolls, rounds, scale, inside } = parseOrExit(parseRollsOptions, ROLLS_USAGE);
   if (help) {
     process.stdout.write(ROLLS_USAGE);
     return;
   }
   if (inside) {
-    process.stdout.write(`${JSON.stringify(await measure(rolls))}\n`);
+    process.stdout.write(`${JSON.stringify(await measure(rolls, scale))}\n`);
     return;
   }
   const missing = rollsPrerequisiteMissing(process.execPath, SELF);
@@ -118,7 +133,7 @@ async function main(): Promise<void> {
   const rows: Record<string, RollResult[]> = { '0': [], '1': [] };
   for (let round = 0; round < rounds; round++) {
     for (const setting of ['0', '1']) {
-      const result = await runInNamespace(setting, rolls);
+      const result = await runInNamespace(setting, rolls, scale);
       rows[setting]?.push(result);
       process.stdout.write(
         `round ${round + 1} tcp_migrate_req=${setting}: ${result.ok} ok, ${result.failed} failed ${JSON.stringify(result.errors)}\n`,
@@ -126,7 +141,7 @@ async function main(): Promise<void> {
     }
   }
   process.stdout.write(
-    `\n${rolls} SIGHUP rolls of 2 workers under 4 lanes of new-connection load (BALANCE=reuseport)\n`,
+    `\n${rolls} ${cycleName(scale)} of 2 workers under 4 lanes of new-connection load (BALANCE=reuseport)\n`,
   );
   process.stdout.write('tcp_migrate_req | failed requests per run (median) | all runs\n');
   for (const [setting, results] of Object.entries(rows)) {

@@ -36,8 +36,10 @@ describe('bench:burst and bench:rolls options', () => {
       help: false,
       rolls: 2,
       rounds: 3,
+      scale: false,
       inside: false,
     });
+    assert.equal(parseRollsOptions(['--scale']).scale, true);
     const rejects = (parse: (argv: string[]) => unknown, argv: string[], message: RegExp) =>
       assert.throws(
         () => parse(argv),

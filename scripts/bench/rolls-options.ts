@@ -5,6 +5,8 @@ export interface RollsOptions {
   readonly help: boolean;
   readonly rolls: number;
   readonly rounds: number;
+  /** Each cycle adds a worker (SIGTTIN) and removes one (SIGTTOU) instead of a SIGHUP roll. */
+  readonly scale: boolean;
   /** The run inside a network namespace that the outer run starts: not for users. */
   readonly inside: boolean;
 }
@@ -13,8 +15,10 @@ export const ROLLS_USAGE = `Usage: node dist/scripts/roll-drops.js [options]   (
 Needs root, unshare and setpriv: each run gets a network namespace of its own, and the service
 runs as nobody (uid 65534), who must be able to read the checkout.
 
-  --rolls N    SIGHUP rolling restarts per run (default 10)
+  --rolls N    SIGHUP rolling restarts per run, or cycles with --scale (default 10)
   --rounds N   runs with tcp_migrate_req at 0 and at 1 each, medians reported (default 3)
+  --scale      each of the N cycles adds a worker (SIGTTIN) and removes one (SIGTTOU) instead,
+               which closes a listening socket where a roll closes none
 `;
 
 /** Parses argv (without node and the script); an OptionError names the option and the value given. */
@@ -23,6 +27,7 @@ export function parseRollsOptions(argv: readonly string[]): RollsOptions {
     help: { type: 'boolean', short: 'h' },
     rolls: { type: 'string' },
     rounds: { type: 'string' },
+    scale: { type: 'boolean' },
     inside: { type: 'boolean' },
   });
   const str = (name: string) => values[name] as string | undefined;
@@ -30,6 +35,7 @@ export function parseRollsOptions(argv: readonly string[]): RollsOptions {
     help: values.help === true,
     rolls: positive('rolls', str('rolls'), 1000) ?? 10,
     rounds: positive('rounds', str('rounds'), 100) ?? 3,
+    scale: values.scale === true,
     inside: values.inside === true,
   };
 }
