@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -10,7 +10,8 @@ import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { healthcheckHost } from '../src/healthcheck.js';
-import { greetingPid } from './helpers/load.js';
+import { greetingPid, greetingPidIn } from './helpers/load.js';
+import { RawConnection } from './helpers/raw-http.js';
 import {
   freePort,
   isAlive,
@@ -37,12 +38,10 @@ function listeningSockets(port: number): { inode: number; backlog: number }[] {
 }
 
 /** A connection that got one greeting and stays open, idle; the pid that answered. */
-async function keptAlive(port: number): Promise<{ socket: Socket; pid: number }> {
-  const socket = connect(port, '127.0.0.1');
-  socket.write('GET / HTTP/1.1\r\nHost: test\r\n\r\n');
-  const [chunk] = (await once(socket, 'data')) as [Buffer];
-  const pid = Number(/\(pid (\d+)\)/.exec(chunk.toString())?.[1]);
-  return { socket, pid };
+async function keptAlive(port: number): Promise<{ connection: RawConnection; pid: number | undefined }> {
+  const connection = await RawConnection.open(port);
+  connection.write('GET / HTTP/1.1\r\nHost: test\r\n\r\n');
+  return { connection, pid: greetingPidIn((await connection.reply()).body) };
 }
 
 /** The descriptors of `pid` that refer to one of these sockets. */
@@ -71,81 +70,10 @@ for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
     it("listens with the kernel's largest accept queue (net.core.somaxconn), not Node's 511", async () => {
       const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
       const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
-      // For a listening socket, ss's Send-Q column is the backlog it was given.
-      const { stdout } = await run('ss', ['-ltnH', `sport = :${service.port}`]);
-      const backlogs = stdout
-        .trim()
-        .split('\n')
-        .map((line) => Number(line.trim().split(/\s+/)[2]));
+      const backlogs = listeningSockets(service.port).map((s) => s.backlog);
       // reuseport: one socket per worker; round-robin: the primary's one.
       assert.deepEqual(backlogs, balance === 'reuseport' ? [somaxconn, somaxconn] : [somaxconn]);
     });
-
-    if (balance === 'reuseport')
-      it("SIGHUP rolls hand each slot's listening socket to its replacement (no listener closes); a killed worker's slot opens a new one", async () => {
-        const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
-        const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
-        const first = listeningSockets(service.port);
-        assert.equal(first.length, 2);
-        const before = new Set(service.liveWorkerPids());
-        for (let roll = 0; roll < 3; roll++) {
-          service.signal('SIGHUP');
-          await service.waitForMsgCount('rolling restart complete', 1);
-        }
-        assert.ok(
-          service.liveWorkerPids().every((pid) => !before.has(pid)),
-          'every worker was replaced',
-        );
-        // The same sockets, with the backlog they were opened with.
-        assert.deepEqual(listeningSockets(service.port), first);
-        assert.deepEqual(
-          first.map((s) => s.backlog),
-          [somaxconn, somaxconn],
-        );
-        // The primary keeps one copy of each, not one per worker the socket has had.
-        assert.equal(socketFds(service.pid, first).length, 2);
-        // A killed worker's socket closes, so its queue moves to the others at once.
-        const [victim] = service.liveWorkerPids();
-        process.kill(victim as number, 'SIGKILL');
-        await service.waitForMsgCount('worker ready', 1);
-        const now = listeningSockets(service.port);
-        assert.equal(now.length, 2);
-        assert.equal(now.filter((s) => first.some((f) => f.inode === s.inode)).length, 1);
-        assert.equal(socketFds(service.pid, now).length, 2);
-      });
-
-    if (balance === 'reuseport')
-      it("SIGTTOU: the removed worker's socket closes as it drains, not when it exits, so its queue moves at once", async () => {
-        const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
-        // Idle kept-alive connections on both workers (8 land on one alone 1 time in 128) hold
-        // the draining one for its idle grace (500 ms) after it closes its listener.
-        const idle = await Promise.all(Array.from({ length: 8 }, () => keptAlive(service.port)));
-        try {
-          assert.equal(new Set(idle.map((c) => c.pid)).size, 2);
-          service.signal('SIGTTOU');
-          const draining = await service.waitForLog((l) => l.msg === 'worker draining');
-          await pollUntil(() => listeningSockets(service.port).length === 1, 'one listener left');
-          assert.ok(isAlive(draining.pid), 'the socket closed only when its worker exited');
-        } finally {
-          for (const c of idle) c.socket.destroy();
-        }
-      });
-
-    if (balance === 'reuseport')
-      it("a worker's listening socket that reaches the primary after the worker stopped is not kept: no socket is left that nobody accepts on", async () => {
-        const fixture = new URL('fixtures/late-ready.js', import.meta.url).href;
-        const service = await start({
-          env: { WORKERS: '1', BALANCE: balance, NODE_OPTIONS: `--import=${fixture}`, LATE_READY_FORKS: '2' },
-        });
-        // The second worker listens, but its ready comes only after its exit: SIGTTOU removes it
-        // while it is still starting, as far as the primary knows.
-        service.signal('SIGTTIN');
-        await pollUntil(() => listeningSockets(service.port).length === 2, 'the second worker listening');
-        service.signal('SIGTTOU');
-        await service.waitForMsgCount('worker stopped', 1);
-        assert.equal(listeningSockets(service.port).length, 1, service.dump());
-        assert.equal(socketFds(service.pid, listeningSockets(service.port)).length, 1);
-      });
 
     it('a worker killed with SIGKILL is replaced and the service keeps answering', async () => {
       const service = await start({ env: { WORKERS: '2', BALANCE: balance } });
@@ -162,6 +90,71 @@ for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
     });
   });
 }
+
+describe("BALANCE=reuseport: each slot's listening socket", () => {
+  it("SIGHUP rolls hand each slot's listening socket to its replacement (no listener closes); a killed worker's slot opens a new one", async () => {
+    const service = await start({ env: { WORKERS: '2', BALANCE: 'reuseport' } });
+    const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+    const first = listeningSockets(service.port);
+    assert.equal(first.length, 2);
+    const before = new Set(service.liveWorkerPids());
+    for (let roll = 0; roll < 3; roll++) {
+      service.signal('SIGHUP');
+      await service.waitForMsgCount('rolling restart complete', 1);
+    }
+    assert.ok(
+      service.liveWorkerPids().every((pid) => !before.has(pid)),
+      'every worker was replaced',
+    );
+    // The same sockets, with the backlog they were opened with.
+    assert.deepEqual(listeningSockets(service.port), first);
+    assert.deepEqual(
+      first.map((s) => s.backlog),
+      [somaxconn, somaxconn],
+    );
+    // The primary keeps one copy of each, not one per worker the socket has had.
+    assert.equal(socketFds(service.pid, first).length, 2);
+    // A killed worker's socket closes, so its queue moves to the others at once.
+    const [victim] = service.liveWorkerPids();
+    process.kill(victim as number, 'SIGKILL');
+    await service.waitForMsgCount('worker ready', 1);
+    const now = listeningSockets(service.port);
+    assert.equal(now.length, 2);
+    assert.equal(now.filter((s) => first.some((f) => f.inode === s.inode)).length, 1);
+    assert.equal(socketFds(service.pid, now).length, 2);
+  });
+
+  it("SIGTTOU: the removed worker's socket closes as it drains, not when it exits, so its queue moves at once", async () => {
+    const service = await start({ env: { WORKERS: '2', BALANCE: 'reuseport' } });
+    // Idle kept-alive connections on both workers (8 land on one alone 1 time in 128) hold
+    // the draining one for its idle grace (500 ms) after it closes its listener.
+    const idle = await Promise.all(Array.from({ length: 8 }, () => keptAlive(service.port)));
+    try {
+      assert.equal(new Set(idle.map((c) => c.pid)).size, 2);
+      service.signal('SIGTTOU');
+      const draining = await service.waitForLog((l) => l.msg === 'worker draining');
+      await pollUntil(() => listeningSockets(service.port).length === 1, 'one listener left');
+      assert.ok(isAlive(draining.pid), 'the socket closed only when its worker exited');
+    } finally {
+      for (const c of idle) c.connection.socket.destroy();
+    }
+  });
+
+  it("a worker's listening socket that reaches the primary after the worker stopped is not kept: no socket is left that nobody accepts on", async () => {
+    const fixture = new URL('fixtures/late-ready.js', import.meta.url).href;
+    const service = await start({
+      env: { WORKERS: '1', BALANCE: 'reuseport', NODE_OPTIONS: `--import=${fixture}`, LATE_READY_FORKS: '2' },
+    });
+    // The second worker listens, but its ready comes only after its exit: SIGTTOU removes it
+    // while it is still starting, as far as the primary knows.
+    service.signal('SIGTTIN');
+    await pollUntil(() => listeningSockets(service.port).length === 2, 'the second worker listening');
+    service.signal('SIGTTOU');
+    await service.waitForMsgCount('worker stopped', 1);
+    assert.equal(listeningSockets(service.port).length, 1, service.dump());
+    assert.equal(socketFds(service.pid, listeningSockets(service.port)).length, 1);
+  });
+});
 
 describe('the greeting', () => {
   it('GET / answers the exact greeting with its headers; HEAD the same headers, no body', async () => {

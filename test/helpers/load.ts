@@ -4,6 +4,12 @@ import { takeSentAt, trackedRequest } from './sent-at.js';
 
 const GREETING = /^Hello, Docker world from .+ \(pid (\d+)\)\.\n$/;
 
+/** The worker pid a greeting names; undefined for any other text. */
+export function greetingPidIn(text: string): number | undefined {
+  const pid = GREETING.exec(text)?.[1];
+  return pid === undefined ? undefined : Number(pid);
+}
+
 export interface LoadOptions {
   readonly concurrency?: number;
   /** A new TCP connection per request, as `ab` without -k does. */
@@ -58,8 +64,8 @@ export class Load {
     try {
       const res = await request(url, { dispatcher: this.#agent, reset, headers });
       const text = await res.body.text();
-      const pid = GREETING.exec(text)?.[1];
-      if (res.statusCode === 200 && pid) {
+      const pid = greetingPidIn(text);
+      if (res.statusCode === 200 && pid !== undefined) {
         this.ok++;
         this.lastOkAt = performance.now();
         this.#waiters = this.#waiters.filter((w) => {
@@ -67,7 +73,7 @@ export class Load {
           w.resolve();
           return false;
         });
-        this.pids.set(Number(pid), (this.pids.get(Number(pid)) ?? 0) + 1);
+        this.pids.set(pid, (this.pids.get(pid) ?? 0) + 1);
       } else {
         fail(`HTTP ${res.statusCode} ${text.slice(0, 40)}`);
       }
@@ -128,7 +134,8 @@ export class Load {
 export async function greetingPid(url: string): Promise<number> {
   const res = await request(url, { reset: true });
   const text = await res.body.text();
-  const pid = GREETING.exec(text)?.[1];
-  if (res.statusCode !== 200 || !pid) throw new Error(`unexpected reply ${res.statusCode}: ${text}`);
-  return Number(pid);
+  const pid = greetingPidIn(text);
+  if (res.statusCode !== 200 || pid === undefined)
+    throw new Error(`unexpected reply ${res.statusCode}: ${text}`);
+  return pid;
 }
