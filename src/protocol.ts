@@ -13,6 +13,15 @@ export const WORKER_SLOT_ENV = 'MYSERVICE_WORKER_SLOT';
  */
 export const WORKER_LISTENER_ENV = 'MYSERVICE_WORKER_LISTENER';
 
+/** A listening socket passed over the IPC channel as a message's native handle. */
+export interface NativeHandle {
+  close(): void;
+}
+
+/** True for the handle a `ready` or `listener` message carries; false when none came. */
+export const isNativeHandle = (h: unknown): h is NativeHandle =>
+  typeof h === 'object' && h !== null && typeof (h as { close?: unknown }).close === 'function';
+
 /** The signals the primary acts on, and so the ones every worker leaves to it. */
 export const CONTROL_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const;
 export type ControlSignal = (typeof CONTROL_SIGNALS)[number];

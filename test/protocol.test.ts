@@ -1,7 +1,7 @@
 /** The IPC guards: a message passes only with every field the receiver reads, of the right type. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isPrimaryMessage, isWorkerMessage } from '../src/protocol.js';
+import { isNativeHandle, isPrimaryMessage, isWorkerMessage } from '../src/protocol.js';
 
 const stats = {
   requests: 3,
@@ -63,5 +63,13 @@ describe('isPrimaryMessage', () => {
       { type: 'need-listener' },
     ])
       assert.equal(isPrimaryMessage(m), false, JSON.stringify(m));
+  });
+});
+
+describe('isNativeHandle', () => {
+  it("takes a passed socket (what node:net's TCP handle offers) and refuses a message's missing handle", () => {
+    assert.equal(isNativeHandle({ fd: 9, close() {} }), true);
+    for (const h of [undefined, null, {}, { close: 1 }, 'handle', 9])
+      assert.equal(isNativeHandle(h), false, String(h));
   });
 });

@@ -6,7 +6,9 @@ import { detectOwnCpuLimit } from '../cpu-count.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
 import {
+  isNativeHandle,
   isWorkerMessage,
+  type NativeHandle,
   type PrimaryMessage,
   WORKER_CONFIG_ENV,
   WORKER_LISTENER_ENV,
@@ -21,12 +23,6 @@ import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor
 
 const STATS_TIMEOUT_MS = 1_000;
 
-/** A socket received over IPC as a native handle: the primary only keeps and passes it on. */
-interface NativeHandle {
-  close(): void;
-}
-const isNativeHandle = (h: unknown): h is NativeHandle =>
-  typeof h === 'object' && h !== null && typeof (h as { close?: unknown }).close === 'function';
 /**
  * Workers that boot at once, per CPU the process may use. A boot is only partly CPU-bound: on 2
  * CPUs, 32 workers were all ready after 3.1 s booting 1 per CPU at a time, 2.0 s at 4, 1.9 s all at
@@ -95,9 +91,9 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   /**
    * With reuseport, a copy of each slot's listening socket, which its worker sends when ready. A
    * roll's replacement takes it over, so a roll closes no listener: Linux can reset a connection
-   * whose handshake ends on a listener as it closes, tcp_migrate_req or not (measured under
-   * new-connection load: 1 failed request per 50 to 1,200 closes, depending on the client). Released as soon as no worker of the slot that
-   * stays is left, so that a crashed or draining worker's queue moves to the others at once.
+   * whose handshake ends on a listener as it closes, tcp_migrate_req or not (README, Rolling
+   * restarts). Released as soon as no worker of the slot that stays is left, so that a crashed or
+   * draining worker's queue moves to the others at once.
    */
   const listeners = new Map<number, NativeHandle>();
   function releaseListener(slot: number): void {

@@ -7,7 +7,7 @@ import { getSystemErrorMessage } from 'node:util';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
-import { isPrimaryMessage, type WorkerMessage } from '../protocol.js';
+import { isNativeHandle, isPrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { closeGracefully } from './connections.js';
 import { RequestStats } from './request-stats.js';
 import { createGreetingServer, LISTEN_BACKLOG, type Readiness } from './server.js';
@@ -140,10 +140,10 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
         drain(message.delayMs);
         break;
       case 'listener': {
-        const socket = typeof handle === 'object' && handle !== null ? handle : undefined;
+        const socket = isNativeHandle(handle) ? handle : undefined;
         if (server.listening || readiness !== 'starting') {
           // Not asked for (already listening): this process's copy must not keep the socket open.
-          (socket as { close?: () => void } | undefined)?.close?.();
+          socket?.close();
         } else if (socket) {
           // Positional: node:net reads no backlog from an options object with a handle.
           server.listen(socket, LISTEN_BACKLOG);
