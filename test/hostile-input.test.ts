@@ -14,11 +14,11 @@ import { type HttpLimits, parseConfig } from '../src/config.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer } from '../src/worker/server.js';
 import { type FuzzCase, fuzzCase, fuzzSeed } from './helpers/fuzz.js';
+import { GREETING, pidOfGreeting } from './helpers/greeting.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { RawConnection, type RawReply } from './helpers/raw-http.js';
 import { isAlive, type Service, startService } from './helpers/service.js';
 
-const GREETING = /^Hello, Docker world from \S+ \(pid \d+\)\.\n$/;
 const DEFAULTS = parseConfig({}).http;
 const LIMIT = DEFAULTS.maxBodyBytes;
 /** A deliberate close comes at once; timeouts in these cases are seconds away. */
@@ -69,9 +69,7 @@ async function greet(url: string): Promise<number> {
   const res = await request(url, { reset: true });
   const text = await res.body.text();
   assert.equal(res.statusCode, 200, text);
-  const pid = /\(pid (\d+)\)/.exec(text)?.[1];
-  assert.match(text, GREETING);
-  return Number(pid);
+  return pidOfGreeting(text);
 }
 
 /** What every response must look like: our headers, no banner, no detail in an error body. */

@@ -12,6 +12,7 @@ import { errorFields } from '../src/log.js';
 import { ResponseTotals, renderMetrics } from '../src/primary/metrics.js';
 import { LOOP_DELAY_RESOLUTION_MS, RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
+import { pidOfGreeting } from './helpers/greeting.js';
 import { greetingPid } from './helpers/load.js';
 import { parseExposition, type Sample, total } from './helpers/prometheus.js';
 import { RawConnection } from './helpers/raw-http.js';
@@ -172,7 +173,7 @@ describe('metrics aggregated across workers', () => {
       const client = new Client(service.url, { pipelining: 1 });
       t.after(() => client.close());
       const greet = await client.request({ path: '/', method: 'GET' });
-      byPid.set(Number(/pid (\d+)/.exec(await greet.body.text())?.[1]), client);
+      byPid.set(pidOfGreeting(await greet.body.text()), client);
     }
     assert.equal(byPid.size, 2, 'two connections on two workers');
     const [[first, viaFirst], [, viaSecond]] = [...byPid] as [[number, Client], [number, Client]];
@@ -207,7 +208,7 @@ describe('metrics aggregated across workers', () => {
     const client = new Client(service.url, { pipelining: 1 });
     t.after(() => client.close());
     const greet = await client.request({ path: '/', method: 'GET' });
-    const serving = Number(/pid (\d+)/.exec(await greet.body.text())?.[1]);
+    const serving = pidOfGreeting(await greet.body.text());
     const [stopped] = service.liveWorkerPids().filter((pid) => pid !== serving) as [number];
     process.kill(stopped, 'SIGSTOP');
     t.after(() => {
@@ -251,7 +252,7 @@ describe('metrics aggregated across workers', () => {
     for (let i = 0; i < 40 && onWorker.size < 2; i++) {
       const conn = await RawConnection.open(service.port);
       conn.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-      const pid = Number(/pid (\d+)/.exec((await conn.reply()).body)?.[1]);
+      const pid = pidOfGreeting((await conn.reply()).body);
       if (onWorker.has(pid)) conn.destroy();
       else onWorker.set(pid, conn);
     }
@@ -342,7 +343,7 @@ describe('metrics aggregated across workers', () => {
     const client = new Client(service.url, { pipelining: 1 });
     t.after(() => client.close());
     const greet = await client.request({ path: '/', method: 'GET' });
-    const scraper = Number(/pid (\d+)/.exec(await greet.body.text())?.[1]);
+    const scraper = pidOfGreeting(await greet.body.text());
     const [slow, leaver] = service.liveWorkerPids().filter((pid) => pid !== scraper) as [number, number];
     process.kill(slow, 'SIGSTOP'); // the scrape waits up to 1 s for it
     t.after(() => {

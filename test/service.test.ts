@@ -10,7 +10,8 @@ import { request } from 'undici';
 import type { Balance } from '../src/config.js';
 import { ExitCode } from '../src/exit-codes.js';
 import { healthcheckHost } from '../src/healthcheck.js';
-import { greetingPid, greetingPidIn } from './helpers/load.js';
+import { greetingPidIn } from './helpers/greeting.js';
+import { greetingPid } from './helpers/load.js';
 import { RawConnection } from './helpers/raw-http.js';
 import {
   freePort,

@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
 import { request } from 'undici';
+import { parseGreeting } from '../helpers/greeting.js';
 import { greetingPid } from '../helpers/load.js';
 import {
   buildImage,
@@ -336,9 +337,9 @@ it(
     ]);
     const workers = container.service.liveWorkerPids();
     const res = await request(container.url, { reset: true });
-    const answer = /^Hello, Docker world from (\w+) \(pid (\d+)\)\.\n$/.exec(await res.body.text());
-    assert.equal(answer?.[1], container.shortId);
-    assert.ok(workers.includes(Number(answer?.[2])), `pid ${answer?.[2]} is not one of ${workers}`);
+    const answer = parseGreeting(await res.body.text());
+    assert.equal(answer?.hostname, container.shortId);
+    assert.ok(workers.includes(answer.pid), `pid ${answer.pid} is not one of ${workers}`);
     for (const pid of [1, ...workers]) {
       const status = await container.exec(['cat', `/proc/${pid}/status`]);
       assert.match(status, /^Uid:\s+1000\s+1000\s+1000\s+1000$/m, `pid ${pid}`);

@@ -5,9 +5,8 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import { parseGreeting } from '../helpers/greeting.js';
 import { takeSentAt, trackedRequest } from '../helpers/sent-at.js';
-
-const GREETING = /^Hello, Docker world from (.+) \(pid (\d+)\)\.\n$/;
 
 export interface Outcome {
   /** performance.now() when the request was started. */
@@ -64,11 +63,11 @@ export class TimedLoad {
     try {
       const res = await request(url, { dispatcher: this.#agent, reset, headers });
       const text = await res.body.text();
-      const m = GREETING.exec(text);
+      const greeting = parseGreeting(text);
       const sentAt = takeSentAt(id);
       outcome =
-        res.statusCode === 200 && m
-          ? { startedAt, sentAt, ok: true, hostname: m[1] as string, pid: Number(m[2]) }
+        res.statusCode === 200 && greeting
+          ? { startedAt, sentAt, ok: true, ...greeting }
           : { startedAt, sentAt, ok: false, error: `HTTP ${res.statusCode} ${text.slice(0, 60).trim()}` };
     } catch (err) {
       const sentAt = takeSentAt(id);

@@ -1,14 +1,7 @@
 /** Continuous load from undici lanes, counting every request that did not get a full greeting. */
 import { Agent, request } from 'undici';
+import { greetingPidIn } from './greeting.js';
 import { takeSentAt, trackedRequest } from './sent-at.js';
-
-const GREETING = /^Hello, Docker world from .+ \(pid (\d+)\)\.\n$/;
-
-/** The worker pid a greeting names; undefined for any other text. */
-export function greetingPidIn(text: string): number | undefined {
-  const pid = GREETING.exec(text)?.[1];
-  return pid === undefined ? undefined : Number(pid);
-}
 
 export interface LoadOptions {
   readonly concurrency?: number;
