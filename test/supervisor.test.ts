@@ -336,35 +336,41 @@ describe('Supervisor', () => {
     assert.equal(h.of('log').at(-1)?.fields.gapMs, 10_000);
   });
 
-  it('a pause of the primary moves boot deadlines past it too', () => {
-    const h = new Harness();
-    h.send({ type: 'start' });
-    h.clock = 1_000;
-    h.send({ type: 'tick' });
-    h.supervisor.nextTick();
-    h.clock = 20_000;
-    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
-    // It saw 1 s of the boot before the pause: the rest runs from the resume.
-    h.clock = 20_000 + OPTIONS.bootTimeoutMs - 1_000 - 1;
-    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
-    h.clock += 1;
-    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 2);
-  });
-
-  it('a pause of the primary moves drain deadlines past it too', () => {
-    const h = started();
-    h.send({ type: 'signal', signal: 'SIGTERM' });
-    h.clock = 1_000;
-    h.send({ type: 'tick' });
-    h.supervisor.nextTick();
-    h.clock = 20_000;
-    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
-    // It saw 1 s of the drain before the pause: the rest runs from the resume.
-    h.clock = 20_000 + OPTIONS.drainTimeoutMs - 1_000 - 1;
-    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
-    h.clock += 1;
-    assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 2);
-  });
+  const deadlines: readonly [string, () => Harness, number][] = [
+    [
+      'boot',
+      () => {
+        const h = new Harness();
+        h.send({ type: 'start' });
+        return h;
+      },
+      OPTIONS.bootTimeoutMs,
+    ],
+    [
+      'drain',
+      () => {
+        const h = started();
+        h.send({ type: 'signal', signal: 'SIGTERM' });
+        return h;
+      },
+      OPTIONS.drainTimeoutMs,
+    ],
+  ];
+  for (const [what, setUp, timeoutMs] of deadlines) {
+    it(`a pause of the primary moves ${what} deadlines past it too`, () => {
+      const h = setUp();
+      h.clock = 1_000;
+      h.send({ type: 'tick' });
+      h.supervisor.nextTick();
+      h.clock = 20_000;
+      assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
+      // It saw 1 s of the deadline's time before the pause: the rest runs from the resume.
+      h.clock = 20_000 + timeoutMs - 1_000 - 1;
+      assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 0);
+      h.clock += 1;
+      assert.equal(h.advance(0).filter((a) => a.type === 'kill').length, 2);
+    });
+  }
 
   it('does not respawn while stopping', () => {
     const h = started();
