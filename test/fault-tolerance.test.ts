@@ -351,7 +351,7 @@ describe('fault tolerance under load', () => {
     });
   }
 
-  it('6. SIGTTIN ×2 then SIGTTOU ×3: the worker count follows, never below 1, no failed request', async () => {
+  it("6. SIGTTIN ×2 then SIGTTOU ×3: the worker count follows, never below 1, no failed request beyond one lost to the kernel's close race", async (t) => {
     const service = await start({ env: { WORKERS: '2' } });
     const traffic = load(service.url, { concurrency: 4, newConnections: true });
     await traffic.waitForOk(50);
@@ -361,17 +361,30 @@ describe('fault tolerance under load', () => {
       await service.waitForMsgCount('worker ready', 1);
       counts.push(service.liveWorkerPids().length);
     }
+    const closesFrom = performance.now();
     for (let i = 0; i < 3; i++) {
       service.signal('SIGTTOU');
       await service.waitForMsgCount('worker stopped', 1);
       counts.push(service.liveWorkerPids().length);
     }
+    const closesTo = performance.now();
     service.signal('SIGTTOU');
     await service.waitForLog((l) => l.msg === 'SIGTTOU ignored: at least one worker must run');
     await traffic.waitForOk(50);
     await traffic.stop();
     assert.deepEqual(counts, [3, 4, 3, 2, 1]);
-    assert.equal(traffic.failed, 0, traffic.summary());
+    // Each SIGTTOU closes a listening socket. Linux can lose a connection whose handshake ends on
+    // it as it closes, even with tcp_migrate_req=1 (README, Rolling restarts: up to 12 in 1,000
+    // scale-downs measured), so one connection reset or closed while they happen is let pass;
+    // anything else fails. Without the migration they lost 0 to 7 connections a run.
+    const raced = traffic.failures.filter(
+      (f) =>
+        (f.error === 'ECONNRESET' || f.error === 'UND_ERR_SOCKET') &&
+        f.failedAt >= closesFrom &&
+        f.failedAt <= closesTo,
+    );
+    t.diagnostic(`${traffic.summary()}; ${raced.length} reset as a listener closed`);
+    assert.ok(traffic.failed === raced.length && raced.length <= 1, traffic.summary());
     assert.equal(new Set([await greetingPid(service.url), await greetingPid(service.url)]).size, 1);
   });
 

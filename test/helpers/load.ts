@@ -17,8 +17,15 @@ export class Load {
   /** When the last full greeting came back (performance.now()). */
   lastOkAt = 0;
   readonly errors: string[] = [];
-  /** When each failed request's head was sent (performance.now(); undefined: never), beside its error. */
-  readonly failures: { readonly sentAt: number | undefined; readonly error: string }[] = [];
+  /**
+   * Each failed request's error, when its head was sent (performance.now(); undefined: never) and
+   * when it failed.
+   */
+  readonly failures: {
+    readonly sentAt: number | undefined;
+    readonly failedAt: number;
+    readonly error: string;
+  }[] = [];
   readonly pids = new Map<number, number>();
   #running = true;
   #waiters: { target: number; resolve: () => void; reject: (err: Error) => void }[] = [];
@@ -52,7 +59,7 @@ export class Load {
     const fail = (error: string): void => {
       this.failed++;
       this.errors.push(error);
-      this.failures.push({ sentAt: takeSentAt(id), error });
+      this.failures.push({ sentAt: takeSentAt(id), failedAt: performance.now(), error });
     };
     try {
       const res = await request(url, { dispatcher: this.#agent, reset, headers });
