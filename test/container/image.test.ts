@@ -286,7 +286,7 @@ describe('docker kill --signal', () => {
   }
 
   it(
-    "HUP without the sysctl: no request fails either, since a roll closes no listener (each replacement takes its slot's socket over)",
+    "HUP without the sysctl: every worker pid changes and no request fails either, since a roll closes no listener (each replacement takes its slot's socket over)",
     TIMEOUT,
     async (t) => {
       const container = await start(['--cpus', '2']);
@@ -294,6 +294,7 @@ describe('docker kill --signal', () => {
         (l) => /tcp_migrate_req/.test(l.msg) && l.level === 40,
         'the warning',
       );
+      const old = container.service.liveWorkerPids();
       const fresh = new TimedLoad(container.url, { concurrency: 4, newConnections: true });
       await fresh.waitForOk(100);
       await container.kill('HUP');
@@ -305,6 +306,12 @@ describe('docker kill --signal', () => {
       await fresh.stop();
       t.diagnostic(`HUP without tcp_migrate_req: ${fresh.summary()}`);
       assert.deepEqual(fresh.failures, [], fresh.summary());
+      const rolled = container.service.liveWorkerPids();
+      assert.equal(rolled.length, old.length);
+      assert.deepEqual(
+        rolled.filter((p) => old.includes(p)),
+        [],
+      );
     },
   );
 
