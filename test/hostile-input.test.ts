@@ -647,6 +647,22 @@ describe('slow and idle clients, with timeouts set small through the environment
     }
   });
 
+  it(`an HTTP/0.9 client (\`GET /\`, a line end, then waiting) gets 408 after HEADERS_TIMEOUT_MS, not 400 at once: llhttp judges that request line only when the head ends`, async () => {
+    const s = service as Service;
+    const conn = await RawConnection.open(s.port);
+    try {
+      conn.write('GET /\r\n');
+      const reply = await conn.reply({ ms: HEADERS_MS + SLACK_MS });
+      const elapsed = performance.now() - conn.openedAt;
+      assert.equal(reply.status, 408);
+      assertSafe(reply);
+      assert.ok(elapsed >= HEADERS_MS - 20, `408 after ${Math.round(elapsed)} ms`);
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the server did not close the connection');
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it(`a request timeout bounds the whole request: a body trickled after quick headers is cut after REQUEST_TIMEOUT_MS (${REQUEST_MS} ms) with 408`, async () => {
     const s = service as Service;
     const conn = await RawConnection.open(s.port);
