@@ -27,8 +27,9 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
 
   --quick                 a few-second smoke run: 1 round, short loads, results in a temp dir
   --rounds N              interleaved rounds, medians reported (default 3, quick 1)
-  --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2, and
-                          what WORKERS=auto starts there, the "(default)" row, which is only marked if measured)
+  --workers 1,2,4,8       WORKERS values to compare (default 1..N, N = the service's CPUs, at least 2; past 4
+                          powers of two and N; and what WORKERS=auto starts there, the "(default)" row, which is
+                          only marked if measured)
   --compare pm2,nginx     also measure pm2-runtime -i N and nginx (found on PATH, or pm2=/path/to/pm2-runtime;
                           one that is not found is an error),
                           minimal: a hand-written node:cluster of N reusePort workers with no supervision,
