@@ -257,6 +257,31 @@ test('--quick with neither ab nor wrk: exit 1, and no empty result folder left b
   assert.deepEqual(await readdir(tmp), []);
 });
 
+test('an ab that fails from its first run, warm-up included, costs only its own runs: wrk still measures every configuration, exit 1', {
+  skip: !tools.wrk && 'wrk is not installed',
+  timeout: 60_000,
+}, async () => {
+  const bin = join(dir, 'failing-ab-bin');
+  await mkdir(bin);
+  await writeFile(join(bin, 'ab'), '#!/bin/sh\necho "ab stand-in: broken" >&2\nexit 1\n', { mode: 0o755 });
+  const out = join(dir, 'failing-ab-out');
+  const bench = spawnGroup([BENCH, '--quick', '--workers', '1', '--out', out], {
+    PATH: `${bin}:${process.env.PATH ?? ''}`,
+  });
+  assert.equal(await bench.exited, 1, bench.stderr());
+  const report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as BenchReport;
+  for (const target of ['single', 'reuseport-1', 'round-robin-1']) {
+    const wrk = report.samples.find((s) => s.target === target && s.profile === 'wrk');
+    assert.ok(wrk?.load && wrk.error === undefined, `${target}: wrk ${wrk?.error ?? 'not run'}`);
+    const ab = report.samples.find((s) => s.target === target && s.profile === 'ab');
+    assert.match(ab?.error ?? 'not run', /^ab .* exited with 1: ab stand-in: broken$/, target);
+  }
+  assert.ok(
+    report.meta.skipped.some((l) => /^round 1: single process: warm-up ab: /.test(l)),
+    report.meta.skipped.join('\n'),
+  );
+});
+
 test('SIGTERM to bench:rolls stops its run in the namespace and the service: 130, nothing left', {
   skip: rollsPrerequisiteMissing(process.execPath, ROLLS) ?? false,
   timeout: 30_000,

@@ -82,7 +82,17 @@ export async function runRounds(input: RoundsInput): Promise<RoundsOutput> {
       }
       out.readyMs.set(spec.id, [...(out.readyMs.get(spec.id) ?? []), target.readyMs]);
       try {
-        for (const p of input.warmUp) await runProfile(p, target.url, input.tools, input.plan);
+        // A warm-up that fails leaves the measured runs to say what works: one broken load
+        // generator (or a server that died, which each run then reports) must not hide the others.
+        for (const p of input.warmUp) {
+          try {
+            await runProfile(p, target.url, input.tools, input.plan);
+          } catch (err) {
+            out.problems.push(
+              `round ${round + 1}: ${spec.label}: warm-up ${p.id}: ${(err as Error).message}`,
+            );
+          }
+        }
         const line: string[] = [];
         for (const profile of input.profiles) {
           const sample = await measure(round + 1, target, profile, input.tools, input.plan);
