@@ -647,6 +647,25 @@ describe('Supervisor', () => {
     assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 1, roll: 0, scale: 0 });
   });
 
+  it('an old worker killed as hung before its replacement is ready counts as hung, not also as a roll', () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    h.clock = OPTIONS.heartbeatTimeoutMs - 1;
+    h.send({ type: 'heartbeat', id: newId }); // the replacement is alive; the old one is silent
+    assert.deepEqual(
+      h.advance(1).filter((a) => a.type === 'kill'),
+      [{ type: 'kill', id: oldId }],
+    );
+    h.send({ type: 'ready', id: newId });
+    assert.equal(h.of('drain').length, 0, 'a worker being killed is not drained');
+    const from = h.actions.length;
+    h.exit(oldId, null, 'SIGKILL');
+    assert.ok(h.of('log', from).some((l) => l.msg === 'rolling restart complete'));
+    assert.equal(h.spawned(from).length, 0, 'the replacement holds the slot');
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 1, boot: 0, roll: 0, scale: 0 });
+  });
+
   it('an old worker that crashes while its replacement starts counts as a crash, not as a roll, whatever the replacement then does', () => {
     const ready = started({ workers: 1 });
     ready.send({ type: 'signal', signal: 'SIGHUP' });

@@ -51,8 +51,8 @@ export class RollingRestart {
 
   /**
    * A worker became ready: a replacement's old worker now drains (or the roll goes on if it is
-   * gone). True when the roll replaced a worker: the old one was still there to drain (one that
-   * exited first was counted by its own cause).
+   * gone). True when the roll replaced a worker: the old one was still serving, to drain. One that
+   * exited first, or is being killed as hung, is counted by its own cause when it exits.
    */
   onReady(id: number): boolean {
     const step = this.#step;
@@ -62,6 +62,8 @@ export class RollingRestart {
       this.#advance(true);
       return false;
     }
+    // Being killed: its exit moves the roll on (onOldExit), as the replacement now listens.
+    if (old.state !== 'listening') return false;
     this.#host.workers.drain(old, 'roll');
     return true;
   }
