@@ -63,8 +63,12 @@ export type WorkerMessage =
   | { readonly type: 'metrics-request'; readonly requestId: number };
 
 export type PrimaryMessage =
-  /** Stop accepting, finish in-flight requests, exit 0. delayMs: keep serving (readiness 503) first. */
-  | { readonly type: 'drain'; readonly delayMs: number }
+  /**
+   * Stop accepting, finish in-flight requests, exit 0. delayMs: keep serving (readiness 503) first.
+   * serviceStops: /readyz answers 503 from now on; otherwise only this worker leaves (a roll, a
+   * scale-down), the service stays ready and so does its answer.
+   */
+  | { readonly type: 'drain'; readonly delayMs: number; readonly serviceStops: boolean }
   /**
    * The answer to need-listener: the slot's listening socket as the message's handle, to accept on
    * rather than open one; without a handle (the socket is gone), open one.
@@ -127,7 +131,7 @@ export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
   if (!tagged(value)) return false;
   switch (value.type) {
     case 'drain':
-      return isCount(value.delayMs);
+      return isCount(value.delayMs) && typeof value.serviceStops === 'boolean';
     case 'listener':
       return true;
     case 'collect-stats':

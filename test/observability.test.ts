@@ -26,7 +26,7 @@ async function get(url: string): Promise<{ status: number; headers: Record<strin
 }
 
 describe('health and readiness of one worker (in process)', () => {
-  it('/healthz is 200 in every state; /readyz is 503 while starting or draining, 200 when ready', async () => {
+  it('/healthz is 200 in every state; /readyz is 503 while starting or draining, 200 when ready or retiring (the service goes on)', async () => {
     let state: Readiness = 'starting';
     const server = createGreetingServer({
       hostname: 'test',
@@ -39,17 +39,22 @@ describe('health and readiness of one worker (in process)', () => {
     await once(server, 'listening');
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
-      const expected: [Readiness, number, string][] = [
-        ['starting', 503, 'starting\n'],
-        ['ready', 200, 'ready\n'],
-        ['draining', 503, 'draining\n'],
+      // The last column: whether a response closes its connection (kept-alive clients move on).
+      const expected: [Readiness, number, string, boolean][] = [
+        ['starting', 503, 'starting\n', false],
+        ['ready', 200, 'ready\n', false],
+        ['retiring', 200, 'ready\n', true],
+        ['draining', 503, 'draining\n', true],
       ];
-      for (const [s, status, body] of expected) {
+      for (const [s, status, body, closes] of expected) {
         state = s;
         const ready = await get(`${base}/readyz`);
         assert.equal(ready.status, status, s);
         assert.equal(ready.text, body);
         assert.equal(ready.headers['cache-control'], 'no-store');
+        const kept = await request(base); // HTTP/1.1 with no Connection header: kept alive
+        await kept.body.text();
+        assert.equal(kept.headers.connection === 'close', closes, s);
         const live = await get(`${base}/healthz`);
         assert.equal(live.status, 200);
         assert.equal(live.headers['cache-control'], 'no-store');
@@ -538,6 +543,27 @@ describe('readiness during shutdown', () => {
     // A lower bound: the delay was waited, not only announced.
     assert.ok(performance.now() - signalled >= 1500, 'stopped before SHUTDOWN_DELAY_MS');
     await assert.rejects(get(`${service.url}/readyz`), /ECONNREFUSED/);
+  });
+});
+
+describe('readiness during a rolling restart', () => {
+  it('a worker leaving in a roll answers /readyz 200 on its kept-alive connection, with Connection: close: the service stays ready', async (t) => {
+    const service = await start({ env: { WORKERS: '1' } });
+    const conn = await RawConnection.open(service.port);
+    t.after(() => conn.destroy());
+    conn.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    const old = pidOfGreeting((await conn.reply()).body);
+    service.signal('SIGHUP');
+    await service.waitForLog((l) => l.msg === 'worker draining' && l.pid === old);
+    // Sent within the grace an idle connection gets for one last request (500 ms).
+    conn.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const ready = await conn.reply();
+    assert.deepEqual(
+      [ready.status, ready.body, ready.headers.get('connection')],
+      [200, 'ready\n', ['close']],
+    );
+    await conn.closed;
+    await service.waitForLog((l) => l.msg === 'worker replaced' && l.workerPid === old);
   });
 });
 

@@ -35,7 +35,7 @@ describe('isWorkerMessage', () => {
       { type: 'heartbeat', responses: [0, 1.5, 0, 0, 0] },
       { type: 'fatal', code: 'E' },
       { type: 'metrics-request', requestId: '1' },
-      { type: 'drain', delayMs: 0 },
+      { type: 'drain', delayMs: 0, serviceStops: false },
       { type: 'listener' },
       { cmd: 'NODE_CLUSTER' },
       'ready',
@@ -48,7 +48,7 @@ describe('isWorkerMessage', () => {
 describe('isPrimaryMessage', () => {
   it('takes every message the primary sends, and refuses them incomplete', () => {
     for (const m of [
-      { type: 'drain', delayMs: 0 },
+      { type: 'drain', delayMs: 0, serviceStops: true },
       { type: 'listener' },
       { type: 'collect-stats', requestId: 3 },
       { type: 'metrics-response', requestId: 3, text: null },
@@ -57,6 +57,7 @@ describe('isPrimaryMessage', () => {
       assert.equal(isPrimaryMessage(m), true, JSON.stringify(m));
     for (const m of [
       { type: 'drain' },
+      { type: 'drain', delayMs: 0 },
       { type: 'collect-stats' },
       { type: 'metrics-response', requestId: 3 },
       { type: 'heartbeat', responses: [0, 0, 0, 0, 0] },

@@ -207,7 +207,7 @@ describe('Supervisor', () => {
     assert.deepEqual(
       out.filter((a) => a.type === 'kill' || a.type === 'drain'),
       [
-        { type: 'drain', id: 1, delayMs: 0 },
+        { type: 'drain', id: 1, delayMs: 0, serviceStops: true },
         { type: 'kill', id: 2 },
       ],
     );
@@ -219,8 +219,8 @@ describe('Supervisor', () => {
     assert.deepEqual(
       out.filter((a) => a.type === 'drain'),
       [
-        { type: 'drain', id: 1, delayMs: 0 },
-        { type: 'drain', id: 2, delayMs: 0 },
+        { type: 'drain', id: 1, delayMs: 0, serviceStops: true },
+        { type: 'drain', id: 2, delayMs: 0, serviceStops: true },
       ],
     );
     h.exit(1, 0);
@@ -401,7 +401,7 @@ describe('Supervisor', () => {
       const out = h.send({ type: 'ready', id: newId });
       assert.deepEqual(
         out.filter((a) => a.type === 'drain'),
-        [{ type: 'drain', id: oldId, delayMs: 0 }],
+        [{ type: 'drain', id: oldId, delayMs: 0, serviceStops: false }],
       );
       h.exit(oldId, 0);
     }
@@ -925,7 +925,10 @@ describe('Supervisor', () => {
     h.readyAll();
     for (let i = 0; i < 3; i++) {
       const out = h.send({ type: 'signal', signal: 'SIGTTOU' });
-      for (const d of out.filter((a) => a.type === 'drain')) h.exit(d.id, 0);
+      for (const d of out.filter((a) => a.type === 'drain')) {
+        assert.equal(d.serviceStops, false, 'one worker leaves; the service stays ready');
+        h.exit(d.id, 0);
+      }
     }
     assert.equal(h.supervisor.snapshot().configured, 1);
     assert.deepEqual([...h.live.values()], [0]);

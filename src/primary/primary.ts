@@ -150,7 +150,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
           const w = handles.get(action.id);
           if (w) {
             leaving.add(w);
-            sendTo(w, { type: 'drain', delayMs: action.delayMs });
+            sendTo(w, { type: 'drain', delayMs: action.delayMs, serviceStops: action.serviceStops });
             releaseListener(slots.get(w) ?? -1);
           }
           break;

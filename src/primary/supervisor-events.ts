@@ -48,7 +48,8 @@ export type SupervisorEvent =
 
 export type Action =
   | { readonly type: 'spawn'; readonly id: number; readonly slot: number }
-  | { readonly type: 'drain'; readonly id: number; readonly delayMs: number }
+  /** serviceStops: the whole service is stopping (not one worker of a roll or a scale-down). */
+  | { readonly type: 'drain'; readonly id: number; readonly delayMs: number; readonly serviceStops: boolean }
   | { readonly type: 'kill'; readonly id: number }
   | {
       readonly type: 'log';

@@ -90,7 +90,8 @@ export class WorkerTable {
     w.state = 'stopping';
     w.stopReason = reason;
     w.stopDeadline = this.#now() + delayMs + this.#timeouts.drainTimeoutMs;
-    this.#emit({ type: 'drain', id: w.id, delayMs });
+    const serviceStops = reason === 'shutdown' || reason === 'give-up';
+    this.#emit({ type: 'drain', id: w.id, delayMs, serviceStops });
   }
 
   /** SIGKILLs a worker; a draining one keeps the reason it was draining for. */

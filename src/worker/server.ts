@@ -27,7 +27,11 @@ import {
 import type { RequestStats } from './request-stats.js';
 import { requestPath } from './request-target.js';
 
-export type Readiness = 'starting' | 'ready' | 'draining';
+/**
+ * 'retiring': this worker drains while the service goes on (a roll, a scale-down), so /readyz
+ * still answers 200; 'draining': the service stops, and /readyz answers 503.
+ */
+export type Readiness = 'starting' | 'ready' | 'retiring' | 'draining';
 
 /**
  * The accept queue asked of listen(): the kernel caps it at net.core.somaxconn (4096 by default
@@ -58,7 +62,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   const keepAlive = limits.keepAliveTimeoutMs > 0;
 
   /** While draining, every response closes its connection so kept-alive clients move on. */
-  const closesConnection = (): boolean => !keepAlive || readiness() === 'draining';
+  const closesConnection = (): boolean => {
+    const state = readiness();
+    return !keepAlive || state === 'draining' || state === 'retiring';
+  };
 
   function send(res: ServerResponse, reply: Canned, count = true): void {
     res.writeHead(reply.status, (closesConnection() ? reply.closing : reply.headers) as string[]);
@@ -74,7 +81,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       '/readyz',
       (_req, res) => {
         const state = readiness();
-        send(res, state === 'ready' ? ready : notReady[state], false);
+        send(res, state === 'ready' || state === 'retiring' ? ready : notReady[state], false);
       },
     ],
   ]);

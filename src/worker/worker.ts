@@ -112,11 +112,11 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
   });
 
   let draining = false;
-  function drain(delayMs: number): void {
+  function drain(delayMs: number, serviceStops: boolean): void {
     if (draining) return;
     draining = true;
-    readiness = 'draining';
-    log('info', 'worker draining', { slot, delayMs });
+    readiness = serviceStops ? 'draining' : 'retiring';
+    log('info', 'worker draining', { slot, delayMs, serviceStops });
     // SHUTDOWN_DELAY_MS: the listener keeps serving (readiness 503) before it closes.
     setTimeout(() => {
       closeGracefully(server, config.drainTimeoutMs, () => {
@@ -137,7 +137,7 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
     if (!isPrimaryMessage(message)) return;
     switch (message.type) {
       case 'drain':
-        drain(message.delayMs);
+        drain(message.delayMs, message.serviceStops);
         break;
       case 'listener': {
         const socket = isNativeHandle(handle) ? handle : undefined;
