@@ -547,23 +547,39 @@ describe('readiness during shutdown', () => {
 });
 
 describe('readiness during a rolling restart', () => {
-  it('a worker leaving in a roll answers /readyz 200 on its kept-alive connection, with Connection: close: the service stays ready', async (t) => {
+  it('a worker leaving in a roll answers /readyz 200 on its kept-alive connections, with Connection: close; 503 once the service stops too', async (t) => {
     const service = await start({ env: { WORKERS: '1' } });
-    const conn = await RawConnection.open(service.port);
-    t.after(() => conn.destroy());
-    conn.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    const old = pidOfGreeting((await conn.reply()).body);
+    // Two kept-alive connections on the one worker: one asks during the roll, one after SIGTERM.
+    const [during, after] = [await RawConnection.open(service.port), await RawConnection.open(service.port)];
+    t.after(() => {
+      during.destroy();
+      after.destroy();
+    });
+    const pids = [];
+    for (const conn of [during, after]) {
+      conn.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      pids.push(pidOfGreeting((await conn.reply()).body));
+    }
+    const old = pids[0];
+    assert.equal(pids[1], old);
     service.signal('SIGHUP');
     await service.waitForLog((l) => l.msg === 'worker draining' && l.pid === old);
-    // Sent within the grace an idle connection gets for one last request (500 ms).
-    conn.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
-    const ready = await conn.reply();
+    // Each asks within the grace an idle connection gets for one last request (500 ms).
+    during.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const ready = await during.reply();
     assert.deepEqual(
       [ready.status, ready.body, ready.headers.get('connection')],
       [200, 'ready\n', ['close']],
     );
-    await conn.closed;
-    await service.waitForLog((l) => l.msg === 'worker replaced' && l.workerPid === old);
+    service.signal('SIGTERM');
+    await service.waitForLog((l) => l.msg === 'worker draining as the service stops' && l.pid === old);
+    after.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const stopping = await after.reply();
+    assert.deepEqual(
+      [stopping.status, stopping.body, stopping.headers.get('connection')],
+      [503, 'draining\n', ['close']],
+    );
+    assert.equal((await service.exited).code, 0);
   });
 });
 

@@ -512,7 +512,7 @@ describe('Supervisor', () => {
     assert.ok(h.of('log').some((l) => /rolling restart aborted/.test(l.msg)));
   });
 
-  it('a roll whose old worker died and whose replacement times out refills the slot with back-off', () => {
+  it('a roll whose old worker died and whose replacement times out refills the slot with back-off, both failures counted', () => {
     const h = started({ workers: 2, bootTimeoutMs: 1_500 });
     h.send({ type: 'signal', signal: 'SIGHUP' });
     const [oldId, newId] = h.idsInSlot(0) as [number, number];
@@ -530,7 +530,8 @@ describe('Supervisor', () => {
       logs
         .filter((l) => l.msg === 'worker exited unexpectedly')
         .map((l) => [l.fields.cause, l.fields.restartInMs]),
-      [['boot', 100]],
+      [['boot', 200]],
+      "the second failure in a row in the slot: the old worker's crash counted toward the back-off",
     );
     h.advance();
     assert.deepEqual(
@@ -539,7 +540,7 @@ describe('Supervisor', () => {
     );
     h.readyAll();
     assert.deepEqual([...h.live.values()].sort(), [0, 1]);
-    assert.equal(h.supervisor.snapshot().restarts.boot, 1);
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 1, hung: 0, boot: 1, roll: 0, scale: 0 });
   });
 
   it('a replacement that crashes after it was ready, while its old worker drains: the roll stops there (a bad release); its slot restarts with back-off, a queued SIGHUP goes too', () => {
@@ -623,29 +624,31 @@ describe('Supervisor', () => {
     assert.equal(h.of('log').at(-1)?.msg, 'SIGTERM while giving up: stopping now');
   });
 
-  it('an old worker killed as hung while its replacement fails is replaced once, not twice', () => {
-    const h = started({ workers: 1 });
-    h.send({ type: 'signal', signal: 'SIGHUP' });
-    const [oldId, newId] = h.idsInSlot(0) as [number, number];
-    const hung = h.advance(); // the old one's heartbeat timeout comes before the new one's boot timeout
-    assert.deepEqual(
-      hung.filter((a) => a.type === 'kill'),
-      [{ type: 'kill', id: oldId }],
-    );
-    h.exit(newId, 1);
-    const from = h.actions.length;
-    h.advance(); // the slot's respawn, without waiting for the old one to go
-    assert.deepEqual(
-      h.spawned(from).map((a) => a.slot),
-      [0],
-    );
-    h.exit(oldId, null, 'SIGKILL'); // late: SIGKILL waits for a process in uninterruptible sleep
-    h.advance(60_000);
-    assert.equal(h.spawned().length, 3, 'start, roll, one respawn');
-    assert.equal(h.live.size, 1);
-    // One replacement, counted once, by the failure that caused it.
-    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 1, roll: 0, scale: 0 });
-  });
+  for (const first of ['replacement', 'old worker'] as const)
+    it(`an old worker killed as hung while its replacement fails is replaced once, each failure counted once (the ${first} exits first)`, () => {
+      const h = started({ workers: 1 });
+      h.send({ type: 'signal', signal: 'SIGHUP' });
+      const [oldId, newId] = h.idsInSlot(0) as [number, number];
+      const hung = h.advance(); // the old one's heartbeat timeout comes before the new one's boot timeout
+      assert.deepEqual(
+        hung.filter((a) => a.type === 'kill'),
+        [{ type: 'kill', id: oldId }],
+      );
+      if (first === 'old worker') h.exit(oldId, null, 'SIGKILL');
+      h.exit(newId, 1);
+      const from = h.actions.length;
+      h.advance(); // the slot's respawn, without waiting for the old one to go
+      assert.deepEqual(
+        h.spawned(from).map((a) => a.slot),
+        [0],
+      );
+      // Late: SIGKILL waits for a process in uninterruptible sleep.
+      if (first === 'replacement') h.exit(oldId, null, 'SIGKILL');
+      h.advance(60_000);
+      assert.equal(h.spawned().length, 3, 'start, roll, one respawn');
+      assert.equal(h.live.size, 1);
+      assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 1, boot: 1, roll: 0, scale: 0 });
+    });
 
   it('an old worker killed as hung before its replacement is ready counts as hung, not also as a roll', () => {
     const h = started({ workers: 1 });
@@ -664,6 +667,53 @@ describe('Supervisor', () => {
     assert.ok(h.of('log', from).some((l) => l.msg === 'rolling restart complete'));
     assert.equal(h.spawned(from).length, 0, 'the replacement holds the slot');
     assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 1, boot: 0, roll: 0, scale: 0 });
+  });
+
+  it('a replacement killed by a group SIGHUP after its old worker crashed: another starts at once, and the roll and the one queued go on', () => {
+    const h = started({ workers: 2 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [old0, new0] = h.idsInSlot(0) as [number, number];
+    h.exit(old0, 1);
+    h.send({ type: 'signal', signal: 'SIGHUP' }); // the group signal: the primary's copy queues a roll
+    const from = h.actions.length;
+    h.exit(new0, null, 'SIGHUP');
+    assert.deepEqual(
+      h.spawned(from).map((a) => a.slot),
+      [0],
+      'another replacement at once',
+    );
+    // Each step: the newest worker becomes ready, and the old one of its slot, if any, leaves.
+    for (let step = 0; step < 4; step++) {
+      const newest = Math.max(...h.live.keys());
+      const old = h.idsInSlot(h.live.get(newest) as number).find((id) => id !== newest);
+      h.send({ type: 'ready', id: newest });
+      if (old !== undefined) h.exit(old, 0);
+    }
+    assert.equal(h.of('log', from).filter((l) => /rolling restart aborted/.test(l.msg)).length, 0);
+    assert.equal(h.of('log').filter((l) => l.msg === 'rolling restart complete').length, 2);
+    assert.equal(h.live.size, 2);
+    assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 1, hung: 0, boot: 0, roll: 3, scale: 0 });
+  });
+
+  it('SIGTERM during a roll tells the old worker, already draining, that the service stops: its /readyz turns 503 too', () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [oldId, newId] = h.idsInSlot(0) as [number, number];
+    assert.deepEqual(
+      h.send({ type: 'ready', id: newId }).filter((a) => a.type === 'drain'),
+      [{ type: 'drain', id: oldId, delayMs: 0, serviceStops: false }],
+    );
+    const drains = h
+      .send({ type: 'signal', signal: 'SIGTERM' })
+      .filter((a) => a.type === 'drain')
+      .sort((a, b) => a.id - b.id);
+    assert.deepEqual(drains, [
+      { type: 'drain', id: oldId, delayMs: 0, serviceStops: true },
+      { type: 'drain', id: newId, delayMs: 0, serviceStops: true },
+    ]);
+    h.exit(oldId, 0);
+    h.exit(newId, 0);
+    assert.equal(h.exitCode(), ExitCode.ok);
   });
 
   it('an old worker that crashes while its replacement starts counts as a crash, not as a roll, whatever the replacement then does', () => {

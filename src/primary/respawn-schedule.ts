@@ -63,13 +63,23 @@ export class RespawnSchedule {
    * up to the maximum, and starts over once the slot has served well for resetAfterMs. Returns it.
    */
   backOff(slot: number, now: number): number {
+    const delayMs = this.failed(slot, now);
+    this.#slot(slot).respawnAt = now + delayMs;
+    return delayMs;
+  }
+
+  /**
+   * A worker in `slot` failed where another worker already takes its place (a roll's replacement,
+   * a respawn queued): the failure counts toward the back-off, no start is queued. Returns the
+   * delay this failure earns.
+   */
+  failed(slot: number, now: number): number {
     const { initialMs, maxMs, resetAfterMs } = this.#backoff;
     const s = this.#slot(slot);
     if (s.goodSince !== undefined && now - s.goodSince >= resetAfterMs) s.failures = 0;
     s.goodSince = undefined;
     const delayMs = Math.min(initialMs * 2 ** s.failures, maxMs);
     s.failures++;
-    s.respawnAt = now + delayMs;
     return delayMs;
   }
 

@@ -100,7 +100,7 @@ export class RollingRestart {
     const step = this.#step;
     if (step?.newId !== id) return false;
     const old = this.#oldWorker(step);
-    if (how.interrupted && old?.state === 'listening') {
+    if (how.interrupted) {
       // A group signal in Node's own start-up is no failed boot: another starts at once.
       this.#host.log('warn', 'new worker killed by a signal before it was ready; starting another', exit);
       step.newId = this.#host.spawnReplacement(step.slot);

@@ -200,8 +200,12 @@ export class Supervisor {
     const booted = w.readyAt !== undefined;
     const cause: RestartCause = !booted ? 'boot' : w.stopReason === 'hung' ? 'hung' : 'crash';
     if (this.#roll.onOldExit(w, exit)) {
-      // Crashed or hung while its replacement started: the roll's new worker refills the slot.
-      if (w.stopReason !== 'roll') this.#restarts[cause]++;
+      // Crashed or hung while its replacement started: the roll's new worker refills the slot, and
+      // the failure counts, toward the slot's back-off too.
+      if (w.stopReason !== 'roll') {
+        this.#restarts[cause]++;
+        this.#respawns.failed(w.slot, this.now());
+      }
       return;
     }
     if (this.#isPlannedStop(w)) {
@@ -234,6 +238,12 @@ export class Supervisor {
     }
     if (w.slot >= this.#target) return;
     if (this.#respawns.isQueued(w.slot) || this.#workers.isSlotFilled(w.slot)) {
+      // A failure all the same (a roll's old worker killed as hung after its replacement failed):
+      // counted by its cause, whichever of the two exits came first.
+      if (!interrupted) {
+        this.#restarts[cause]++;
+        this.#respawns.failed(w.slot, now);
+      }
       this.#log('warn', 'worker exited unexpectedly; its slot is already being refilled', { ...exit, cause });
       return;
     }

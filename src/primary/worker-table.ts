@@ -5,6 +5,11 @@
  */
 import type { Action, StopReason, SupervisorOptions, WorkerState } from './supervisor-events.js';
 
+/** Whether a worker stopped for `reason` leaves with the whole service (its /readyz then 503). */
+function stopsService(reason: StopReason | undefined): boolean {
+  return reason === 'shutdown' || reason === 'give-up';
+}
+
 export interface WorkerRecord {
   readonly id: number;
   readonly slot: number;
@@ -86,12 +91,18 @@ export class WorkerTable {
 
   /** Asks a worker to finish its requests and exit, `delayMs` from now; once only. */
   drain(w: WorkerRecord, reason: StopReason, delayMs = 0): void {
-    if (w.state === 'stopping' || w.state === 'dead') return;
+    if (w.state === 'dead') return;
+    if (w.state === 'stopping') {
+      // Leaving already, for a roll or a scale-down, as the whole service stops: it keeps its
+      // reason and deadline, and is told, so that its /readyz turns 503 like every other's.
+      if (stopsService(reason) && !stopsService(w.stopReason) && !w.killSent)
+        this.#emit({ type: 'drain', id: w.id, delayMs: 0, serviceStops: true });
+      return;
+    }
     w.state = 'stopping';
     w.stopReason = reason;
     w.stopDeadline = this.#now() + delayMs + this.#timeouts.drainTimeoutMs;
-    const serviceStops = reason === 'shutdown' || reason === 'give-up';
-    this.#emit({ type: 'drain', id: w.id, delayMs, serviceStops });
+    this.#emit({ type: 'drain', id: w.id, delayMs, serviceStops: stopsService(reason) });
   }
 
   /** SIGKILLs a worker; a draining one keeps the reason it was draining for. */

@@ -113,7 +113,14 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
 
   let draining = false;
   function drain(delayMs: number, serviceStops: boolean): void {
-    if (draining) return;
+    if (draining) {
+      // Leaving for a roll or a scale-down when the whole service stops: /readyz now says so.
+      if (serviceStops && readiness !== 'draining') {
+        readiness = 'draining';
+        log('info', 'worker draining as the service stops', { slot });
+      }
+      return;
+    }
     draining = true;
     readiness = serviceStops ? 'draining' : 'retiring';
     log('info', 'worker draining', { slot, delayMs, serviceStops });
