@@ -34,6 +34,7 @@ import { renderText } from '../scripts/bench/report-text.js';
 import { comparisons, type Summary, summarize } from '../scripts/bench/summary.js';
 import {
   defaultTargetId,
+  type RunningTarget,
   serviceDefaultWorkers,
   type TargetSpec,
   targetSpecs,
@@ -315,31 +316,37 @@ describe('a run in error', () => {
     assert.match(renderSvg(broken), />n\/a</);
   });
 
-  it('a server killed during ab: the run is an error with no CPU figure, and the next run does not load it', {
-    skip: !findTools().ab && 'ab is not installed',
-    timeout: 30_000,
-  }, async () => {
-    const plan = { pinned: false, service: [], load: [], reason: 'not pinned' };
-    const spec: TargetSpec = { id: 'single', label: 'single process', kind: 'single', workers: 1 };
+  const plan = { pinned: false, service: [], load: [], reason: 'not pinned' };
+  const [ab, abKeepAlive] = buildProfiles({
+    abRequests: 30_000,
+    abConcurrency: 4,
+    wrkSeconds: 1,
+    wrkConnections: 4,
+    wrkThreads: 1,
+  }) as [Profile, Profile];
+
+  /** Starts `spec` and measures the ab profile on it, calling `during` as soon as ab runs. */
+  async function abWhile(spec: TargetSpec, during: (target: RunningTarget) => void) {
     const target = await launch(spec, { plan });
     after(() => target.stop());
-    const [ab, abKeepAlive] = buildProfiles({
-      abRequests: 30_000,
-      abConcurrency: 4,
-      wrkSeconds: 1,
-      wrkConnections: 4,
-      wrkThreads: 1,
-    }) as [Profile, Profile];
     const running = measure(1, target, ab, findTools(), plan);
-    // Killed as soon as ab runs (a child of this process): /proc shows it.
+    // ab is a child of this process: /proc shows it.
     const abRuns = () =>
       processTree(process.pid).some((pid) => {
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
         return argv[0]?.endsWith('/ab') && argv.includes('30000');
       });
     while (!abRuns()) await new Promise((resolve) => setTimeout(resolve, 5));
-    process.kill(target.pid, 'SIGKILL');
-    const killed = await running;
+    during(target);
+    return { target, sample: await running };
+  }
+
+  it('a server killed during ab: the run is an error with no CPU figure, and the next run does not load it', {
+    skip: !findTools().ab && 'ab is not installed',
+    timeout: 30_000,
+  }, async () => {
+    const spec: TargetSpec = { id: 'single', label: 'single process', kind: 'single', workers: 1 };
+    const { target, sample: killed } = await abWhile(spec, (t) => process.kill(t.pid, 'SIGKILL'));
     assert.match(killed.error ?? '', /^the server exited during the run \(SIGKILL\)$/);
     assert.equal(killed.cpuMicrosPerRequest, undefined);
     assert.ok(killed.load, 'what ab reported is kept');
@@ -354,5 +361,26 @@ describe('a run in error', () => {
       assert.equal(s.cpuMicrosPerRequest, undefined);
       assert.ok(s.failed <= 30_000, `failed ${s.failed}`);
     }
+  });
+
+  it('a worker killed during ab: the run still counts, switches/req is left out, and the report says why', {
+    skip: !findTools().ab && 'ab is not installed',
+    timeout: 30_000,
+  }, async () => {
+    const spec = targetSpecs([2], []).find((t) => t.id === 'reuseport-2') as TargetSpec;
+    let victim = 0;
+    const { sample } = await abWhile(spec, (t) => {
+      victim = processTree(t.pid).find((pid) => pid !== t.pid) as number;
+      process.kill(victim, 'SIGKILL');
+    });
+    assert.equal(sample.error, undefined, JSON.stringify(sample.load));
+    assert.ok(sample.workersChanged?.exited.includes(victim), JSON.stringify(sample.workersChanged));
+    assert.ok((sample.cpuMicrosPerRequest ?? 0) > 0);
+    assert.equal(sample.contextSwitchesPerRequest, undefined);
+    const text = renderText({ ...report('reuseport-2', 2), samples: [sample] });
+    assert.match(
+      text,
+      new RegExp(`exited: ${victim};.*spread, switches/req and the exited ones' peak RSS left out`),
+    );
   });
 });

@@ -4,12 +4,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { findExecutable, run } from '../scripts/bench/commands.js';
 import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
 import { mebibytes } from '../scripts/bench/format.js';
 import {
   failedRequests,
+  type LoadResult,
   parseAb,
   parseWrk,
   unusableRun,
@@ -87,28 +88,31 @@ describe('load generator output', () => {
     assert.equal(failedRequests(r), 17);
   });
 
-  it('Length mismatches are failures when every serving pid has as many digits, beyond the Receive errors', () => {
+  it('Length mismatches are failures when every greeting had one length, beyond Receive errors and non-2xx', () => {
     const r = parseAb(AB_REPORT, AB_CSV);
-    // 6 of the 4990 are the replies that broke mid-receive or mid-write, which ab counts twice.
-    assert.equal(withUnexplainedLength(r, [4242, 4243]).failures.length, 4984);
-    assert.equal(failedRequests(withUnexplainedLength(r, [4242])), 12 + 4984);
+    assert.equal(r.firstBodyBytes, 49);
+    // 6 of the 4990 are the replies that broke mid-receive or mid-write, and 5 the non-2xx
+    // replies, which ab counts twice.
+    assert.equal(withUnexplainedLength(r, [49, 49]).failures.length, 4979);
+    assert.equal(failedRequests(withUnexplainedLength(r, [49])), 12 + 4979);
     // pid 999 answers with a body one byte shorter than pid 1000's: nothing can be told apart.
-    assert.equal(withUnexplainedLength(r, [999, 1000]).failures.length, 0);
+    assert.equal(withUnexplainedLength(r, [48, 49]).failures.length, 0);
     const clean = { ...r, lengthMismatches: 0 };
-    assert.equal(withUnexplainedLength(clean, [4242]), clean);
+    assert.equal(withUnexplainedLength(clean, [49]), clean);
+    // The first reply, 50 bytes, was no greeting: the 5010 replies that matched it are the odd ones.
+    assert.equal(withUnexplainedLength(r, [50]).failures.length, 10000 - 4990 - 6 - 5);
   });
 
-  it('real ab counts a connection closed without a reply as Length, which one pid cannot explain', {
-    skip: !findTools().ab && 'ab is not installed',
-  }, async (t) => {
-    // Every fifth connection is closed as soon as its request arrives; the others get 5 bytes.
+  const HELLO = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello';
+  const UNAVAILABLE =
+    'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\nConnection: close\r\n\r\nunavailable\n';
+
+  /** Real `ab -c 1 -n 20` against a server that answers connection n (from 1) with answer(n), or closes it. */
+  async function abAgainst(t: TestContext, answer: (n: number) => string | undefined): Promise<LoadResult> {
     let connections = 0;
     const server = createServer((socket) => {
-      const dropped = ++connections % 5 === 0;
-      socket.once('data', () => {
-        if (dropped) socket.destroy();
-        else socket.end('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello');
-      });
+      const reply = answer(++connections);
+      socket.once('data', () => (reply === undefined ? socket.destroy() : socket.end(reply)));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     t.after(() => server.close());
@@ -117,11 +121,33 @@ describe('load generator output', () => {
     const csv = join(dir, 'percentiles.csv');
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
     const ab = await run([findTools().ab as string, '-q', '-r', '-e', csv, '-c', '1', '-n', '20', url]);
-    const r = parseAb(ab.stdout, readFileSync(csv, 'utf8'));
-    assert.equal(r.lengthMismatches, 4, ab.stdout);
+    t.diagnostic(ab.stdout);
+    return parseAb(ab.stdout, readFileSync(csv, 'utf8'));
+  }
+
+  it('real ab counts a connection closed without a reply as Length, which one greeting length cannot explain', {
+    skip: !findTools().ab && 'ab is not installed',
+  }, async (t) => {
+    // Every fifth connection is closed as soon as its request arrives; the others get 5 bytes.
+    const r = await abAgainst(t, (n) => (n % 5 === 0 ? undefined : HELLO));
+    assert.equal(r.lengthMismatches, 4);
     assert.equal(failedRequests(r), 0);
-    assert.equal(failedRequests(withUnexplainedLength(r, [process.pid])), 4);
+    assert.equal(failedRequests(withUnexplainedLength(r, [5])), 4);
   });
+
+  for (const first of ['a greeting', 'a 503'] as const) {
+    it(`real ab counts a 503 of another length as Non-2xx and Length, first reply ${first}: failed counts it once`, {
+      skip: !findTools().ab && 'ab is not installed',
+    }, async (t) => {
+      // Every fifth connection gets the 503, from the first one on or not.
+      const shift = first === 'a 503' ? 4 : 0;
+      const r = await abAgainst(t, (n) => ((n + shift) % 5 === 0 ? UNAVAILABLE : HELLO));
+      assert.equal(r.failures.non2xx, 4);
+      // ab measures every reply against the first: after a 503, the 16 greetings are its Length.
+      assert.equal(r.lengthMismatches, first === 'a 503' ? 16 : 4);
+      assert.equal(failedRequests(withUnexplainedLength(r, [5])), 4);
+    });
+  }
 
   // Captured from ab 2.3 with -r: `-c 4 -n 30000` against the single process, SIGKILLed after
   // 0.7 s; `-n 2000` against the port afterwards; `-n 2000` against a server that resets every
@@ -134,14 +160,14 @@ describe('load generator output', () => {
   it('ab counts one broken request as Receive, Length and Exceptions: failed counts it once', () => {
     const killed = withUnexplainedLength(
       parseAb(abFailures(30000, 'Connect: 0, Receive: 27820, Length: 27820, Exceptions: 14435'), AB_CSV),
-      [4242],
+      [49],
     );
     assert.equal(failedRequests(killed), 27820);
     const dead = parseAb(abFailures(2000, 'Connect: 0, Receive: 2000, Length: 0, Exceptions: 1005'), AB_CSV);
     assert.equal(failedRequests(withUnexplainedLength(dead, [])), 2000);
     const reset = withUnexplainedLength(
       parseAb(abFailures(2000, 'Connect: 0, Receive: 400, Length: 400, Exceptions: 400'), AB_CSV),
-      [4242],
+      [49],
     );
     assert.equal(failedRequests(reset), 400);
     // Whatever ab's causes add up to, no more requests fail than were made.

@@ -13,9 +13,9 @@ export interface Failures {
   /** Status outside 2xx (ab) or outside 2xx/3xx (wrk). */
   readonly non2xx: number;
   /**
-   * ab "Length" failures that no pid can explain, beyond the Receive errors (see
-   * withUnexplainedLength): ab also counts a connection closed without a reply, or a reply cut
-   * short, as Length.
+   * ab "Length" failures that no pid can explain, beyond the Receive errors and non-2xx replies
+   * (see withUnexplainedLength): ab also counts a connection closed without a reply, or a reply
+   * cut short, as Length.
    */
   readonly length: number;
 }
@@ -35,6 +35,8 @@ export interface LoadResult {
    * with another number of digits is one, so they are reported apart from the failures.
    */
   readonly lengthMismatches: number;
+  /** ab's "Document Length": the body bytes of the first reply, which it measured the others against. */
+  readonly firstBodyBytes?: number;
 }
 
 export const NO_FAILURES: Failures = {
@@ -76,15 +78,21 @@ export function unusableRun(load: LoadResult, serverExit: string | undefined): s
 }
 
 /**
- * Counts ab's Length mismatches as failures when every pid that served the run has the same
- * number of digits: then every greeting had the same length, and a mismatch is a reply that
- * was missing or cut short. A reply that broke mid-receive is already a Receive error (ab
- * counts it as both), so only the mismatches beyond those are added.
+ * Counts ab's Length mismatches as failures when every greeting of the run had the same length
+ * (`greetingBytes`, one per serving process): then a mismatch is a reply that was missing, cut
+ * short or not a greeting. ab measures each reply against the first one, so when that first one
+ * was the odd one out, the replies that matched it are the odd ones. ab counts a reply that broke
+ * mid-receive as Receive and Length, and one with another status and another length as Non-2xx
+ * and Length: only what is left beyond those is added, a lower bound, since a non-2xx reply of a
+ * greeting's length is no mismatch.
  */
-export function withUnexplainedLength(load: LoadResult, servingPids: readonly number[]): LoadResult {
-  const digitCounts = new Set(servingPids.map((pid) => String(pid).length));
-  if (load.lengthMismatches === 0 || digitCounts.size > 1) return load;
-  const length = Math.max(0, load.lengthMismatches - load.failures.receive);
+export function withUnexplainedLength(load: LoadResult, greetingBytes: readonly number[]): LoadResult {
+  const lengths = new Set(greetingBytes);
+  if (load.lengthMismatches === 0 || lengths.size > 1) return load;
+  const firstWasOdd =
+    lengths.size === 1 && load.firstBodyBytes !== undefined && !lengths.has(load.firstBodyBytes);
+  const odd = firstWasOdd ? load.attempted - load.lengthMismatches : load.lengthMismatches;
+  const length = Math.max(0, odd - load.failures.receive - load.failures.non2xx);
   return { ...load, failures: { ...load.failures, length } };
 }
 
@@ -111,6 +119,7 @@ export function parseAb(report: string, csv: string): LoadResult {
   const breakdown = /\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)/.exec(report);
   const [connect, receive, length, exceptions] = breakdown ? breakdown.slice(1).map(Number) : [0, 0, 0, 0];
   const complete = number(report, /^Complete requests:\s+(\d+)/m, 'complete requests');
+  const firstBody = /^Document Length:\s+(\d+) bytes/m.exec(report)?.[1];
   return {
     requests: complete,
     attempted: complete,
@@ -128,6 +137,7 @@ export function parseAb(report: string, csv: string): LoadResult {
       length: 0,
     },
     lengthMismatches: length ?? 0,
+    ...(firstBody === undefined ? {} : { firstBodyBytes: Number(firstBody) }),
   };
 }
 

@@ -1,4 +1,6 @@
 /** One load run against a running target, bracketed by /proc and /metrics readings. */
+import { hostname } from 'node:os';
+import { greetingText } from '../../src/worker/replies.js';
 import { accountCpu, type WorkerChange, workerChange } from './cpu-account.js';
 import type { CpuPlan } from './cpu-plan.js';
 import { type LoadResult, unusableRun, withUnexplainedLength } from './load-output.js';
@@ -115,8 +117,10 @@ export async function measure(
     target.metricsUrl && serverExit === undefined ? await fetchRequestCounts(target.metricsUrl) : undefined;
   let error = toolError;
   if (load) {
-    const serving = processes.filter((p) => p.role === 'worker').map((p) => p.pid);
-    load = withUnexplainedLength(load, serving);
+    const greetingBytes = processes
+      .filter((p) => p.role === 'worker')
+      .map((p) => Buffer.byteLength(greetingText(hostname(), p.pid)));
+    load = withUnexplainedLength(load, greetingBytes);
     error = unusableRun(load, serverExit);
   } else if (serverExit !== undefined) {
     error = `the server exited during the run (${serverExit}); ${toolError}`;
@@ -126,6 +130,8 @@ export async function measure(
   const contextSwitches = processes.reduce((sum, p) => sum + p.contextSwitches, 0);
   const perRequest = (total: number): number | undefined =>
     serverExit === undefined && load && load.requests > 0 ? total / load.requests : undefined;
+  // A process gone by the end took its context switches with it, while its requests still count.
+  const switchesLost = changed !== undefined && (changed.exited.length > 0 || changed.passing);
   const spread = countsBefore && countsAfter && !changed ? countDeltas(countsBefore, countsAfter) : undefined;
   return {
     round,
@@ -136,7 +142,7 @@ export async function measure(
     cpuSeconds,
     ...(cpu.exited > 0 ? { exitedCpuSeconds: cpu.exited } : {}),
     cpuMicrosPerRequest: perRequest(cpuSeconds * 1e6),
-    contextSwitchesPerRequest: perRequest(contextSwitches),
+    contextSwitchesPerRequest: switchesLost ? undefined : perRequest(contextSwitches),
     processes,
     peakRssReset,
     ...(changed ? { workersChanged: changed } : {}),

@@ -54,8 +54,9 @@ function changeNotes(report: BenchReport, profile: string): string[] {
     if (!c) return [];
     const pids = (list: readonly number[]) => (list.length ? list.join(', ') : 'none');
     const passing = c.passing ? '; one started and exited within it' : '';
+    const lost = c.exited.length > 0 || c.passing ? ", switches/req and the exited ones' peak RSS" : '';
     return [
-      `note: round ${s.round}, ${labelOf(report, s.target)}: workers changed during the run (exited: ${pids(c.exited)}; started: ${pids(c.started)}${passing}); CPU counts the exited ones, spread left out`,
+      `note: round ${s.round}, ${labelOf(report, s.target)}: workers changed during the run (exited: ${pids(c.exited)}; started: ${pids(c.started)}${passing}); CPU counts the exited ones, spread${lost} left out`,
     ];
   });
 }

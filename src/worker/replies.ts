@@ -36,6 +36,11 @@ export function canned(status: number, text: string, extra: readonly string[] = 
   return { status, body: text, headers: close ? closing : headers, closing };
 }
 
+/** The greeting's text; the bench computes its length to tell ab's Length failures apart. */
+export function greetingText(hostname: string, pid: number): string {
+  return `Hello, Docker world from ${hostname} (pid ${pid}).\n`;
+}
+
 export const noStore = ['Cache-Control', 'no-store'];
 export const notFound = canned(404, 'Not Found\n');
 export const methodNotAllowed = canned(405, 'Method Not Allowed\n', ['Allow', ALLOW]);

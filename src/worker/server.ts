@@ -16,6 +16,7 @@ import {
   canned,
   clientErrors,
   expectationFailed,
+  greetingText,
   methodNotAllowed,
   metricsUnavailable,
   noStore,
@@ -56,7 +57,7 @@ export interface GreetingServerOptions {
 /** Builds the greeting server with its limits applied; the caller listens. */
 export function createGreetingServer(options: GreetingServerOptions): Server {
   const { limits, stats, readiness } = options;
-  const greeting = canned(200, `Hello, Docker world from ${options.hostname} (pid ${options.pid}).\n`);
+  const greeting = canned(200, greetingText(options.hostname, options.pid));
   // KEEP_ALIVE_TIMEOUT_MS=0 turns keep-alive off (as nginx's keepalive_timeout 0): Node would
   // instead keep an idle connection open with no timeout at all.
   const keepAlive = limits.keepAliveTimeoutMs > 0;
