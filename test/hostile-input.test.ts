@@ -79,6 +79,8 @@ function assertSafe(reply: RawReply, head = false): void {
   for (const banner of ['server', 'x-powered-by', 'x-aspnet-version', 'via'])
     assert.equal(h.get(banner), undefined, `${banner} header`);
   assert.deepEqual(h.get('content-type'), ['text/plain; charset=utf-8']);
+  // RFC 9110 §6.6.1: a 2xx, 3xx or 4xx from a server with a clock carries Date, once.
+  assert.match(String(h.get('date')), /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
   // The reader cuts the body at Content-Length, so this checks that there is exactly one. Its
   // value is checked by what follows the body: the exact body, then a clean close or a next reply.
   if (!head) assert.deepEqual(h.get('content-length'), [String(reply.body.length)]);
@@ -188,6 +190,12 @@ const CASES: readonly Case[] = [
     real: true,
   },
   {
+    name: "chunk extensions past llhttp's 16 KiB cap → 413 and close, as node:http answers them",
+    send: chunked(`1;${'x'.repeat(20_000)}\r\nb\r\n0\r\n\r\n`),
+    status: 413,
+    close: true,
+  },
+  {
     name: 'POST / with a small body → 405',
     send: crlf(['POST / HTTP/1.1', 'Host: test', 'Content-Length: 5'], 'hello'),
     status: 405,
@@ -285,6 +293,8 @@ const CASES: readonly Case[] = [
       ['an unclosed IP literal', crlf(['GET / HTTP/1.0', 'Host: [::1'])],
       ['an IP literal that is no IPv6 address', crlf(['GET / HTTP/1.1', 'Host: [1.2.3.4]:80'])],
       ['a byte past ASCII', crlf(['GET /nope HTTP/1.1', 'Host: caf\xe9'])],
+      // Latin-1 decodes 0xA0 as U+00A0, which String#trim strips: not whitespace in HTTP.
+      ['no-break space bytes (0xA0) around the value', crlf(['GET / HTTP/1.1', 'Host: \xa0evil\xa0'])],
       [
         'an invalid value with Expect: 100-continue (no 100 Continue)',
         crlf(['GET / HTTP/1.1', 'Host: a b', 'Expect: 100-continue', 'Content-Length: 4']),
@@ -295,6 +305,8 @@ const CASES: readonly Case[] = [
   ...[
     ['an IPv6 literal and a port', 'Host: [::1]:5000'],
     ["RFC 3986's IPvFuture literal", 'Host: [v1.fe80::a+en1]'],
+    ['an IPvFuture literal with a capital V (case-insensitive in RFC 3986)', 'Host: [V1.x]'],
+    ['tabs and spaces around the value', 'Host:\t test \t'],
     ['an IPv4 address', 'Host: 127.0.0.1'],
     ['a percent-encoded name, sub-delims and an empty port', "Host: my_host-1.%41!$&'()*+,;=:"],
     ['an empty value (the service has one default authority)', 'Host:'],

@@ -1,6 +1,7 @@
 /** Connection bookkeeping the greeting server needs beyond Node's: stalled output, timed-out heads, graceful close. */
 import type { Server } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
+import { withDate } from './replies.js';
 import type { RequestStats } from './request-stats.js';
 
 /** How long an idle connection may still send one last request after draining starts. */
@@ -68,6 +69,6 @@ export function closeGracefully(server: Server, drainTimeoutMs: number, onClosed
 /** A connection whose time ran out: count its 408, send it, and close once it is flushed. */
 export function endWithTimeout(socket: Socket, stats: RequestStats, reply: string): void {
   stats.countResponse(408);
-  socket.end(reply);
+  socket.end(withDate(reply));
   socket.destroySoon();
 }

@@ -55,7 +55,10 @@ export const notReady = {
 };
 export const metricsUnavailable = canned(503, 'metrics unavailable\n', noStore);
 
-/** Raw replies for errors found before a request exists (parse errors, timeouts); no detail leaks. */
+/**
+ * Raw replies for errors found before a request exists (parse errors, timeouts); no detail leaks.
+ * Sent through withDate(): a 4xx must carry Date (RFC 9110 §6.6.1), which node:http's own leave out.
+ */
 function rawReply(status: number, reason: string): string {
   const body = `${reason}\n`;
   return (
@@ -65,6 +68,14 @@ function rawReply(status: number, reason: string): string {
 }
 export const clientErrors: Readonly<Record<string, string>> = {
   HPE_HEADER_OVERFLOW: rawReply(431, 'Request Header Fields Too Large'),
+  // llhttp's cap on one chunk's extensions (16 KiB), which node:http answers with 413 too.
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: rawReply(413, 'Payload Too Large'),
   ERR_HTTP_REQUEST_TIMEOUT: rawReply(408, 'Request Timeout'),
 };
 export const badRequest = rawReply(400, 'Bad Request');
+
+/** A raw reply with the current Date after its status line; error paths only, so built per call. */
+export function withDate(reply: string): string {
+  const line = reply.indexOf('\r\n') + 2;
+  return `${reply.slice(0, line)}Date: ${new Date().toUTCString()}\r\n${reply.slice(line)}`;
+}

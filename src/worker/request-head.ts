@@ -30,16 +30,33 @@ const SPECIAL_HEADER =
  * empty make a regular expression backtrack quadratically on a run of spaces.
  */
 const HOST_VALUE =
-  /^(?:\[(?:[\dA-Fa-f:.]+|v[\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?$/;
+  /^(?:\[(?:[\dA-Fa-f:.]+|[Vv][\dA-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]|(?:[\w\-.~!$&'()*+,;=]|%[\dA-Fa-f]{2})*)(?::\d*)?$/;
 
 /**
  * True for a valid Host value or absolute-form authority (no whitespace around it). An empty value
  * is valid: the request then names no authority, and the service has only one. An IP literal must
- * be an IPv6 address (or RFC 3986's IPvFuture, `[v1.x]`).
+ * be an IPv6 address (or RFC 3986's IPvFuture, `[v1.x]`, whose `v` may be either case).
  */
 export function isValidHost(value: string): boolean {
   if (!HOST_VALUE.test(value)) return false;
-  return value[0] !== '[' || value[1] === 'v' || isIPv6(value.slice(1, value.indexOf(']')));
+  return (
+    value[0] !== '[' || value[1] === 'v' || value[1] === 'V' || isIPv6(value.slice(1, value.indexOf(']')))
+  );
+}
+
+const isOws = (code: number): boolean => code === 0x20 || code === 0x09;
+
+/**
+ * A field value without the optional whitespace around it: spaces and tabs only (RFC 9110 §5.5).
+ * Not String#trim, which also strips U+00A0, the Latin-1 decoding of an obs-text byte 0xA0, and
+ * would let `Host: \xa0evil\xa0` through.
+ */
+export function trimOws(value: string): string {
+  let start = 0;
+  let end = value.length;
+  while (start < end && isOws(value.charCodeAt(start))) start++;
+  while (end > start && isOws(value.charCodeAt(end - 1))) end--;
+  return value.slice(start, end);
 }
 
 /**
@@ -57,9 +74,9 @@ export function recognizeGreetingRequest(head: string): FastRequest | undefined 
   for (const [, name, value] of (match[2] as string).matchAll(SPECIAL_HEADER)) {
     const lower = (name as string).toLowerCase();
     if (lower === 'host') {
-      if (++hosts > 1 || !isValidHost((value as string).trim())) return undefined;
+      if (++hosts > 1 || !isValidHost(trimOws(value as string))) return undefined;
     } else if (lower === 'connection' && connection === undefined)
-      connection = (value as string).trim().toLowerCase();
+      connection = trimOws(value as string).toLowerCase();
     else return undefined;
   }
   if (hosts === 0 && !http10) return undefined;

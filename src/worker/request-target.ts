@@ -1,6 +1,6 @@
 /** Which path a request asks for, and whether its request line and Host allow an answer at all. */
 import type { IncomingMessage } from 'node:http';
-import { isValidHost } from './request-head.js';
+import { isValidHost, trimOws } from './request-head.js';
 
 /**
  * The scheme and authority of an absolute-form target (RFC 9112 §3.2.2), which a server must
@@ -51,6 +51,6 @@ export function requestPath(req: IncomingMessage): string | undefined {
       host = raw[i + 1] as string;
     }
   }
-  const hostValid = host === undefined ? req.httpVersionMinor !== 1 : isValidHost(host.trim());
+  const hostValid = host === undefined ? req.httpVersionMinor !== 1 : isValidHost(trimOws(host));
   return hostValid ? targetPath(req.url ?? '/') : undefined;
 }

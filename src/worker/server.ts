@@ -24,6 +24,7 @@ import {
   notReady,
   payloadTooLarge,
   ready,
+  withDate,
 } from './replies.js';
 import type { RequestStats } from './request-stats.js';
 import { requestPath } from './request-target.js';
@@ -282,7 +283,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     // Otherwise the error is in the request being read: answer it unless its response has started.
     if (socket.writable && !inFlight?.headersSent) {
       stats.countResponse(Number(reply.slice(9, 12)));
-      socket.end(reply);
+      socket.end(withDate(reply));
     }
     socket.destroySoon();
   }
