@@ -91,26 +91,43 @@ function workerCount(env: Env): Pick<Config, 'workers' | 'workersFrom'> {
 }
 
 /**
- * An IPv4 address in a numeric form getaddrinfo takes (inet_aton's: "0" and "127.1" too), or a
- * hostname of RFC 1123 labels, underscores allowed since Compose service names may have them. A
- * value neither of these reached listen() and failed there as a port error (exit 3, ENOTFOUND).
+ * Why an all-digits HOST (dot-separated) cannot be bound ('' for no IPv4 address at all), or
+ * undefined when it can. getaddrinfo takes inet_aton's numeric forms ("0" and "127.1" too), which
+ * read a leading zero as octal: "127.0.0.010" binds 127.0.0.8, so such a part is refused.
  */
-function isHostname(value: string): boolean {
+function numericHostProblem(labels: readonly string[]): string | undefined {
+  if (labels.some((l) => l.length > 1 && l[0] === '0')) {
+    return 'a part of an IPv4 address has a leading zero, which getaddrinfo reads as octal (010 is 8)';
+  }
+  const parts = labels.map(Number);
+  const last = parts.pop() ?? 0;
+  if (parts.length > 3 || parts.some((p) => p > 255) || last >= 256 ** (4 - parts.length)) {
+    return '';
+  }
+  // Linux binds a TCP socket to the limited broadcast address, and no client can reach it.
+  if (parts.reduce((sum, p, i) => sum + p * 256 ** (3 - i), last) === 256 ** 4 - 1) {
+    return '255.255.255.255 is the broadcast address, which no client can connect to';
+  }
+  return undefined;
+}
+
+/**
+ * Why HOST is no address nor hostname ('' when it is neither), or undefined for an address or a
+ * name of RFC 1123 labels, underscores allowed since Compose service names may have them. A value
+ * neither an address nor a name reached listen() and failed there as a port error (exit 3).
+ */
+function hostnameProblem(value: string): string | undefined {
   // All digits: an address, which takes no trailing dot (getaddrinfo would look it up as a name).
   const numeric = value.split('.');
-  if (numeric.every((label) => /^\d{1,10}$/.test(label))) {
-    const parts = numeric.map(Number);
-    const last = parts.pop() ?? 0;
-    return parts.length <= 3 && parts.every((p) => p <= 255) && last < 256 ** (4 - parts.length);
-  }
+  if (numeric.every((label) => /^\d{1,10}$/.test(label))) return numericHostProblem(numeric);
   // A name: its last label is never all digits (RFC 1123 §2.1), so "127.0.0.1." is no name either.
   const name = value.endsWith('.') ? value.slice(0, -1) : value;
   const labels = name.split('.');
-  return (
+  const valid =
     name.length <= 253 &&
     !/^\d+$/.test(labels.at(-1) ?? '') &&
-    labels.every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l))
-  );
+    labels.every((l) => /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/.test(l));
+  return valid ? undefined : '';
 }
 
 function host(env: Env): string | undefined {
@@ -119,9 +136,15 @@ function host(env: Env): string | undefined {
   // Brackets only around an IPv6 literal ("[::1]"), and a colon only in one; anything else must
   // be an IPv4 address or a hostname, which listen() resolves.
   const unwrapped = /^\[(.*)\]$/.exec(value)?.[1] ?? value;
-  const valid = unwrapped.includes(':') ? isIPv6(unwrapped) : isHostname(unwrapped);
-  if (!valid || (unwrapped !== value && !isIPv6(unwrapped))) {
-    throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"`);
+  const problem =
+    unwrapped.includes(':') || unwrapped !== value
+      ? isIPv6(unwrapped)
+        ? undefined
+        : ''
+      : hostnameProblem(unwrapped);
+  if (problem !== undefined) {
+    const why = problem === '' ? '' : `: ${problem}`;
+    throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"${why}`);
   }
   return unwrapped;
 }

@@ -82,6 +82,7 @@ describe('parseConfig', () => {
       '0',
       '127.1',
       '10.1.65535',
+      '255.255.255.254',
       'localhost.',
       'my_service',
       'a-b.c1',
@@ -122,6 +123,18 @@ describe('parseConfig', () => {
     ].map((host): [Record<string, string>, string] => [
       { HOST: host },
       `HOST must be an IP address or a hostname, got "${host}"`,
+    ]),
+    [
+      { HOST: '127.0.0.010' },
+      'HOST must be an IP address or a hostname, got "127.0.0.010": a part of an IPv4 address has a leading zero, which getaddrinfo reads as octal (010 is 8)',
+    ],
+    [
+      { HOST: '0127.1' },
+      'HOST must be an IP address or a hostname, got "0127.1": a part of an IPv4 address has a leading zero, which getaddrinfo reads as octal (010 is 8)',
+    ],
+    ...['255.255.255.255', '4294967295', '255.16777215'].map((host): [Record<string, string>, string] => [
+      { HOST: host },
+      `HOST must be an IP address or a hostname, got "${host}": 255.255.255.255 is the broadcast address, which no client can connect to`,
     ]),
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of "debug", "info", "warn", "error", "fatal", got "loud"'],
     [
