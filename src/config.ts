@@ -170,6 +170,11 @@ export function parseArguments(args: readonly string[]): Mode {
 
 const MINUTE = 60_000;
 
+/** A value another variable's limit depends on, said to be the default when the user set none. */
+function limitValue(env: Env, name: string, value: number): string {
+  return raw(env, name) === undefined ? `${value}, the default` : String(value);
+}
+
 /** Parses and validates the environment once; every error names the variable and the value. */
 export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = process.platform): Config {
   const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 100, 20_000, 10_000, ' (milliseconds)');
@@ -177,7 +182,7 @@ export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = 
   // HEADERS_TIMEOUT_MS's maximum is below REQUEST_TIMEOUT_MS's default: only a given value can fail.
   if (requestTimeoutMs < headersTimeoutMs) {
     throw new ConfigError(
-      `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${headersTimeoutMs}), got "${env.REQUEST_TIMEOUT_MS}"`,
+      `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${limitValue(env, 'HEADERS_TIMEOUT_MS', headersTimeoutMs)}), got "${env.REQUEST_TIMEOUT_MS}"`,
     );
   }
   const heartbeatIntervalMs = integer(env, 'HEARTBEAT_INTERVAL_MS', 50, MINUTE, 1_000, ' (milliseconds)');
@@ -196,7 +201,7 @@ export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = 
     throw new ConfigError(
       raw(env, 'HEARTBEAT_TIMEOUT_MS') === undefined
         ? `HEARTBEAT_INTERVAL_MS must be at most half of HEARTBEAT_TIMEOUT_MS (${heartbeatTimeoutMs}, the default), got "${env.HEARTBEAT_INTERVAL_MS}"`
-        : `HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs}), got "${env.HEARTBEAT_TIMEOUT_MS}"`,
+        : `HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (${limitValue(env, 'HEARTBEAT_INTERVAL_MS', heartbeatIntervalMs)}), got "${env.HEARTBEAT_TIMEOUT_MS}"`,
     );
   }
   const config: Config = {

@@ -154,6 +154,14 @@ describe('parseConfig', () => {
       'HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (1000), got "1999"',
     ],
     [
+      { REQUEST_TIMEOUT_MS: '5000' },
+      'REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (10000, the default), got "5000"',
+    ],
+    [
+      { HEARTBEAT_TIMEOUT_MS: '1500' },
+      'HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (1000, the default), got "1500"',
+    ],
+    [
       { HEARTBEAT_INTERVAL_MS: '5001' },
       'HEARTBEAT_INTERVAL_MS must be at most half of HEARTBEAT_TIMEOUT_MS (10000, the default), got "5001"',
     ],
