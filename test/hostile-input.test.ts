@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -518,6 +518,39 @@ describe('hostile input: the greeting server in this process, default limits', (
       assertSafe(second);
       assert.ok(await conn.closedWithin(CLOSE_MS), 'the server did not close the connection');
       assert.equal(conn.unread, '', 'bytes after the 400');
+    } finally {
+      conn.destroy();
+      await closeInProcess(withMetrics);
+    }
+  });
+
+  it('a client that half-closes after asking /metrics (printf … | nc -N) gets the answer, then the close', async () => {
+    let answerMetrics: (text: string) => void = () => assert.fail('/metrics was not asked');
+    let metricsAsked = (): void => {};
+    const asked = new Promise<void>((resolveAsked) => {
+      metricsAsked = resolveAsked;
+    });
+    const metrics = (): Promise<string | null> =>
+      new Promise((resolve) => {
+        answerMetrics = resolve;
+        metricsAsked();
+      });
+    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, metrics);
+    const accepted = once(withMetrics, 'connection') as Promise<[Socket]>;
+    const conn = await RawConnection.open(p);
+    try {
+      const [serverSide] = await accepted;
+      conn.write(crlf(['GET /metrics HTTP/1.1', 'Host: test']));
+      await asked;
+      const finRead = once(serverSide, 'end');
+      conn.socket.end();
+      // The answer is still being gathered when the server reads the client's FIN.
+      await finRead;
+      answerMetrics('metric 1\n');
+      const reply = await conn.reply();
+      assert.equal(reply.status, 200, `${reply.status} ${reply.reason}: ${reply.body}`);
+      assert.equal(reply.body, 'metric 1\n');
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'the server did not close the connection');
     } finally {
       conn.destroy();
       await closeInProcess(withMetrics);
