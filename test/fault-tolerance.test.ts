@@ -397,4 +397,26 @@ describe('fault tolerance under load', () => {
       assert.equal(await waitForDeath(pid), true, `worker ${pid} outlived its primary`);
     await assert.rejects(greetingPid(service.url), /ECONNREFUSED/);
   });
+
+  it('7b. the primary SIGKILLed while its worker is stopped: the worker exits quietly once it runs again, with no false fatal line', async () => {
+    const heartbeatMs = 50;
+    const service = await start({ env: { WORKERS: '1', HEARTBEAT_INTERVAL_MS: String(heartbeatMs) } });
+    const [worker] = service.liveWorkerPids() as [number];
+    process.kill(worker, 'SIGSTOP');
+    service.signal('SIGKILL');
+    await service.exited;
+    // The worker's heartbeat must fall due while it is stopped: when it runs again, that timer
+    // fires before it reads the end of its IPC channel, and the send fails (EPIPE).
+    await delay(4 * heartbeatMs);
+    // stdout ends when its last writer, the worker, has exited.
+    const stdoutEnded = new Promise((resolve) => service.proc.stdout?.once('end', resolve));
+    process.kill(worker, 'SIGCONT');
+    await stdoutEnded;
+    assert.equal(await waitForDeath(worker), true, `worker ${worker} outlived its primary`);
+    assert.deepEqual(
+      service.logs.filter((l) => l.level >= 50),
+      [],
+      'a worker that lost its primary logged an error as if the primary would replace it',
+    );
+  });
 });

@@ -16,10 +16,13 @@ const METRICS_TIMEOUT_MS = 2_000;
 
 /** `handle`: a listening socket's native handle, passed over the IPC channel. */
 function send(message: WorkerMessage, handle?: object): void {
-  // On a closed channel send() emits an 'error' on process, uncaught here; the 'disconnect'
-  // handler below exits then.
-  if (process.connected) process.send?.(message, handle as SendHandle);
+  // A send fails (EPIPE) when the primary died before this worker read its channel's end, as
+  // after a SIGKILL while the worker was stopped. Without a callback that error is uncaught and
+  // logged as fatal; the 'disconnect' handler below ends the worker once the end is read.
+  if (process.connected) process.send?.(message, handle as SendHandle, undefined, ignoreSendError);
 }
+
+function ignoreSendError(): void {}
 
 /**
  * The listening socket's native handle: what node:cluster itself passes between processes.
