@@ -15,6 +15,12 @@ addresses() {
   getent ahostsv4 "$name" | awk '{ print $1 }' | sort -u | tr '\n' ' '
 }
 
+# `getent ahostsv4` is glibc's: an image without it (Alpine's musl) would wait below forever.
+if [ -z "$(getent ahostsv4 localhost 2>/dev/null)" ]; then
+  echo "start.sh: 'getent ahostsv4' lists no address here: use a glibc-based nginx image (nginx:stable, not -alpine)" >&2
+  exit 1
+fi
+
 # nginx refuses to start while an upstream name does not resolve.
 current=$(addresses)
 while [ -z "$current" ]; do
