@@ -91,6 +91,28 @@ function assertSafe(reply: RawReply, head = false): void {
   }
 }
 
+/**
+ * A /metrics source that holds its answer until the test gives it: `asked` resolves when the
+ * server asks for the text, `answer` hands it over.
+ */
+function pendingScrape(): {
+  metrics: () => Promise<string | null>;
+  asked: Promise<void>;
+  answer: (text: string) => void;
+} {
+  let answer: (text: string) => void = () => assert.fail('/metrics was not asked');
+  let markAsked = (): void => {};
+  const asked = new Promise<void>((resolve) => {
+    markAsked = resolve;
+  });
+  const metrics = (): Promise<string | null> =>
+    new Promise((resolve) => {
+      answer = resolve;
+      markAsked();
+    });
+  return { metrics, asked, answer: (text) => answer(text) };
+}
+
 interface Case {
   readonly name: string;
   /** The bytes sent, one char per byte. */
@@ -495,12 +517,8 @@ describe('hostile input: the greeting server in this process, default limits', (
   });
 
   it('a bad request after one whose answer is still pending: the 400 comes after that answer, then the close', async () => {
-    let answerMetrics: (text: string) => void = () => assert.fail('/metrics was not asked');
-    const metrics = (): Promise<string | null> =>
-      new Promise((resolve) => {
-        answerMetrics = resolve;
-      });
-    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, metrics);
+    const scrape = pendingScrape();
+    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, scrape.metrics);
     const conn = await RawConnection.open(p);
     try {
       const parseError = once(withMetrics, 'clientError');
@@ -509,7 +527,7 @@ describe('hostile input: the greeting server in this process, default limits', (
       );
       // The second request's parse error happens while /metrics waits for its text.
       await parseError;
-      answerMetrics('metric 1\n');
+      scrape.answer('metric 1\n');
       const first = await conn.reply();
       assert.equal(first.status, 200, `${first.status} ${first.reason}: ${first.body}`);
       assert.equal(first.body, 'metric 1\n');
@@ -525,28 +543,19 @@ describe('hostile input: the greeting server in this process, default limits', (
   });
 
   it('a client that half-closes after asking /metrics (printf … | nc -N) gets the answer, then the close', async () => {
-    let answerMetrics: (text: string) => void = () => assert.fail('/metrics was not asked');
-    let metricsAsked = (): void => {};
-    const asked = new Promise<void>((resolveAsked) => {
-      metricsAsked = resolveAsked;
-    });
-    const metrics = (): Promise<string | null> =>
-      new Promise((resolve) => {
-        answerMetrics = resolve;
-        metricsAsked();
-      });
-    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, metrics);
+    const scrape = pendingScrape();
+    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, scrape.metrics);
     const accepted = once(withMetrics, 'connection') as Promise<[Socket]>;
     const conn = await RawConnection.open(p);
     try {
       const [serverSide] = await accepted;
       conn.write(crlf(['GET /metrics HTTP/1.1', 'Host: test']));
-      await asked;
+      await scrape.asked;
       const finRead = once(serverSide, 'end');
       conn.socket.end();
       // The answer is still being gathered when the server reads the client's FIN.
       await finRead;
-      answerMetrics('metric 1\n');
+      scrape.answer('metric 1\n');
       const reply = await conn.reply();
       assert.equal(reply.status, 200, `${reply.status} ${reply.reason}: ${reply.body}`);
       assert.equal(reply.body, 'metric 1\n');

@@ -155,11 +155,20 @@ function nginxMark(): number {
  * reload, which then closed the next test's keep-alive connections.
  */
 async function reloadedWithout(ip: string, mark: number): Promise<void> {
+  await nginxLineAfter(
+    mark,
+    (msg) => {
+      const now = /is now \[([^\]]*)\]/.exec(msg)?.[1];
+      return now !== undefined && !now.trim().split(' ').includes(ip);
+    },
+    `nginx reload without ${ip}`,
+  );
+}
+
+/** Resolves with the first nginx line logged after the line at `mark` that matches `test`. */
+async function nginxLineAfter(mark: number, test: (msg: string) => boolean, what: string): Promise<void> {
   const logs = nginx?.service.logs ?? [];
-  await nginx?.service.waitForLog((l) => {
-    const now = /is now \[([^\]]*)\]/.exec(l.msg)?.[1];
-    return now !== undefined && !now.trim().split(' ').includes(ip) && logs.indexOf(l) >= mark;
-  }, `nginx reload without ${ip}`);
+  await nginx?.service.waitForLog((l) => test(l.msg) && logs.indexOf(l) >= mark, what);
 }
 
 before(
@@ -250,11 +259,7 @@ describe('Compose: replicas behind nginx on one URL', () => {
     } finally {
       await load.stop();
     }
-    const logs = nginx?.service.logs ?? [];
-    await nginx?.service.waitForLog(
-      (l) => /reloading nginx$/.test(l.msg) && logs.indexOf(l) >= mark,
-      'nginx reload',
-    );
+    await nginxLineAfter(mark, (msg) => /reloading nginx$/.test(msg), 'nginx reload');
     t.diagnostic(`during the scale-up: ${load.summary()}`);
     assert.deepEqual(load.failures, []);
   });
