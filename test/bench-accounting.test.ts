@@ -1,4 +1,4 @@
-/** The bench's CPU accounting: processes that exit during a run still count, through their parent's cutime. */
+/** The bench's CPU accounting: processes that exit during a run still count, through their parent's cutime; the rest in nanoseconds. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -11,6 +11,12 @@ const reading = (own: number, reaped = 0, startTicks = 1, zombie = false): CpuRe
   own,
   reaped,
   zombie,
+});
+
+/** A reading with its threads' schedstat nanoseconds, by tid. */
+const threaded = (own: number, threads: Record<number, number>, reaped = 0): CpuReading => ({
+  ...reading(own, reaped),
+  threadNanos: new Map(Object.entries(threads).map(([tid, ns]) => [Number(tid), ns])),
 });
 
 describe('readTreeCpu', () => {
@@ -110,6 +116,79 @@ describe('CPU of a process tree between two readings', () => {
       assert.equal(workerChange(sh.pid as number, first, second)?.passing, true);
     } finally {
       sh.kill('SIGKILL');
+    }
+  });
+});
+
+describe('CPU in nanoseconds where a process kept its threads', () => {
+  it('counts from schedstat, finer than the 10 ms ticks of /proc/<pid>/stat', () => {
+    // 4.5 ms in all: 10's ticks say 10 ms (one tick boundary crossed), 11's say 0.
+    const before = new Map([
+      [10, threaded(100, { 10: 1_000_000_000, 20: 5_000_000 })],
+      [11, threaded(50, { 11: 500_000_000 })],
+    ]);
+    const after = new Map([
+      [10, threaded(101, { 10: 1_003_000_000, 20: 5_500_000 })],
+      [11, threaded(50, { 11: 501_000_000 })],
+    ]);
+    const cpu = accountCpu(before, after, 100);
+    assert.equal(cpu.nanosecondsOnly, true);
+    assert.ok(Math.abs(cpu.total - 0.0045) < 1e-12, `${cpu.total}`);
+    assert.ok(Math.abs((cpu.own.get(10) ?? 0) - 0.0035) < 1e-12, `${cpu.own.get(10)}`);
+  });
+
+  it('falls back to ticks for a process whose threads changed, or whose time is not all its own', () => {
+    const before = new Map([
+      [10, threaded(100, { 10: 1_000_000_000 })],
+      [11, threaded(50, { 11: 500_000_000 })],
+    ]);
+    // 11 started a thread: its 2 ticks count, 10's 3 ms in nanoseconds.
+    const newThread = new Map([
+      [10, threaded(100, { 10: 1_003_000_000 })],
+      [11, threaded(52, { 11: 510_000_000, 12: 1_000_000 })],
+    ]);
+    const cpu = accountCpu(before, newThread, 100);
+    assert.equal(cpu.nanosecondsOnly, false);
+    assert.ok(Math.abs(cpu.total - 0.023) < 1e-12, `${cpu.total}`);
+    // 10 reaped a child that came and went: its 3 ticks are known in ticks only.
+    const passing = new Map([
+      [10, threaded(100, { 10: 1_003_000_000 }, 3)],
+      [11, threaded(50, { 11: 500_000_000 })],
+    ]);
+    const withChild = accountCpu(before, passing, 100);
+    assert.equal(withChild.nanosecondsOnly, false);
+    assert.ok(Math.abs(withChild.total - 0.033) < 1e-12, `${withChild.total}`);
+    // No schedstat at all (a kernel without CONFIG_SCHED_INFO): ticks, as before.
+    const plain = new Map([[10, reading(100)]]);
+    assert.equal(accountCpu(plain, new Map([[10, reading(103)]]), 100).nanosecondsOnly, false);
+  });
+
+  it('on a real process: 25 ms of CPU reads as 25 ms, not as the 20 or 30 that ticks would say', async () => {
+    // At each line the child reports its own CPU time so far (getrusage, every thread), in
+    // microseconds; at "burn" it burns 25 ms of it first. Each reading of its tree follows a report,
+    // so the two windows differ only by where they start and end in the same few syscalls.
+    const script =
+      'const u = () => { const c = process.cpuUsage(); return c.user + c.system; };' +
+      'process.stdin.setEncoding("utf8").on("data", (line) => {' +
+      ' if (line.startsWith("burn")) { const s = u(); while (u() - s < 25000); }' +
+      ' process.stdout.write(u() + "\\n"); });';
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const ask = async (line: string): Promise<number> => {
+      child.stdin.write(`${line}\n`);
+      const [said] = await once(child.stdout, 'data');
+      return Number(said) / 1e6;
+    };
+    try {
+      const pid = child.pid as number;
+      const start = await ask('now');
+      const first = readTreeCpu(pid);
+      const end = await ask('burn');
+      const cpu = accountCpu(first, readTreeCpu(pid), CLOCK_TICKS_PER_SECOND);
+      assert.equal(cpu.nanosecondsOnly, true, 'the child kept its threads');
+      const measured = end - start;
+      assert.ok(Math.abs(cpu.total - measured) < 0.003, `read ${cpu.total} s, child measured ${measured} s`);
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 });

@@ -60,8 +60,8 @@ test('npm run bench -- --quick', {
     process.execPath,
     BENCH,
     '--quick',
-    // /proc counts CPU time in 10 ms ticks: 500 kept-alive requests took less than one on a fast
-    // machine and read as 0 µs each. 5,000 span several ticks wherever a request costs 10 µs.
+    // Where the kernel has no schedstat the bench counts CPU in /proc's 10 ms ticks: 500 kept-alive
+    // requests took less than one on a fast machine and read as 0 µs each. 5,000 span several.
     '--requests',
     '5000',
     '--workers',

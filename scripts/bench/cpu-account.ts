@@ -3,6 +3,10 @@
  * When a process is waited for, the kernel adds its utime+stime, and the time of the children it
  * had waited for, to its parent's cutime+cstime (getrusage(2), RUSAGE_CHILDREN): nothing is lost
  * as long as the parent that reaps it is in the tree, which a worker's primary is.
+ *
+ * Those fields count in clock ticks (10 ms), a few percent of a short run's figure. A process
+ * whose threads were the same at both readings is counted in nanoseconds from its threads'
+ * schedstat instead, which sums to the same time (utime+stime is scaled to it).
  */
 import type { CpuReading } from './proc-stats.js';
 
@@ -13,6 +17,8 @@ export interface CpuAccount {
   readonly own: ReadonlyMap<number, number>;
   /** The part of `total` spent by processes that were waited for in between. */
   readonly exited: number;
+  /** Whether every process's own time came from schedstat's nanoseconds rather than ticks. */
+  readonly nanosecondsOnly: boolean;
 }
 
 const all = (r: CpuReading): number => r.own + r.reaped;
@@ -34,18 +40,45 @@ export function accountCpu(
   };
   let ticks = 0;
   let ownTicks = 0;
+  let ownSeconds = 0;
+  let nanosecondsOnly = true;
   const own = new Map<number, number>();
   for (const [pid, a] of after) {
     const b = same(pid);
     ticks += all(a) - (b ? all(b) : 0);
+    if (a.reaped !== (b?.reaped ?? 0)) nanosecondsOnly = false;
     const mine = a.own - (b?.own ?? 0);
     ownTicks += mine;
-    own.set(pid, mine / ticksPerSecond);
+    const precise = b ? nanosBetween(b, a) : undefined;
+    if (precise === undefined) nanosecondsOnly = false;
+    const seconds = precise ?? mine / ticksPerSecond;
+    ownSeconds += seconds;
+    own.set(pid, seconds);
   }
-  for (const [pid, b] of before) if (!same(pid)) ticks -= all(b);
+  for (const [pid, b] of before) {
+    if (same(pid)) continue;
+    ticks -= all(b);
+    nanosecondsOnly = false;
+  }
+  // Reaped time and what exited processes had spent by the start are known in ticks only.
+  const exitedTicks = ticks - ownTicks;
   // Below 0 only if a process was reaped outside the tree (its primary died mid-run).
-  ticks = Math.max(0, ticks);
-  return { total: ticks / ticksPerSecond, own, exited: Math.max(0, ticks - ownTicks) / ticksPerSecond };
+  const total = Math.max(0, ownSeconds + exitedTicks / ticksPerSecond);
+  return { total, own, exited: Math.max(0, exitedTicks) / ticksPerSecond, nanosecondsOnly };
+}
+
+/** Seconds a process's threads ran between two readings, if both list the same threads. */
+function nanosBetween(before: CpuReading, after: CpuReading): number | undefined {
+  const b = before.threadNanos;
+  const a = after.threadNanos;
+  if (!b || !a || b.size !== a.size) return undefined;
+  let nanos = 0;
+  for (const [tid, ns] of a) {
+    const start = b.get(tid);
+    if (start === undefined) return undefined;
+    nanos += ns - start;
+  }
+  return nanos / 1e9;
 }
 
 export interface WorkerChange {

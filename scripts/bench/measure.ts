@@ -18,7 +18,7 @@ import { hasPrimary, type RunningTarget } from './targets.js';
 export interface ProcessSample {
   readonly pid: number;
   readonly role: 'primary' | 'worker';
-  /** Its own utime+stime during the run; 0 for one that exited (see RunSample.exitedCpuSeconds). */
+  /** Its own CPU time during the run; 0 for one that exited (see RunSample.exitedCpuSeconds). */
   readonly cpuSeconds: number;
   /** Gone (waited for) by the end of the run. */
   readonly exited?: true;
@@ -43,6 +43,11 @@ export interface RunSample {
   readonly cpuSeconds: number;
   /** The part of cpuSeconds spent by processes that exited during the run. */
   readonly exitedCpuSeconds?: number;
+  /**
+   * Set when some of cpuSeconds is known in /proc's 10 ms ticks only: a process exited, started or
+   * changed threads during the run, or the kernel has no schedstat. Otherwise it is nanoseconds.
+   */
+  readonly cpuInTicks?: true;
   readonly cpuMicrosPerRequest: number | undefined;
   /** Of every process's main thread, per request: how often the event loops slept and woke. */
   readonly contextSwitchesPerRequest: number | undefined;
@@ -141,6 +146,7 @@ export async function measure(
     ...(error !== undefined ? { error } : {}),
     cpuSeconds,
     ...(cpu.exited > 0 ? { exitedCpuSeconds: cpu.exited } : {}),
+    ...(cpu.nanosecondsOnly ? {} : { cpuInTicks: true as const }),
     cpuMicrosPerRequest: perRequest(cpuSeconds * 1e6),
     contextSwitchesPerRequest: switchesLost ? undefined : perRequest(contextSwitches),
     processes,

@@ -30,7 +30,10 @@ function statFields(pid: number): string[] | undefined {
   return text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
 
-/** One reading of a process's CPU time from /proc/<pid>/stat, in clock ticks. */
+/**
+ * One reading of a process's CPU time: from /proc/<pid>/stat in clock ticks (10 ms), which count
+ * exited threads and reaped children too, and per thread in nanoseconds from schedstat.
+ */
 export interface CpuReading {
   /** Field 22, ticks after boot: tells a reused pid from the process that had it before. */
   readonly startTicks: number;
@@ -40,14 +43,43 @@ export interface CpuReading {
   readonly reaped: number;
   /** State Z: exited, not yet waited for; its own time is still readable here. */
   readonly zombie: boolean;
+  /**
+   * Nanoseconds on a CPU of each live thread (first field of /proc/<pid>/task/<tid>/schedstat);
+   * absent where the kernel has no schedstat (CONFIG_SCHED_INFO). A thread that exited is
+   * missing here but still in `own`.
+   */
+  readonly threadNanos?: ReadonlyMap<number, number>;
 }
 
 /** utime, stime (every thread: libuv's pool and V8's GC threads count too), cutime, cstime; undefined once reaped. */
-export function readCpuTicks(pid: number): CpuReading | undefined {
+export function readCpuTimes(pid: number): CpuReading | undefined {
   const f = statFields(pid);
   if (!f) return undefined;
   const n = (i: number) => Number(f[i]);
-  return { startTicks: n(19), own: n(11) + n(12), reaped: n(13) + n(14), zombie: f[0] === 'Z' };
+  const threadNanos = readThreadNanos(pid);
+  return {
+    startTicks: n(19),
+    own: n(11) + n(12),
+    reaped: n(13) + n(14),
+    zombie: f[0] === 'Z',
+    ...(threadNanos ? { threadNanos } : {}),
+  };
+}
+
+function readThreadNanos(pid: number): Map<number, number> | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  const nanos = new Map<number, number>();
+  for (const tid of tids) {
+    const text = readText(`/proc/${pid}/task/${tid}/schedstat`);
+    if (text === undefined) return undefined;
+    nanos.set(Number(tid), Number(text.split(' ')[0]));
+  }
+  return nanos;
 }
 
 /**
@@ -58,7 +90,7 @@ export function readCpuTicks(pid: number): CpuReading | undefined {
 export function readTreeCpu(
   pid: number,
   tree: (pid: number) => number[] = processTree,
-  read: (pid: number) => CpuReading | undefined = readCpuTicks,
+  read: (pid: number) => CpuReading | undefined = readCpuTimes,
 ): Map<number, CpuReading> {
   for (let attempt = 1; ; attempt++) {
     const readings = new Map<number, CpuReading>();
