@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { accountCpu, workerChange } from '../scripts/bench/cpu-account.js';
 import { CLOCK_TICKS_PER_SECOND, type CpuReading, readTreeCpu } from '../scripts/bench/proc-stats.js';
 
@@ -137,7 +137,7 @@ describe('CPU in nanoseconds where a process kept its threads', () => {
     assert.ok(Math.abs((cpu.own.get(10) ?? 0) - 0.0035) < 1e-12, `${cpu.own.get(10)}`);
   });
 
-  it('falls back to ticks for a process whose threads changed, or whose time is not all its own', () => {
+  it('falls back to ticks for a process whose threads changed, or whose time is not all its own or not all in its threads', () => {
     const before = new Map([
       [10, threaded(100, { 10: 1_000_000_000 })],
       [11, threaded(50, { 11: 500_000_000 })],
@@ -149,46 +149,83 @@ describe('CPU in nanoseconds where a process kept its threads', () => {
     ]);
     const cpu = accountCpu(before, newThread, 100);
     assert.equal(cpu.nanosecondsOnly, false);
+    // From here on 11 stays as it was and only 10 differs.
+    const with10 = (r: CpuReading) => new Map([...before, [10, r]]);
     assert.ok(Math.abs(cpu.total - 0.023) < 1e-12, `${cpu.total}`);
     // 10 reaped a child that came and went: its 3 ticks are known in ticks only.
-    const passing = new Map([
-      [10, threaded(100, { 10: 1_003_000_000 }, 3)],
-      [11, threaded(50, { 11: 500_000_000 })],
-    ]);
+    const passing = with10(threaded(100, { 10: 1_003_000_000 }, 3));
     const withChild = accountCpu(before, passing, 100);
     assert.equal(withChild.nanosecondsOnly, false);
     assert.ok(Math.abs(withChild.total - 0.033) < 1e-12, `${withChild.total}`);
+    // The same threads at both readings, but 5 ticks against 3 ms: a thread came and went between
+    // them, and its time is in the ticks alone.
+    const cameAndWent = with10(threaded(105, { 10: 1_003_000_000 }));
+    const lostThread = accountCpu(before, cameAndWent, 100);
+    assert.equal(lostThread.nanosecondsOnly, false);
+    assert.ok(Math.abs(lostThread.total - 0.05) < 1e-12, `${lostThread.total}`);
+    // Up to 2 ticks over is the truncation of utime and stime in each reading, not a lost thread.
+    const truncated = with10(threaded(101, { 10: 1_000_000_001 }));
+    assert.equal(accountCpu(before, truncated, 100).nanosecondsOnly, true);
     // No schedstat at all (a kernel without CONFIG_SCHED_INFO): ticks, as before.
     const plain = new Map([[10, reading(100)]]);
     assert.equal(accountCpu(plain, new Map([[10, reading(103)]]), 100).nanosecondsOnly, false);
   });
 
-  it('on a real process: 25 ms of CPU reads as 25 ms, not as the 20 or 30 that ticks would say', async () => {
-    // At each line the child reports its own CPU time so far (getrusage, every thread), in
-    // microseconds; at "burn" it burns 25 ms of it first. Each reading of its tree follows a report,
-    // so the two windows differ only by where they start and end in the same few syscalls.
+  /**
+   * A child that at each line reports its own CPU time so far (getrusage: every thread, those
+   * gone included), in microseconds. At "burn" it first burns 25 ms of it; at "thread" it first
+   * runs a worker thread that burns 100 ms of its own and exits. Each reading of its tree
+   * follows a report, so the two windows differ only by where they start and end in the same few
+   * syscalls.
+   */
+  async function cpuChild(t: TestContext): Promise<{ pid: number; ask: (line: string) => Promise<number> }> {
     const script =
       'const u = () => { const c = process.cpuUsage(); return c.user + c.system; };' +
+      'const thread = "const u = () => { const c = process.threadCpuUsage(); return c.user + c.system; };' +
+      ' const s = u(); while (u() - s < 100000);";' +
+      'const say = () => process.stdout.write(u() + "\\n");' +
       'process.stdin.setEncoding("utf8").on("data", (line) => {' +
       ' if (line.startsWith("burn")) { const s = u(); while (u() - s < 25000); }' +
-      ' process.stdout.write(u() + "\\n"); });';
+      ' if (line.startsWith("thread")) new (require("node:worker_threads").Worker)(thread, { eval: true }).on("exit", say);' +
+      ' else say(); });';
     const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.after(() => child.kill('SIGKILL'));
+    await once(child, 'spawn');
     const ask = async (line: string): Promise<number> => {
       child.stdin.write(`${line}\n`);
       const [said] = await once(child.stdout, 'data');
       return Number(said) / 1e6;
     };
-    try {
-      const pid = child.pid as number;
-      const start = await ask('now');
-      const first = readTreeCpu(pid);
-      const end = await ask('burn');
-      const cpu = accountCpu(first, readTreeCpu(pid), CLOCK_TICKS_PER_SECOND);
-      assert.equal(cpu.nanosecondsOnly, true, 'the child kept its threads');
-      const measured = end - start;
-      assert.ok(Math.abs(cpu.total - measured) < 0.003, `read ${cpu.total} s, child measured ${measured} s`);
-    } finally {
-      child.kill('SIGKILL');
-    }
+    return { pid: child.pid as number, ask };
+  }
+
+  it('on a real process: 25 ms of CPU reads as 25 ms, not as the 20 or 30 that ticks would say', async (t) => {
+    const { pid, ask } = await cpuChild(t);
+    const start = await ask('now');
+    const first = readTreeCpu(pid);
+    const measured = (await ask('burn')) - start;
+    const cpu = accountCpu(first, readTreeCpu(pid), CLOCK_TICKS_PER_SECOND);
+    assert.equal(cpu.nanosecondsOnly, true, 'the child kept its threads');
+    assert.ok(Math.abs(cpu.total - measured) < 0.003, `read ${cpu.total} s, child measured ${measured} s`);
+  });
+
+  it('on a real process: a thread that came and went between the readings is counted, in ticks', async (t) => {
+    const { pid, ask } = await cpuChild(t);
+    const start = await ask('now');
+    const first = readTreeCpu(pid);
+    const measured = (await ask('thread')) - start;
+    const second = readTreeCpu(pid);
+    assert.deepEqual(
+      [...(second.get(pid)?.threadNanos?.keys() ?? [])],
+      [...(first.get(pid)?.threadNanos?.keys() ?? [])],
+      'the same threads at both readings: the worker thread came and went between them',
+    );
+    const cpu = accountCpu(first, second, CLOCK_TICKS_PER_SECOND);
+    assert.equal(cpu.nanosecondsOnly, false, 'its time is in the ticks alone');
+    // Ticks: each reading truncates utime and stime, under 2 ticks in all; and the windows' ends.
+    assert.ok(
+      Math.abs(cpu.total - measured) < 2 / CLOCK_TICKS_PER_SECOND + 0.003,
+      `read ${cpu.total} s, child measured ${measured} s`,
+    );
   });
 });

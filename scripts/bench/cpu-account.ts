@@ -5,8 +5,9 @@
  * as long as the parent that reaps it is in the tree, which a worker's primary is.
  *
  * Those fields count in clock ticks (10 ms), a few percent of a short run's figure. A process
- * whose threads were the same at both readings is counted in nanoseconds from its threads'
- * schedstat instead, which sums to the same time (utime+stime is scaled to it).
+ * whose threads were the same at both readings, and whose ticks say no more, is counted in
+ * nanoseconds from its threads' schedstat instead, which sums to the same time (utime+stime is
+ * scaled to it).
  */
 import type { CpuReading } from './proc-stats.js';
 
@@ -49,7 +50,10 @@ export function accountCpu(
     if (a.reaped !== (b?.reaped ?? 0)) nanosecondsOnly = false;
     const mine = a.own - (b?.own ?? 0);
     ownTicks += mine;
-    const precise = b ? nanosBetween(b, a) : undefined;
+    let precise = b ? nanosBetween(b, a) : undefined;
+    // A thread that started and exited between the readings is in neither list of threads, only
+    // in the ticks, which each reading truncates by under 2: more than that over is time it took.
+    if (precise !== undefined && mine - precise * ticksPerSecond >= 2) precise = undefined;
     if (precise === undefined) nanosecondsOnly = false;
     const seconds = precise ?? mine / ticksPerSecond;
     ownSeconds += seconds;
