@@ -278,6 +278,9 @@ describe('configurations', () => {
     rejects(['--service-cpus', '0-2', '--load-cpus', '2-3'], /must not share CPUs \(both have 2\)/);
     rejects(['--compare', 'pm2='], /pm2= needs a path/);
     rejects(['--compare', 'minimal=/x'], /minimal takes no path/);
+    // --out "$DIR" with DIR unset: the current directory, unasked.
+    for (const name of ['out', 'json', 'report'])
+      rejects([`--${name}=`], new RegExp(`^--${name} needs a path, got ""$`));
     // One row each: the second would be dropped, or replace the first one's path, unseen.
     rejects(
       ['--compare', 'minimal,nginx,minimal'],
@@ -291,6 +294,10 @@ describe('configurations', () => {
     assert.equal(parseOptions(['--threads', '4', '--connections', '4']).threads, 4);
     assert.equal(parseOptions(['--report', 'a.json', '--out', 'o']).report, 'a.json');
     assert.equal(parseOptions(['--requests', '4']).requests, 4);
+    // Everything after the first "=" is the path.
+    assert.deepEqual(parseOptions(['--compare', 'pm2=/opt/a=b/pm2-runtime']).compare, [
+      { tool: 'pm2', path: '/opt/a=b/pm2-runtime' },
+    ]);
     assert.deepEqual(parseOptions(['--service-cpus', '2,0-1', '--load-cpus', '3']).serviceCpus, [0, 1, 2]);
   });
 

@@ -86,7 +86,10 @@ function cpuList(name: string, value: string | undefined): number[] | undefined 
 function compareList(value: string | undefined): BenchOptions['compare'] {
   if (value === undefined || value === '') return [];
   const list = value.split(',').map((item): BenchOptions['compare'][number] => {
-    const [tool, path] = item.split('=', 2) as [string, string | undefined];
+    // The path is all after the first "=": a folder name may hold another.
+    const at = item.indexOf('=');
+    const tool = at < 0 ? item : item.slice(0, at);
+    const path = at < 0 ? undefined : item.slice(at + 1);
     const takesPath = tool === 'pm2' || tool === 'nginx';
     if (!takesPath && tool !== 'minimal' && tool !== 'metrics-off') {
       throw new OptionError(
@@ -151,6 +154,12 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     report: { type: 'string' },
   });
   const str = (name: string) => values[name] as string | undefined;
+  // An empty path (--out "$DIR" with DIR unset) would resolve to the current directory.
+  const path = (name: string): string | undefined => {
+    const value = str(name);
+    if (value === '') throw new OptionError(`--${name} needs a path, got ""`);
+    return value;
+  };
   // --report draws a saved run: an option that shapes a measurement would be silently ignored.
   const measuring = Object.keys(values).filter((name) => !['help', 'report', 'out'].includes(name));
   if (values.report !== undefined && measuring.length > 0) {
@@ -190,14 +199,14 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     rounds: positive('rounds', str('rounds'), 100) ?? (quick ? 1 : 3),
     workers: workerList(str('workers')),
     compare: compareList(str('compare')),
-    json: str('json'),
-    out: str('out'),
+    json: path('json'),
+    out: path('out'),
     serviceCpus,
     loadCpus,
     requests,
     seconds: positive('seconds', str('seconds'), 3600),
     connections,
     threads,
-    report: str('report'),
+    report: path('report'),
   };
 }
