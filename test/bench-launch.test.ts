@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { findExecutable } from '../scripts/bench/commands.js';
 import { launch, portTaken, startFailure } from '../scripts/bench/launch.js';
 import { listeningInodes, listensAlone } from '../scripts/bench/listener.js';
-import { processTree } from '../scripts/bench/proc-stats.js';
+import { liveStartTicks, processTree, readCpuTimes } from '../scripts/bench/proc-stats.js';
 import { waitForCount } from '../scripts/bench/roll-wait.js';
 import { stopAndCheck } from '../scripts/bench/run-rounds.js';
 import type { TargetSpec } from '../scripts/bench/targets.js';
@@ -171,6 +171,21 @@ describe('stopping a target after its runs', () => {
       `reuseport ×1: pid ${sleep} outlived its parent; killed`,
     ]);
     await pollUntil(() => !isAlive(sleep), 'the sleep killed');
+  });
+
+  it('a leftover is named by its pid and start time, so a pid another process took is not it; a zombie is gone', async (t) => {
+    // sleep 60 never reaps its child, which stays a zombie: pid 1 in a container may do the same.
+    const parent = spawn('/bin/sh', ['-c', 'sleep 0 & exec sleep 60'], { stdio: 'ignore' });
+    t.after(() => parent.kill('SIGKILL'));
+    const pid = parent.pid as number;
+    await pollUntil(() => {
+      const child = processTree(pid)[1];
+      return child !== undefined && readCpuTimes(child)?.zombie === true;
+    }, 'a zombie child');
+    const zombie = processTree(pid)[1] as number;
+    assert.equal(liveStartTicks(zombie), undefined);
+    assert.equal(liveStartTicks(pid), readCpuTimes(pid)?.startTicks);
+    assert.notEqual(liveStartTicks(pid), undefined);
   });
 });
 

@@ -103,6 +103,15 @@ export function readTreeCpu(
   }
 }
 
+/**
+ * When a live process started (field 22, ticks after boot), undefined once it exited (a zombie
+ * too): with its pid, it names the process, not whichever one takes the pid next.
+ */
+export function liveStartTicks(pid: number): number | undefined {
+  const f = statFields(pid);
+  return f && f[0] !== 'Z' ? Number(f[19]) : undefined;
+}
+
 /** The process group of pid (field 5 of proc(5)), undefined where the process is gone. */
 export function readProcessGroup(pid: number): number | undefined {
   const fields = statFields(pid);

@@ -4,12 +4,11 @@
  * instead of landing on one.
  */
 
-import { isAlive } from '../../test/helpers/service.js';
 import type { CpuPlan } from './cpu-plan.js';
 import { fixed, int } from './format.js';
 import { type LaunchContext, launch } from './launch.js';
 import { measure, type RunSample } from './measure.js';
-import { processTree } from './proc-stats.js';
+import { liveStartTicks, processTree } from './proc-stats.js';
 import { type Profile, runProfile, type Tools } from './profiles.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 
@@ -40,19 +39,29 @@ export function roundOrder<T>(items: readonly T[], round: number): T[] {
 
 const LEFTOVER_TIMEOUT_MS = 5_000;
 
-/** Waits until none of pids exists; they are not our children, so this polls. */
-async function waitForGone(pids: readonly number[]): Promise<number[]> {
+interface ProcessId {
+  readonly pid: number;
+  readonly startTicks: number | undefined;
+}
+
+/**
+ * Waits until none of the processes lives; they are not our children, so this polls. A pid
+ * taken by another process, or left a zombie for its new parent to reap, is gone.
+ */
+async function waitForGone(processes: readonly ProcessId[]): Promise<number[]> {
   const deadline = Date.now() + LEFTOVER_TIMEOUT_MS;
   for (;;) {
-    const alive = pids.filter(isAlive);
-    if (alive.length === 0 || Date.now() > deadline) return alive;
+    const alive = processes.filter(
+      (p) => p.startTicks !== undefined && liveStartTicks(p.pid) === p.startTicks,
+    );
+    if (alive.length === 0 || Date.now() > deadline) return alive.map((p) => p.pid);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
 /** Stops a target and notes what went wrong: an exit before the stop or a failed one, and any process that outlived it (killed). */
 export async function stopAndCheck(target: RunningTarget, problems: string[]): Promise<void> {
-  const pids = processTree(target.pid);
+  const pids = processTree(target.pid).map((pid) => ({ pid, startTicks: liveStartTicks(pid) }));
   const died = target.exitStatus();
   const exit = await target.stop();
   if (died !== undefined) problems.push(`${target.spec.label} exited with ${died} before it was stopped`);
