@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,11 +118,23 @@ describe('before measuring', () => {
       (err) => err instanceof OptionError && message.test(err.message),
     );
 
-  it('output paths: created when missing, refused with the option named when they cannot be written', async () => {
+  it('output paths: created when missing, refused with the option named when they cannot be written', {
+    timeout: 10_000,
+  }, async () => {
     const file = join(dir, 'a-file');
     writeFileSync(file, '');
     await rejects({ out: join(file, 'out') }, /^--out: cannot write .*a-file\/out\/bench\.json: .*ENOTDIR/);
     await rejects({ out: join(dir, 'ok'), json: dir }, /^--json: cannot write .* is not a regular file/);
+    // Node's own recursive mkdir never returns for these (it makes the parent and retries).
+    await rejects(
+      { out: '/proc/no-such-folder/out' },
+      /^--out: cannot write \/proc\/no-such-folder\/out\/bench\.json: ENOENT/,
+    );
+    symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling'));
+    await rejects(
+      { json: join(dir, 'dangling/x/b.json') },
+      /^--json: cannot write .*dangling\/x\/b\.json: ENOENT/,
+    );
     const files = await prepareOutputs({ quick: false, out: join(dir, 'new', 'deeper'), json: undefined });
     assert.deepEqual(files, {
       json: join(dir, 'new/deeper/bench.json'),

@@ -59,7 +59,7 @@ export async function prepareOutputs(
  */
 export async function prepareFile(file: string, option: string): Promise<void> {
   try {
-    await mkdir(dirname(file), { recursive: true });
+    await makeFolder(dirname(file));
     const existing = await stat(file).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
@@ -70,6 +70,25 @@ export async function prepareFile(file: string, option: string): Promise<void> {
     await access(dirname(file), constants.W_OK);
   } catch (err) {
     throw new OptionError(`${option}: cannot write ${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * mkdir -p. Node's `recursive: true` never returns where a folder exists but a child cannot be
+ * made in it with ENOENT (under /proc, or a dangling symlink): it makes the parent and tries the
+ * child again, forever. Here a child still missing once its parent exists is the error.
+ */
+async function makeFolder(folder: string): Promise<void> {
+  try {
+    await mkdir(folder);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return; // a file there fails on the next step with ENOTDIR
+    if (code !== 'ENOENT' || dirname(folder) === folder) throw err;
+    await makeFolder(dirname(folder));
+    await mkdir(folder).catch((again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST') throw again;
+    });
   }
 }
 
