@@ -130,6 +130,8 @@ describe('before measuring', () => {
       { out: '/proc/no-such-folder/out' },
       /^--out: cannot write \/proc\/no-such-folder\/out\/bench\.json: ENOENT/,
     );
+    // A folder that exists but takes no new file, which access(W_OK) does not tell root.
+    await rejects({ json: '/proc/b.json' }, /^--json: cannot write \/proc\/b\.json: ENOENT/);
     symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling'));
     await rejects(
       { json: join(dir, 'dangling/x/b.json') },

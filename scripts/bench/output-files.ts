@@ -1,6 +1,6 @@
 /** Where the report files go, checked before any measuring: a run must not end in a path it cannot write. */
-import { constants, rmSync } from 'node:fs';
-import { access, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scratchDir } from './commands.js';
@@ -65,9 +65,11 @@ export async function prepareFile(file: string, option: string): Promise<void> {
       throw err;
     });
     if (existing && !existing.isFile()) throw new Error(`${file} is not a regular file`);
-    // The file is replaced by a rename (writeWhole), so it is the folder that must be writable;
-    // EROFS shows here too.
-    await access(dirname(file), constants.W_OK);
+    // The file is replaced by a rename (writeWhole), so it is the folder that must take a new
+    // file: made and removed here, since access(W_OK) says yes to root anywhere (/proc too).
+    const probe = partialPath(file);
+    await writeFile(probe, '');
+    await rm(probe, { force: true });
   } catch (err) {
     throw new OptionError(`${option}: cannot write ${file}: ${(err as Error).message}`);
   }
@@ -92,6 +94,11 @@ async function makeFolder(folder: string): Promise<void> {
   }
 }
 
+/** Where writeWhole writes `file` before renaming it into place. */
+function partialPath(file: string): string {
+  return join(dirname(file), `.${basename(file)}.${process.pid}.partial`);
+}
+
 /** Temporary files not yet renamed into place: a stop signal's exit removes them. */
 const partials = new Set<string>();
 let removeOnExit = false;
@@ -111,7 +118,7 @@ export async function writeWhole(files: readonly (readonly [path: string, data: 
   const written = files.map(([file, data]) => ({
     file,
     data,
-    partial: join(dirname(file), `.${basename(file)}.${process.pid}.partial`),
+    partial: partialPath(file),
   }));
   try {
     for (const { partial, data } of written) {
