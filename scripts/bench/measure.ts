@@ -45,7 +45,8 @@ export interface RunSample {
   readonly exitedCpuSeconds?: number;
   /**
    * Set when some of cpuSeconds is known in /proc's 10 ms ticks only: a process exited, started or
-   * changed threads during the run, or the kernel has no schedstat. Otherwise it is nanoseconds.
+   * changed threads during the run (one that came and went too), or the kernel has no schedstat.
+   * Otherwise it is nanoseconds.
    */
   readonly cpuInTicks?: true;
   readonly cpuMicrosPerRequest: number | undefined;
