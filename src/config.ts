@@ -136,12 +136,8 @@ function host(env: Env): string | undefined {
   // Brackets only around an IPv6 literal ("[::1]"), and a colon only in one; anything else must
   // be an IPv4 address or a hostname, which listen() resolves.
   const unwrapped = /^\[(.*)\]$/.exec(value)?.[1] ?? value;
-  const problem =
-    unwrapped.includes(':') || unwrapped !== value
-      ? isIPv6(unwrapped)
-        ? undefined
-        : ''
-      : hostnameProblem(unwrapped);
+  const literal = unwrapped.includes(':') || unwrapped !== value;
+  const problem = literal ? (isIPv6(unwrapped) ? undefined : '') : hostnameProblem(unwrapped);
   if (problem !== undefined) {
     const why = problem === '' ? '' : `: ${problem}`;
     throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"${why}`);
