@@ -441,30 +441,47 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
-  it("a connection whose replies back up and whose client then goes quiet is not cut at the keep-alive timeout: unread replies are the stall limit's (REQUEST_TIMEOUT_MS)", async () => {
-    const size = 512 * 1024;
-    const s = await listen(
-      { HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '8000', KEEP_ALIVE_TIMEOUT_MS: '200' },
-      'h'.repeat(size),
-    );
-    const { conn, serverSide } = await openNotReading(s);
-    try {
-      const answered = await fillUntilBackedUp(conn, serverSide);
-      // The socket timer (keep-alive timeout plus Node's 1 s buffer) fires after 2.4 s: Node lets
-      // its first expiry pass while writes are still moving. The stall limit is 8 s. Seen from the
-      // server's side: a client that does not read does not see the close either.
-      const closed = once(serverSide, 'close', { signal: AbortSignal.timeout(3_500) }).then(
-        () => true,
-        () => false,
+  /** How a connection whose replies backed up goes on, and whether it closes once they are read. */
+  const afterBackUp: [string, (conn: RawConnection, s: InProcess) => void, boolean][] = [
+    ['the client goes quiet', () => {}, false],
+    ['the client half-closes', (conn) => conn.socket.end(), true],
+    [
+      'the worker drains',
+      (_conn, s) => {
+        s.readiness = 'draining';
+        s.server.closeIdleConnections();
+      },
+      true,
+    ],
+  ];
+  for (const [name, then, closes] of afterBackUp) {
+    it(`replies that back up are not cut at the keep-alive timeout when ${name}: unread replies are the stall limit's (REQUEST_TIMEOUT_MS)`, async () => {
+      const size = 512 * 1024;
+      const s = await listen(
+        { HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '8000', KEEP_ALIVE_TIMEOUT_MS: '200' },
+        'h'.repeat(size),
       );
-      assert.equal(await closed, false, 'cut while its replies were still unread');
-      conn.socket.resume();
-      for (let i = 0; i < answered; i++) await conn.reply();
-      assert.equal(s.stats.requests, answered);
-    } finally {
-      conn.destroy();
-    }
-  });
+      const { conn, serverSide } = await openNotReading(s);
+      try {
+        const answered = await fillUntilBackedUp(conn, serverSide);
+        then(conn, s);
+        // The socket timer (keep-alive timeout plus Node's 1 s buffer) fires after 2.4 s: Node lets
+        // its first expiry pass while writes are still moving. The stall limit is 8 s. Seen from the
+        // server's side: a client that does not read does not see the close either.
+        const closed = once(serverSide, 'close', { signal: AbortSignal.timeout(3_500) }).then(
+          () => true,
+          () => false,
+        );
+        assert.equal(await closed, false, 'cut while its replies were still unread');
+        conn.socket.resume();
+        for (let i = 0; i < answered; i++) await conn.reply();
+        assert.equal(s.stats.requests, answered);
+        if (closes) assert.ok(await conn.closedWithin(CLOSE_MS), 'not closed once its replies were read');
+      } finally {
+        conn.destroy();
+      }
+    });
+  }
 
   it("while draining, a kept-alive connection's next greeting carries Connection: close, and the connection closes", async () => {
     const s = await listen();

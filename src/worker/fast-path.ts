@@ -180,8 +180,10 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     const onTimeout = (): void => {
       if (answered || ending) {
         // Replies still waiting on the client are the stall limit's to judge (cutStalledConnections),
-        // as node:http's are; the timer starts again with the next write that completes.
-        if (!ending && socket.writableLength > 0) return;
+        // as node:http's are, also on a connection that is closing (half-closed by the client,
+        // `Connection: close`, draining): they were answered. The timer starts again with the
+        // next write that completes.
+        if (socket.writableLength > 0) return;
         socket.destroy();
         return;
       }
