@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
@@ -482,6 +482,30 @@ describe('the fast path against node:http (in process)', () => {
       }
     });
   }
+
+  it('replies that still wait on a slow reader when the worker drains are sent before the connection closes, not dropped with it', async () => {
+    const size = 512 * 1024;
+    const s = await listen({}, 'h'.repeat(size));
+    const { conn, serverSide } = await openNotReading(s);
+    try {
+      const answered = await fillUntilBackedUp(conn, serverSide);
+      // The next request is node:http's; its reply is ended but waits behind the others.
+      const parsed = once(s.server, 'request', { signal: AbortSignal.timeout(3_000) });
+      conn.write(`GET / HTTP/1.1\r\nHost: h\r\n${toNode}\r\n`);
+      const [, res] = (await parsed) as [unknown, ServerResponse];
+      assert.ok(res.writableEnded && !res.writableFinished, 'its reply is not waiting in the worker');
+      s.readiness = 'draining';
+      s.server.closeIdleConnections();
+      conn.socket.resume();
+      for (let i = 0; i <= answered; i++) {
+        const reply = await conn.reply();
+        assert.equal(reply.body.length, size + GREETING.length - 'test-host'.length, `reply ${i}`);
+      }
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'not closed once its replies were read');
+    } finally {
+      conn.destroy();
+    }
+  });
 
   it("while draining, a kept-alive connection's next greeting carries Connection: close, and the connection closes", async () => {
     const s = await listen();

@@ -230,9 +230,31 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   // timeout (10 s by default, past the 8 s drain deadline: one slow client forced every stop).
   // Past the grace it gets the headers timeout's 408. One with a whole head has its response
   // attached, and finishes.
+  //
+  // node:http also counts as idle a connection whose reply is ended but still waits in the worker
+  // for a slow reader, and destroys it, reply and all. Such a connection is hidden from it and
+  // closed once the reply has gone.
   const closeIdle = server.closeIdleConnections.bind(server);
+  const stillWriting = { finished: false } as ServerResponse;
+  const awaited = new WeakSet<ServerResponse>();
   server.closeIdleConnections = () => {
-    closeIdle();
+    const flushing: [HttpSocket, ServerResponse][] = [];
+    for (const socket of open as Set<HttpSocket>) {
+      const res = socket._httpMessage;
+      if (res?.writableEnded && !res.writableFinished) flushing.push([socket, res]);
+    }
+    for (const [socket] of flushing) socket._httpMessage = stillWriting;
+    try {
+      closeIdle();
+    } finally {
+      for (const [socket, res] of flushing) socket._httpMessage = res;
+    }
+    for (const [, res] of flushing) {
+      if (awaited.has(res)) continue;
+      awaited.add(res);
+      // After node:http's own 'finish' listener, which hands the connection on or leaves it idle.
+      res.once('finish', () => server.closeIdleConnections());
+    }
     for (const socket of open) {
       if ((socket as HttpSocket)._httpMessage || !socket.writable) continue;
       if (socket.bytesRead > 0)
