@@ -90,12 +90,20 @@ function workerCount(env: Env): Pick<Config, 'workers' | 'workersFrom'> {
   return { workers: n, workersFrom: name };
 }
 
+const BROADCAST = '255.255.255.255 is the broadcast address, which no client can connect to';
+const DECIMAL_PART = /^\d{1,10}$/;
+const HEX_PART = /^0x[0-9a-f]*$/i;
+
 /**
- * Why an all-digits HOST (dot-separated) cannot be bound ('' for no IPv4 address at all), or
+ * Why a numeric HOST (dot-separated parts) cannot be bound ('' for no IPv4 address at all), or
  * undefined when it can. getaddrinfo takes inet_aton's numeric forms ("0" and "127.1" too), which
- * read a leading zero as octal: "127.0.0.010" binds 127.0.0.8, so such a part is refused.
+ * read a leading zero as octal and 0x as hexadecimal: "127.0.0.010" binds 127.0.0.8 and
+ * "0x7f.1" 127.0.0.1, so such a part is refused rather than bound somewhere unexpected.
  */
 function numericHostProblem(labels: readonly string[]): string | undefined {
+  if (labels.some((l) => HEX_PART.test(l))) {
+    return 'a part of an IPv4 address is hexadecimal, which getaddrinfo reads as a number (0x10 is 16)';
+  }
   if (labels.some((l) => l.length > 1 && l[0] === '0')) {
     return 'a part of an IPv4 address has a leading zero, which getaddrinfo reads as octal (010 is 8)';
   }
@@ -105,10 +113,16 @@ function numericHostProblem(labels: readonly string[]): string | undefined {
     return '';
   }
   // Linux binds a TCP socket to the limited broadcast address, and no client can reach it.
-  if (parts.reduce((sum, p, i) => sum + p * 256 ** (3 - i), last) === 256 ** 4 - 1) {
-    return '255.255.255.255 is the broadcast address, which no client can connect to';
-  }
+  if (parts.reduce((sum, p, i) => sum + p * 256 ** (3 - i), last) === 256 ** 4 - 1) return BROADCAST;
   return undefined;
+}
+
+/** The same for an IPv6 literal: the broadcast address mapped into IPv6 binds it too. */
+function ipv6Problem(address: string): string | undefined {
+  if (!isIPv6(address)) return '';
+  // The URL parser writes every spelling of an address the same way; a zone (%lo) it refuses.
+  if (address.includes('%')) return undefined;
+  return new URL(`http://[${address}]`).hostname === '[::ffff:ffff:ffff]' ? BROADCAST : undefined;
 }
 
 /**
@@ -117,9 +131,12 @@ function numericHostProblem(labels: readonly string[]): string | undefined {
  * neither an address nor a name reached listen() and failed there as a port error (exit 3).
  */
 function hostnameProblem(value: string): string | undefined {
-  // All digits: an address, which takes no trailing dot (getaddrinfo would look it up as a name).
+  // Numeric parts only: an address, which takes no trailing dot (getaddrinfo would look it up as
+  // a name). "0x7f.0x1" would pass for a name below, and getaddrinfo reads it as an address.
   const numeric = value.split('.');
-  if (numeric.every((label) => /^\d{1,10}$/.test(label))) return numericHostProblem(numeric);
+  if (numeric.every((label) => DECIMAL_PART.test(label) || HEX_PART.test(label))) {
+    return numericHostProblem(numeric);
+  }
   // A name: its last label is never all digits (RFC 1123 §2.1), so "127.0.0.1." is no name either.
   const name = value.endsWith('.') ? value.slice(0, -1) : value;
   const labels = name.split('.');
@@ -137,7 +154,7 @@ function host(env: Env): string | undefined {
   // be an IPv4 address or a hostname, which listen() resolves.
   const unwrapped = /^\[(.*)\]$/.exec(value)?.[1] ?? value;
   const literal = unwrapped.includes(':') || unwrapped !== value;
-  const problem = literal ? (isIPv6(unwrapped) ? undefined : '') : hostnameProblem(unwrapped);
+  const problem = literal ? ipv6Problem(unwrapped) : hostnameProblem(unwrapped);
   if (problem !== undefined) {
     const why = problem === '' ? '' : `: ${problem}`;
     throw new ConfigError(`HOST must be an IP address or a hostname, got "${env.HOST}"${why}`);

@@ -87,6 +87,9 @@ describe('parseConfig', () => {
       'my_service',
       'a-b.c1',
       `${'a'.repeat(63)}.b`,
+      '0xcafe.example',
+      '::ffff:127.0.0.1',
+      '::ffff:255.255.255.254',
     ]) {
       assert.equal(parseConfig({ HOST: host }).host, host);
     }
@@ -132,7 +135,21 @@ describe('parseConfig', () => {
       { HOST: '0127.1' },
       'HOST must be an IP address or a hostname, got "0127.1": a part of an IPv4 address has a leading zero, which getaddrinfo reads as octal (010 is 8)',
     ],
-    ...['255.255.255.255', '4294967295', '255.16777215'].map((host): [Record<string, string>, string] => [
+    // getaddrinfo would bind these (0x7f.0x1 is 127.0.0.1, 0xffffffff the broadcast address).
+    ...['0x7f.0x1', '0xffffffff', '0xff.0xff.0xff.0xff', '127.0.0.0x1', '0X7F.1', '0x'].map(
+      (host): [Record<string, string>, string] => [
+        { HOST: host },
+        `HOST must be an IP address or a hostname, got "${host}": a part of an IPv4 address is hexadecimal, which getaddrinfo reads as a number (0x10 is 16)`,
+      ],
+    ),
+    ...[
+      '255.255.255.255',
+      '4294967295',
+      '255.16777215',
+      '::ffff:255.255.255.255',
+      '[::ffff:255.255.255.255]',
+      '0:0:0:0:0:FFFF:ffff:ffff',
+    ].map((host): [Record<string, string>, string] => [
       { HOST: host },
       `HOST must be an IP address or a hostname, got "${host}": 255.255.255.255 is the broadcast address, which no client can connect to`,
     ]),
