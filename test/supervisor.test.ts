@@ -372,6 +372,20 @@ describe('Supervisor', () => {
     });
   }
 
+  it('a pause of the primary while a worker boots leaves the logged boot time its real one', () => {
+    const h = new Harness();
+    h.send({ type: 'start' });
+    h.clock = 1_000;
+    h.send({ type: 'tick' });
+    h.supervisor.nextTick();
+    h.clock = 20_000;
+    h.advance(0);
+    h.clock = 20_050;
+    h.send({ type: 'ready', id: 1 });
+    const ready = h.of('log').find((a) => a.msg === 'worker ready');
+    assert.equal(ready?.fields.bootMs, 20_050);
+  });
+
   it('does not respawn while stopping', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });

@@ -368,7 +368,7 @@ export class Supervisor {
     });
     for (const w of this.#workers.values()) {
       if (w.state === 'listening') w.lastBeat = now;
-      else if (w.state === 'starting') w.spawnedAt += gapMs;
+      else if (w.state === 'starting') w.bootDeadline += gapMs;
       else if (w.stopDeadline !== undefined) w.stopDeadline += gapMs;
     }
   }

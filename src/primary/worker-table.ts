@@ -15,8 +15,10 @@ export interface WorkerRecord {
   readonly slot: number;
   pid: number | undefined;
   state: WorkerState;
-  /** When it was forked; moved on by a pause of the primary, which its boot deadline must not count. */
-  spawnedAt: number;
+  /** When it was forked. */
+  readonly spawnedAt: number;
+  /** When it must be ready; moved on by a pause of the primary, which it must not count. */
+  bootDeadline: number;
   readyAt: number | undefined;
   lastBeat: number;
   stopReason: StopReason | undefined;
@@ -79,6 +81,7 @@ export class WorkerTable {
       pid: undefined,
       state: 'starting',
       spawnedAt: now,
+      bootDeadline: now + this.#timeouts.bootTimeoutMs,
       readyAt: undefined,
       lastBeat: now,
       stopReason: undefined,
@@ -158,7 +161,7 @@ export class WorkerTable {
 
   #deadline(w: WorkerRecord): number | undefined {
     if (w.killSent) return undefined;
-    if (w.state === 'starting') return w.spawnedAt + this.#timeouts.bootTimeoutMs;
+    if (w.state === 'starting') return w.bootDeadline;
     if (w.state === 'listening') return w.lastBeat + this.#timeouts.heartbeatTimeoutMs;
     if (w.state === 'stopping') return w.stopDeadline;
     return undefined;
