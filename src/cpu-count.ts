@@ -123,8 +123,10 @@ function v1Quota(read: ReadFile, dir: string): Quota | undefined {
   return { cpus, text: `cgroup v1 cpu.cfs_quota_us ${quota}/${period} = ${round(cpus)} CPUs` };
 }
 
+/** Two decimals, or every one where two would hide a fraction: 1.001 CPUs make 2 workers, not "1". */
 function round(n: number): number {
-  return Math.round(n * 100) / 100;
+  const rounded = Math.round(n * 100) / 100;
+  return Number.isInteger(rounded) && !Number.isInteger(n) ? n : rounded;
 }
 
 function quotaOf(read: ReadFile): Quota | undefined {

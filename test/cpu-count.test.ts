@@ -99,18 +99,28 @@ describe('detectCpuLimit over fixture trees', () => {
     assert.equal(limit.workers, 2);
   });
 
-  it('any fraction of a CPU counts as a worker (ceil): 1.2 CPUs give 2', () => {
-    const limit = detectCpuLimit(
-      tree({
-        '/proc/self/status': status('0-7'),
-        '/proc/self/cgroup': '0::/app\n',
-        '/proc/self/mountinfo': V2_MOUNTS,
-        '/sys/fs/cgroup/app/cpu.max': '120000 100000\n',
-      }),
-      8,
-    );
-    assert.equal(limit.workers, 2);
-  });
+  // The log line says a fraction that two decimals would hide: 1.001 CPUs, not "1", give 2 workers.
+  for (const [max, cpus] of [
+    ['120000', '1.2'],
+    ['100100', '1.001'],
+  ]) {
+    it(`any fraction of a CPU counts as a worker (ceil): ${cpus} CPUs give 2, and the reason says ${cpus}`, () => {
+      const limit = detectCpuLimit(
+        tree({
+          '/proc/self/status': status('0-7'),
+          '/proc/self/cgroup': '0::/app\n',
+          '/proc/self/mountinfo': V2_MOUNTS,
+          '/sys/fs/cgroup/app/cpu.max': `${max} 100000\n`,
+        }),
+        8,
+      );
+      assert.equal(limit.workers, 2);
+      assert.equal(
+        limit.reason,
+        `affinity 0-7 = 8 CPUs; cgroup v2 cpu.max ${max}/100000 = ${cpus} CPUs → 2 workers`,
+      );
+    });
+  }
 
   it('both hierarchies mounted (hybrid): the tighter quota wins, whichever is listed last', () => {
     const hybrid = (v1: string, v2: string) =>
