@@ -284,6 +284,25 @@ describe('start-up errors', () => {
     }
   });
 
+  it("a process holding the port's start lock (BALANCE=reuseport) gets exit 3 and a message naming the lock", async () => {
+    const port = await freePort();
+    const lock = createServer().listen({ path: `\0myservice:${port}` });
+    await once(lock, 'listening');
+    try {
+      const service = await start({ port, env: { WORKERS: '1', BALANCE: 'reuseport' }, ready: 0 });
+      const { code } = await service.exited;
+      assert.equal(code, ExitCode.bind, service.dump());
+      assert.ok(
+        service.logs.some((l) =>
+          l.msg.includes(`another process holds its lock, the abstract unix socket @myservice:${port}`),
+        ),
+        service.dump(),
+      );
+    } finally {
+      lock.close();
+    }
+  });
+
   it('an argument (npm start -- --port 8080) exits 2 naming it and the variables, before any worker', async () => {
     const service = await start({ args: ['--port', '8080'] });
     const { code } = await service.exited;

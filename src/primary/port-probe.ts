@@ -12,7 +12,8 @@ import { createServer, type ListenOptions, type Server } from 'node:net';
  * like the port; it needs no writable file), held while the process lives. For the port, not
  * host:port: 127.0.0.1 and 127.1, or 0.0.0.0 and 127.0.0.1, are different names for listeners that
  * share or shadow each other's connections. Held while running, the lock also covers a moment when
- * every worker is down (a crash), when the probe alone would find the port free.
+ * every worker is down (a crash), when the probe alone would find the port free. Any local
+ * process may take that name: the message says so rather than blame an instance that may not exist.
  */
 export async function probeListen(host: string | undefined, port: number): Promise<Error | undefined> {
   const lock = createServer();
@@ -23,7 +24,7 @@ export async function probeListen(host: string | undefined, port: number): Promi
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       return Object.assign(
         new Error(
-          `another instance of myservice is starting or serving on port ${port} (one per port in a network namespace, whatever its HOST)`,
+          `another instance of myservice is starting or serving on port ${port} (one per port in a network namespace, whatever its HOST), or another process holds its lock, the abstract unix socket @myservice:${port}`,
         ),
         { code: 'EADDRINUSE' },
       );
