@@ -454,9 +454,22 @@ const CASES: readonly Case[] = [
     send: crlf(['CONNECT example.com:443 HTTP/1.1', 'Host: example.com:443']),
     status: 'no reply',
   },
+  // After an upgrade request llhttp parses nothing more of what came with it: a request pipelined
+  // behind one went unanswered on a connection said to be kept alive.
+  ...['', ' with a request pipelined behind it'].map(
+    (pipelined): Case => ({
+      name: `Upgrade: websocket${pipelined} → served as a plain request (no upgrade handler) that closes its connection`,
+      send:
+        get('Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13') +
+        (pipelined ? get() : ''),
+      status: 200,
+      body: GREETING,
+      close: true,
+    }),
+  ),
   {
-    name: 'Upgrade: websocket → served as a plain request (no upgrade handler)',
-    send: get('Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13'),
+    name: 'an Upgrade header without upgrade in Connection is no upgrade: served, kept alive',
+    send: get('Upgrade: websocket') + get(),
     status: 200,
     body: GREETING,
   },

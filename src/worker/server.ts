@@ -69,8 +69,18 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     return !keepAlive || state === 'draining' || state === 'retiring';
   };
 
+  /**
+   * After a request it reads as an upgrade (Upgrade, and upgrade in Connection), llhttp parses
+   * nothing more on the connection: with no upgrade handler, a request pipelined behind it would
+   * never be answered, on a connection said to be kept alive. Its reply closes the connection,
+   * which tells a client to send such requests again on another.
+   */
+  const closesAfter = (req: IncomingMessage): boolean =>
+    closesConnection() ||
+    (req.headers.upgrade !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(req.headers.connection ?? ''));
+
   function send(res: ServerResponse, reply: Canned, count = true): void {
-    res.writeHead(reply.status, (closesConnection() ? reply.closing : reply.headers) as string[]);
+    res.writeHead(reply.status, (closesAfter(res.req) ? reply.closing : reply.headers) as string[]);
     res.end(reply.body);
     if (count) stats.countResponse(reply.status);
   }
@@ -137,7 +147,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
           String(Buffer.byteLength(text)),
           ...COMMON,
           ...noStore,
-          ...(closesConnection() ? ['Connection', 'close'] : []),
+          ...(closesAfter(req) ? ['Connection', 'close'] : []),
         ]);
         // A string like every other body here, so Node's write path sees one body type.
         res.end(text);
