@@ -7,6 +7,15 @@ import { SignalQueue } from './primary/signal-queue.js';
 import { CONTROL_SIGNALS, WORKER_CONFIG_ENV, WORKER_LISTENER_ENV, WORKER_SLOT_ENV } from './protocol.js';
 
 async function main(): Promise<void> {
+  if (cluster.isWorker && process.env[WORKER_CONFIG_ENV] === undefined) {
+    // A worker of another program's cluster (PM2's cluster mode forks its apps so): no config
+    // comes, and a worker cannot fork workers of its own.
+    log(
+      'fatal',
+      "myservice was started as a node:cluster worker of another program (NODE_UNIQUE_ID is set, as PM2's cluster mode does); it runs its own cluster: start it directly, or under PM2 in fork mode, with WORKERS for the count",
+    );
+    process.exit(ExitCode.config);
+  }
   if (cluster.isWorker) {
     // Signals are the primary's to act on. One sent to the whole process group (Ctrl-C, a closed
     // terminal, systemd's control-group stop, kill -- -PGID) reaches the workers too: acting on it

@@ -303,6 +303,17 @@ describe('start-up errors', () => {
     }
   });
 
+  it("started as a worker of another program's cluster (PM2's cluster mode: NODE_UNIQUE_ID set) exits 2 saying so, not with a TypeError", async () => {
+    const service = await start({ env: { NODE_UNIQUE_ID: '1' } });
+    const { code } = await service.exited;
+    assert.equal(code, ExitCode.config, service.dump());
+    assert.equal(service.logs.length, 1, service.dump());
+    assert.match(
+      service.logs[0]?.msg ?? '',
+      /^myservice was started as a node:cluster worker of another program/,
+    );
+  });
+
   it('an argument (npm start -- --port 8080) exits 2 naming it and the variables, before any worker', async () => {
     const service = await start({ args: ['--port', '8080'] });
     const { code } = await service.exited;
