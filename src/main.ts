@@ -1,5 +1,6 @@
 /** Entry point: the primary or a worker, by node:cluster's role; `--healthcheck` for Docker. */
 import cluster from 'node:cluster';
+import { bindFailure } from './bind-failure.js';
 import { type Config, ConfigError, parseArguments, parseConfig } from './config.js';
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
@@ -47,7 +48,10 @@ async function main(): Promise<void> {
     const err = await probeListen(config.host, config.port);
     if (err) {
       const { code } = err as NodeJS.ErrnoException;
-      log('fatal', `cannot serve: ${err.message}`, { code, exitCode: ExitCode.bind });
+      log('fatal', `cannot serve: ${bindFailure(err, config.host, config.port)}`, {
+        code,
+        exitCode: ExitCode.bind,
+      });
       process.exit(ExitCode.bind);
     }
   }

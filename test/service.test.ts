@@ -350,7 +350,12 @@ describe('start-up errors', () => {
         assert.equal(code, ExitCode.bind, service.dump());
         const fatal = service.logs.filter((l) => l.level === 60);
         assert.equal(fatal.length, 1, service.dump());
-        assert.match(fatal[0]?.msg ?? '', new RegExp(`EADDRINUSE.*${port}`));
+        assert.match(
+          fatal[0]?.msg ?? '',
+          new RegExp(
+            `EADDRINUSE.*${port}.*; another program listens on port ${port}: stop it, or set another PORT$`,
+          ),
+        );
         assert.ok(service.logs.filter((l) => l.msg === 'worker ready').length === 0);
       } finally {
         holder.close();
@@ -374,7 +379,7 @@ it('round-robin refused a port on every interface: the message names the port an
     assert.equal(fatal.length, 1, service.dump());
     assert.equal(
       fatal[0]?.msg,
-      `worker cannot serve: bind EADDRINUSE (address already in use): port ${port} on every interface`,
+      `worker cannot serve: bind EADDRINUSE (address already in use): port ${port} on every interface; another program listens on port ${port}: stop it, or set another PORT`,
     );
   } finally {
     holder.close();

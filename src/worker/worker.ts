@@ -3,7 +3,7 @@ import type { SendHandle } from 'node:child_process';
 import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
-import { getSystemErrorMessage } from 'node:util';
+import { bindFailure } from '../bind-failure.js';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
@@ -31,16 +31,6 @@ function ignoreSendError(): void {}
 function nativeHandle(server: Server): object | undefined {
   const handle = (server as unknown as { _handle?: unknown })._handle;
   return typeof handle === 'object' && handle !== null ? handle : undefined;
-}
-
-/**
- * Why the listen failed, naming the address: node:cluster writes a round-robin bind failure on
- * every interface as "bind EADDRINUSE null:5000".
- */
-export function bindFailure(err: NodeJS.ErrnoException, host: string | undefined, port: number): string {
-  if (host !== undefined || err.code === undefined) return err.message;
-  const reason = err.errno === undefined ? '' : ` (${getSystemErrorMessage(err.errno)})`;
-  return `${err.syscall ?? 'listen'} ${err.code}${reason}: port ${port} on every interface`;
 }
 
 /** Runs this process as worker `slot` of the cluster. */
