@@ -302,14 +302,21 @@ describe('fault tolerance under load', () => {
       const signalAt = performance.now();
       service.signal('SIGTERM');
       const { code } = await service.exited;
+      const exitedAt = performance.now();
       await traffic.stop();
       assert.equal(code, 0, service.dump());
-      // Requests sent once the listeners close (1 s after the signal) may be refused; none sent
-      // in the first half of the delay may fail, whatever the workers do while they drain.
-      // Sent, not started: one started just before may still be connecting.
-      const lost = traffic.failures.filter((f) => f.sentAt !== undefined && f.sentAt < signalAt + 500);
-      assert.ok(traffic.lastOkAt > signalAt + 500, 'requests were answered during the delay');
-      t.diagnostic(`${traffic.summary()}; failures sent in the first 500 ms: ${lost.length}`);
+      assert.ok(
+        exitedAt - signalAt >= 1_000,
+        `exited ${Math.round(exitedAt - signalAt)} ms after the signal`,
+      );
+      // Requests that reach a listener after it closes (1 s after the signal) may be refused. One
+      // sent, or started (a refused connect sends nothing), in the first 800 ms may not fail,
+      // whatever the workers do while they drain: 200 ms is the margin for a connect that comes
+      // late after its start, on a busy machine.
+      const early = (f: (typeof traffic.failures)[number]) => (f.sentAt ?? f.startedAt) < signalAt + 800;
+      const lost = traffic.failures.filter(early);
+      assert.ok(traffic.lastOkAt > signalAt + 800, 'requests were answered through the delay');
+      t.diagnostic(`${traffic.summary()}; failures sent in the first 800 ms: ${lost.length}`);
       assert.deepEqual(lost, [], traffic.summary());
     });
   }

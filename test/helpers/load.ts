@@ -18,10 +18,11 @@ export class Load {
   lastOkAt = 0;
   readonly errors: string[] = [];
   /**
-   * Each failed request's error, when its head was sent (performance.now(); undefined: never) and
-   * when it failed.
+   * Each failed request's error, when it was started (its connect, for a new connection, came
+   * right after), when its head was sent (performance.now(); undefined: never) and when it failed.
    */
   readonly failures: {
+    readonly startedAt: number;
     readonly sentAt: number | undefined;
     readonly failedAt: number;
     readonly error: string;
@@ -56,10 +57,11 @@ export class Load {
 
   async #one(url: string, reset: boolean): Promise<void> {
     const { id, headers } = trackedRequest();
+    const startedAt = performance.now();
     const fail = (error: string): void => {
       this.failed++;
       this.errors.push(error);
-      this.failures.push({ sentAt: takeSentAt(id), failedAt: performance.now(), error });
+      this.failures.push({ startedAt, sentAt: takeSentAt(id), failedAt: performance.now(), error });
     };
     try {
       const res = await request(url, { dispatcher: this.#agent, reset, headers });
