@@ -161,8 +161,11 @@ describe('metrics aggregated across workers', () => {
 
   it('scrapes that come together share one collection: a burst of 20 asks each worker once or twice, not 20 times', async (t) => {
     const service = await start({ env: { WORKERS: '2', LOG_LEVEL: 'debug' } });
-    const asked = () => service.logs.filter((l) => l.msg === 'worker stats received').length;
+    const count = (msg: string) => service.logs.filter((l) => l.msg === msg).length;
+    const asked = () => count('worker stats received');
     const before = asked();
+    const askedByWorkers = () => count('worker asked for the metrics text');
+    const askedBefore = askedByWorkers();
     // The primary stopped until every scrape has been read by a worker, so all of them come while
     // the first waits: on a fast machine a collection could otherwise end before the next scrape.
     const primary = service.proc.pid as number;
@@ -182,7 +185,11 @@ describe('metrics aggregated across workers', () => {
     // reads together: 2 answers, 4 if it read the two requests apart. Without sharing at either
     // step: 40 (either alone keeps it at 2 or 4 here; the next test holds the primary's alone).
     const answers = asked() - before;
-    assert.ok(answers <= 2 * 2, `${answers} stats answers for 20 scrapes`);
+    assert.ok(answers >= 2 && answers <= 2 * 2, `${answers} stats answers for 20 scrapes`);
+    // The workers' own step, alone: each asked once for all the scrapes it held, as the primary
+    // answered none before all were read.
+    const workerAsks = askedByWorkers() - askedBefore;
+    assert.ok(workerAsks >= 1 && workerAsks <= 2, `the workers asked ${workerAsks} times for 20 scrapes`);
   });
 
   it("a scrape that comes while another's collection waits (a stopped worker) shares it: one collection for both", async (t) => {

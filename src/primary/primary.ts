@@ -227,6 +227,11 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
           break;
         }
         case 'metrics-request':
+          log('debug', 'worker asked for the metrics text', {
+            slot,
+            workerPid: worker.process.pid,
+            requestId: message.requestId,
+          });
           sharedMetrics().then(
             (text) => sendTo(worker, { type: 'metrics-response', requestId: message.requestId, text }),
             (err: unknown) => {
