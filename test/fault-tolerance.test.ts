@@ -394,7 +394,10 @@ describe('fault tolerance under load', () => {
         f.failedAt <= closesTo,
     );
     t.diagnostic(`${traffic.summary()}; ${raced.length} reset as a listener closed`);
-    assert.ok(traffic.failed === raced.length && raced.length <= 1, traffic.summary());
+    // Only where the migration is on (as root, Linux ≥ 5.14): the service logs which.
+    const migrates = service.logs.some((l) => /^(set )?net\.ipv4\.tcp_migrate_req=1/.test(l.msg));
+    if (migrates) assert.ok(traffic.failed === raced.length && raced.length <= 1, traffic.summary());
+    else t.diagnostic('tcp_migrate_req is off here: the failed requests are not checked');
     assert.equal(new Set([await greetingPid(service.url), await greetingPid(service.url)]).size, 1);
   });
 
