@@ -348,10 +348,20 @@ describe('a run in error', () => {
     // ab is a child of this process: /proc shows it.
     const abRuns = () =>
       processTree(process.pid).some((pid) => {
-        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        let argv: string[];
+        try {
+          argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        } catch {
+          return false; // exited since the listing
+        }
         return argv[0]?.endsWith('/ab') && argv.includes('30000');
       });
-    while (!abRuns()) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Polled: nothing tells this process when its grandchild execs.
+    const deadline = performance.now() + 10_000;
+    while (!abRuns()) {
+      assert.ok(performance.now() < deadline, 'ab did not start within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
     during(target);
     return { target, sample: await running };
   }

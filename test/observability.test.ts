@@ -623,6 +623,7 @@ describe('logs', () => {
       const ready = await get(`${service.url}/readyz`).catch(() => undefined);
       if (ready?.status === 200) break;
       assert.equal(service.proc.exitCode, null, service.dump());
+      await sleep(20); // a probe's period: connects refused in a hot loop would take a core
     }
     service.signal('SIGTERM');
     assert.equal((await service.exited).code, 0);
