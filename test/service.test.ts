@@ -526,7 +526,7 @@ describe('signals sent to the whole process group act once, through the primary'
     );
   });
 
-  it('SIGTERM to the group: /readyz is 503 for SHUTDOWN_DELAY_MS, then exit 0', {
+  it('SIGTERM to the group: /readyz is 503 while SHUTDOWN_DELAY_MS runs, each worker waits it, then exit 0', {
     timeout: 15_000,
   }, async () => {
     const service = await start({ env: { WORKERS: '2', SHUTDOWN_DELAY_MS: '1000' }, detached: true });
