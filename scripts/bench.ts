@@ -27,6 +27,7 @@ import {
   type LoadSettings,
   missingTools,
   type Tools,
+  wrkThreadsFor,
 } from './bench/profiles.js';
 import { type BenchReport, notABenchReport } from './bench/report.js';
 import { renderText } from './bench/report-text.js';
@@ -107,8 +108,8 @@ async function main(options: BenchOptions): Promise<number> {
     abConcurrency: AB_CONCURRENCY,
     wrkSeconds: options.seconds ?? (options.quick ? 1 : 5),
     wrkConnections: connections,
-    // parseOptions refused an explicit --threads above the connections; the default is capped.
-    wrkThreads: options.threads ?? Math.min(connections, plan.pinned ? plan.load.length : 1),
+    // parseOptions refused an explicit --threads that does not divide the connections.
+    wrkThreads: options.threads ?? wrkThreadsFor(connections, plan.pinned ? plan.load.length : 1),
   };
   const all = buildProfiles(settings);
   const skipped = missingTools(tools, all);

@@ -265,7 +265,7 @@ poll();
       wrkThreads: 1,
     });
     assert.deepEqual(missingTools({ ab: '/usr/bin/ab', wrk: undefined }, all), [
-      'wrk -t 1 -c 50 -d 1s: wrk not found (Debian/Ubuntu: apt-get install wrk)',
+      'wrk -t 1 -c 50 -d 1s --timeout 11s: wrk not found (Debian/Ubuntu: apt-get install wrk)',
     ]);
     assert.match(
       missingTools({ ab: undefined, wrk: '/usr/bin/wrk' }, all)[0] ?? '',

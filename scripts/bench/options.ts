@@ -43,8 +43,9 @@ export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run ben
   --load-cpus LIST        pin ab and wrk to these CPUs
   --requests N            requests per ab run (default 10000, quick 500)
   --seconds N             duration of each wrk run (default 5, quick 1)
-  --connections N         wrk connections (default 50), at least --threads
-  --threads N             wrk threads (default: the load generator's CPUs when pinned, else 1)
+  --connections N         wrk connections (default 50), a multiple of --threads
+  --threads N             wrk threads, a divisor of --connections (default: as many as the load
+                          generator's CPUs when pinned, fewer where that does not divide, else 1)
   --report FILE           print the table of a saved bench.json and redraw its SVG beside it (x.json, x.svg) or
                           in --out; takes no other option
 `;
@@ -187,10 +188,12 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   }
   const connections = positive('connections', str('connections'), 100_000);
   const threads = positive('threads', str('threads'), 1024);
-  // wrk refuses fewer connections than threads; capping would measure another command than asked.
-  if (threads !== undefined && threads > (connections ?? DEFAULT_CONNECTIONS)) {
+  // wrk gives each thread connections / threads and drops the remainder (-t8 -c50 opens 48), and
+  // refuses fewer connections than threads: anything else would measure another command than asked.
+  const wrkConnections = connections ?? DEFAULT_CONNECTIONS;
+  if (threads !== undefined && wrkConnections % threads !== 0) {
     throw new OptionError(
-      `--threads must not exceed --connections (${connections ?? `${DEFAULT_CONNECTIONS}, the default`}): wrk gives each thread a connection, got "${threads}"`,
+      `--threads must divide --connections (${connections ?? `${DEFAULT_CONNECTIONS}, the default`}): wrk gives each thread as many connections and drops the rest, got "${threads}"`,
     );
   }
   return {
