@@ -26,7 +26,12 @@ import {
   type ProfileId,
   wrkThreadsFor,
 } from '../scripts/bench/profiles.js';
-import { countDeltas, imbalance, parseRequestCounts } from '../scripts/bench/request-spread.js';
+import {
+  countDeltas,
+  imbalance,
+  parseRequestCounts,
+  readRequestCounts,
+} from '../scripts/bench/request-spread.js';
 import { RollTally } from '../scripts/bench/roll-tally.js';
 import { roundOrder } from '../scripts/bench/run-rounds.js';
 import { comparisons, median, scaling } from '../scripts/bench/summary.js';
@@ -373,6 +378,27 @@ describe('configurations', () => {
 });
 
 describe('summaries', () => {
+  it('a /metrics reading cut short or refused costs a run its spread only: it settles, as undefined', async (t) => {
+    const METRICS = 'myservice_http_requests_total{slot="0",pid="7"} 12\n';
+    const answers = [
+      `HTTP/1.1 200 OK\r\nContent-Length: ${METRICS.length}\r\nConnection: close\r\n\r\n${METRICS}`,
+      `HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n${METRICS.slice(0, 10)}`,
+      'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+    ];
+    let n = 0;
+    const server = createServer((socket) => {
+      const answer = answers[n++] ?? '';
+      socket.once('data', () => socket.end(answer));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+    assert.deepEqual(await readRequestCounts(url), [{ slot: 0, pid: 7, requests: 12 }]);
+    assert.equal(await readRequestCounts(url), undefined);
+    assert.equal(await readRequestCounts(url), undefined);
+    assert.equal(await readRequestCounts(undefined), undefined);
+  });
+
   it('spread: per-worker deltas from two /metrics readings, 1.0 when even', () => {
     const metrics = (a: number, b: number) =>
       `# TYPE myservice_http_requests_total counter\nmyservice_http_requests_total{slot="1",pid="12"} ${b}\nmyservice_http_requests_total{slot="0",pid="11"} ${a}\n`;

@@ -12,7 +12,7 @@ import {
   resetPeakRss,
 } from './proc-stats.js';
 import { type Profile, type ProfileId, runProfile, type Tools } from './profiles.js';
-import { countDeltas, fetchRequestCounts, imbalance, type WorkerCount } from './request-spread.js';
+import { countDeltas, imbalance, readRequestCounts, type WorkerCount } from './request-spread.js';
 import { hasPrimary, type RunningTarget } from './targets.js';
 
 export interface ProcessSample {
@@ -85,7 +85,8 @@ export async function measure(
     };
   }
   // /metrics is read outside the CPU bracket: collecting it costs the primary and every worker.
-  const countsBefore = target.metricsUrl ? await fetchRequestCounts(target.metricsUrl) : undefined;
+  // A reading that fails costs the run its spread only, not its other figures.
+  const countsBefore = await readRequestCounts(target.metricsUrl);
   const cpuBefore = readTreeCpu(target.pid);
   const pids = [...cpuBefore.keys()];
   const switchesBefore = new Map(pids.map((pid) => [pid, readContextSwitches(pid) ?? 0]));
@@ -119,8 +120,7 @@ export async function measure(
     peakRssBytes: readPeakRssBytes(pid),
   }));
   // A server gone has no /metrics to read; the run is in error anyway.
-  const countsAfter =
-    target.metricsUrl && serverExit === undefined ? await fetchRequestCounts(target.metricsUrl) : undefined;
+  const countsAfter = serverExit === undefined ? await readRequestCounts(target.metricsUrl) : undefined;
   let error = toolError;
   if (load) {
     const greetingBytes = processes

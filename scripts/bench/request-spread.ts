@@ -18,21 +18,35 @@ export function parseRequestCounts(text: string): WorkerCount[] {
   }));
 }
 
-/** GET /metrics on a connection of its own (agent: false), so no kept-alive socket outlives it. */
+/** How long a /metrics reading may take: the primary answers within 2 s, or with a 503. */
+const READ_TIMEOUT_MS = 10_000;
+
+/**
+ * GET /metrics on a connection of its own (agent: false), so no kept-alive socket outlives it.
+ * Rejects on an answer cut short (which ends with 'error', never 'end') or none in time.
+ */
 export function fetchRequestCounts(url: string): Promise<WorkerCount[]> {
   return new Promise((resolve, reject) => {
-    get(url, { agent: false }, (res) => {
+    const req = get(url, { agent: false, timeout: READ_TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         body += chunk;
       });
+      res.on('error', reject);
       res.on('end', () => {
         if (res.statusCode === 200) resolve(parseRequestCounts(body));
         else reject(new Error(`GET ${url}: ${res.statusCode}`));
       });
-    }).on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within ${READ_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
   });
+}
+
+/** The counters, or undefined when they cannot be read: the run is measured without its spread. */
+export function readRequestCounts(url: string | undefined): Promise<WorkerCount[] | undefined> {
+  return url === undefined ? Promise.resolve(undefined) : fetchRequestCounts(url).catch(() => undefined);
 }
 
 /**
