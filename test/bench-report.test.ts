@@ -125,6 +125,15 @@ describe('before measuring', () => {
     writeFileSync(file, '');
     await rejects({ out: join(file, 'out') }, /^--out: cannot write .*a-file\/out\/bench\.json: .*ENOTDIR/);
     await rejects({ out: join(dir, 'ok'), json: dir }, /^--json: cannot write .* is not a regular file/);
+    // Neither exists yet: every path can be written, but the chart would take the JSON's place.
+    await rejects(
+      { out: join(dir, 'same'), json: join(dir, 'same') },
+      /^--json: .*same is a folder of the chart \(.*same\/bench\.svg\)/,
+    );
+    await rejects(
+      { out: join(dir, 'o2'), json: join(dir, 'o2', 'bench.svg') },
+      /^--json: .*o2\/bench\.svg is the chart /,
+    );
     // Node's own recursive mkdir never returns for these (it makes the parent and retries).
     await rejects(
       { out: '/proc/no-such-folder/out' },

@@ -49,6 +49,11 @@ export async function prepareOutputs(
   const outOption =
     options.out !== undefined ? '--out' : options.json !== undefined ? '--json' : 'the default --out';
   await prepareFile(json, options.json === undefined ? outOption : '--json');
+  // prepareFile passes a folder not made yet: the chart's own path, or one of its folders.
+  if (json === svg || svg.startsWith(`${json}/`)) {
+    const where = json === svg ? 'the chart' : 'a folder of the chart';
+    throw new OptionError(`--json: ${json} is ${where} (${svg}): give the JSON a path of its own`);
+  }
   await prepareFile(svg, outOption);
   return { json, svg, ...(temporaryDir ? { temporaryDir } : {}) };
 }
