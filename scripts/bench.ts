@@ -7,10 +7,18 @@ import { readFileSync } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { detectCpuLimit } from '../src/cpu-count.js';
 import { renderSvg } from './bench/chart-svg.js';
 import { keepScratchDir, run } from './bench/commands.js';
 import { findCompared } from './bench/compare-tools.js';
-import { allowedCpus, type CpuPlan, formatCpuList, hasTaskset, planCpus } from './bench/cpu-plan.js';
+import {
+  allowedCpus,
+  type CpuPlan,
+  formatCpuList,
+  hasTaskset,
+  planCpus,
+  quotaWarning,
+} from './bench/cpu-plan.js';
 import {
   type BenchOptions,
   DEFAULT_CONNECTIONS,
@@ -124,6 +132,8 @@ async function main(options: BenchOptions): Promise<number> {
   const defaultTarget = defaultTargetId(workerCounts, defaultWorkers);
 
   if (profiles.length === 0) {
+    const quota = quotaWarning(plan, detectCpuLimit(readOrUndefined, cpus().length).quota);
+    if (quota) log(`warning: ${quota}`);
     for (const s of skipped) log(`skipped: ${s}`);
     log('neither ab nor wrk is installed: nothing to measure');
     return 1;
@@ -134,6 +144,8 @@ async function main(options: BenchOptions): Promise<number> {
   log(
     `service CPUs ${formatCpuList(plan.service)}, load generator CPUs ${formatCpuList(plan.load)}: ${plan.reason}`,
   );
+  const quota = quotaWarning(plan, detectCpuLimit(readOrUndefined, cpus().length).quota);
+  if (quota) log(`warning: ${quota}`);
   for (const s of skipped) log(`skipped: ${s}`);
 
   const started = new Date();

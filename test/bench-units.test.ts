@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { findExecutable, run } from '../scripts/bench/commands.js';
-import { formatCpuList, parseCpuList, planCpus } from '../scripts/bench/cpu-plan.js';
+import { formatCpuList, parseCpuList, planCpus, quotaWarning } from '../scripts/bench/cpu-plan.js';
 import { mebibytes } from '../scripts/bench/format.js';
 import {
   failedRequests,
@@ -270,6 +270,18 @@ describe('CPU plan', () => {
     assert.equal(planCpus({ allowed: cpus, taskset: false }).pinned, false);
     const given = planCpus({ allowed: cpus, taskset: true, serviceOverride: [2], loadOverride: [3] });
     assert.deepEqual([given.pinned, given.service, given.load], [true, [2], [3]]);
+  });
+
+  it('a CPU quota below the CPUs pinned is said: service and load generator share it, pinned apart or not', () => {
+    const pinned = planCpus({ allowed: parseCpuList('0-15') as number[], taskset: true });
+    assert.match(
+      quotaWarning(pinned, 2) ?? '',
+      /^a CPU quota of 2 CPUs covers the service and the load generator together \(16 CPUs pinned\)/,
+    );
+    assert.equal(quotaWarning(pinned, 16), undefined);
+    assert.equal(quotaWarning(pinned, undefined), undefined);
+    const unpinned = planCpus({ allowed: [0, 1], taskset: true });
+    assert.equal(quotaWarning(unpinned, 1.5), undefined);
   });
 
   it('CPU lists given without taskset are an error, not an unpinned run', () => {

@@ -99,6 +99,17 @@ export function planCpus(input: PlanInput): CpuPlan {
   };
 }
 
+/**
+ * Pure: what a CPU quota on the bench's own cgroup, which the service and the load generator
+ * inherit, does to a pinned plan: pinning keeps them on different CPUs, not from sharing the quota.
+ */
+export function quotaWarning(plan: CpuPlan, quotaCpus: number | undefined): string | undefined {
+  if (!plan.pinned || quotaCpus === undefined) return undefined;
+  const cpus = new Set([...plan.service, ...plan.load]).size;
+  if (quotaCpus >= cpus) return undefined;
+  return `a CPU quota of ${quotaCpus} CPUs covers the service and the load generator together (${cpus} CPUs pinned): they compete for it, pinned apart or not; run the bench outside the quota for figures of each side's CPUs`;
+}
+
 /** argv prefix that runs a command on these CPUs, or nothing when not pinned. */
 export function pinPrefix(plan: CpuPlan, side: 'service' | 'load'): string[] {
   return plan.pinned ? ['taskset', '-c', formatCpuList(plan[side])] : [];
