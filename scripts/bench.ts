@@ -9,7 +9,7 @@ import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { detectCpuLimit } from '../src/cpu-count.js';
 import { renderSvg } from './bench/chart-svg.js';
-import { keepScratchDir, run } from './bench/commands.js';
+import { keepScratchDir, run, stopChildren } from './bench/commands.js';
 import { findCompared } from './bench/compare-tools.js';
 import {
   allowedCpus,
@@ -268,8 +268,14 @@ try {
     process.exitCode = await main(options);
   }
 } catch (err) {
-  // What the options ask for, found wrong only once it is looked at (a file, the CPUs).
-  if (!(err instanceof OptionError)) throw err;
-  process.stderr.write(`${err.message}\n`);
-  process.exitCode = 2;
+  if (err instanceof OptionError) {
+    // What the options ask for, found wrong only once it is looked at (a file, the CPUs).
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    // A bug mid-run: the servers it started must not outlive it, listening on their ports.
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    await stopChildren();
+    process.exitCode = 1;
+  }
 }
