@@ -65,12 +65,12 @@ describe('bench:burst and bench:rolls options', () => {
         const [first, blank, usage] = stderr.split('\n');
         assert.doesNotMatch(first ?? '', /^\s+at |Error/, stderr);
         assert.equal(blank, '', stderr);
-        assert.match(usage ?? '', /^Usage: node dist\/scripts\//);
+        assert.match(usage ?? '', /^Usage: npm run bench/);
         assert.equal(stdout, '');
       }
       const help = await run([process.execPath, script, '--help']);
       assert.equal(help.code, 0, help.stderr);
-      assert.match(help.stdout, /^Usage: node dist\/scripts\/.*\n[\s\S]*--rounds N/);
+      assert.match(help.stdout, /^Usage: npm run bench.*\n[\s\S]*--rounds N/);
     });
   }
 });

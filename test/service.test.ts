@@ -303,6 +303,28 @@ describe('start-up errors', () => {
     }
   });
 
+  /** A node on PATH older than 26, outside node_modules (the system's), or undefined. */
+  const olderNode = (): string | undefined => {
+    for (const dir of (process.env.PATH ?? '').split(':')) {
+      if (dir === '' || dir.includes('node_modules')) continue;
+      try {
+        const version = execFileSync(`${dir}/node`, ['--version'], { encoding: 'utf8' });
+        if (Number(/^v(\d+)/.exec(version)?.[1]) < 26) return `${dir}/node`;
+      } catch {}
+    }
+    return undefined;
+  };
+  it("run by a Node older than 26 (a bare `node` may be the system's) exits 2 naming the Node it needs, not a SyntaxError", {
+    skip: !olderNode() && 'no Node older than 26 on PATH',
+  }, async () => {
+    const node = olderNode() as string;
+    const result = await run(node, [MAIN], { env: { PORT: '1' } }).catch(
+      (err: { code: number; stdout: string }) => err,
+    );
+    assert.equal('code' in result ? result.code : 0, ExitCode.config);
+    assert.match(result.stdout, /"msg":"myservice needs Node\.js 26 or later, and this is v\d+/);
+  });
+
   it("started as a worker of another program's cluster (PM2's cluster mode: NODE_UNIQUE_ID set) exits 2 saying so, not with a TypeError", async () => {
     const service = await start({ env: { NODE_UNIQUE_ID: '1' } });
     const { code } = await service.exited;

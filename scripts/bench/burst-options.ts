@@ -8,7 +8,7 @@ export interface BurstOptions {
   readonly rounds: number;
 }
 
-export const BURST_USAGE = `Usage: node dist/scripts/accept-burst.js [options]   (npm run bench:burst -- [options])
+export const BURST_USAGE = `Usage: npm run bench:burst -- [options]   (node dist/scripts/accept-burst.js [options], where node is 26)
 
   --connections N   clients that connect while the workers are stopped (default 2000)
   --workers N       workers of the service and of the minimal cluster (default 2)

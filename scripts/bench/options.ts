@@ -23,7 +23,7 @@ export interface BenchOptions {
   readonly report: string | undefined;
 }
 
-export const USAGE = `Usage: node dist/scripts/bench.js [options]   (npm run bench -- [options])
+export const USAGE = `Usage: npm run bench -- [options]   (node dist/scripts/bench.js [options], where node is 26)
 
   --quick                 a few-second smoke run: 1 round, short loads, results in a temp dir
   --rounds N              interleaved rounds, medians reported (default 3, quick 1)

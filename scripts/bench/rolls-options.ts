@@ -11,7 +11,7 @@ export interface RollsOptions {
   readonly inside: boolean;
 }
 
-export const ROLLS_USAGE = `Usage: node dist/scripts/roll-drops.js [options]   (npm run bench:rolls -- [options])
+export const ROLLS_USAGE = `Usage: npm run bench:rolls -- [options]   (node dist/scripts/roll-drops.js [options], where node is 26)
 Needs root, unshare and setpriv: each run gets a network namespace of its own, and the service
 runs as nobody (uid 65534), who must be able to read the checkout.
 
