@@ -274,11 +274,15 @@ describe('Supervisor', () => {
     assert.equal(h.supervisor.nextDeadline(), undefined, 'a deadline already past keeps the primary ticking');
   });
 
-  it('a second stop signal kills at once', () => {
+  it('a second stop signal kills at once, and the log names both', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });
     const out = h.send({ type: 'signal', signal: 'SIGINT' });
     assert.equal(out.filter((a) => a.type === 'kill').length, 2);
+    assert.equal(
+      h.of('log').find((l) => l.msg.endsWith('stopping now'))?.msg,
+      'SIGINT after SIGTERM: stopping now',
+    );
     h.exit(1, null, 'SIGKILL');
     h.exit(2, null, 'SIGKILL');
     assert.equal(h.exitCode(), ExitCode.forcedStop);
@@ -495,6 +499,17 @@ describe('Supervisor', () => {
     const h = started({ workers: 2 });
     h.send({ type: 'signal', signal: 'SIGHUP' });
     h.send({ type: 'signal', signal: 'SIGHUP' }); // queued behind the first
+    h.send({ type: 'signal', signal: 'SIGHUP' }); // the same one more roll
+    assert.deepEqual(
+      h
+        .of('log')
+        .filter((l) => l.msg.startsWith('SIGHUP during'))
+        .map((l) => l.msg),
+      [
+        'SIGHUP during a rolling restart: one more roll scheduled',
+        'SIGHUP during a rolling restart: one more roll already scheduled',
+      ],
+    );
     const [old0, new0] = h.idsInSlot(0) as [number, number];
     h.send({ type: 'ready', id: new0 });
     h.exit(new0, 1); // a bad release: the roll stops, and the queued one with it

@@ -36,8 +36,9 @@ export class RollingRestart {
   /** SIGHUP: starts a roll, or schedules one more after the one running. */
   request(): void {
     if (this.#queue) {
+      const scheduled = this.#again ? 'already scheduled' : 'scheduled';
       this.#again = true;
-      this.#host.log('info', 'SIGHUP during a rolling restart: one more roll scheduled');
+      this.#host.log('info', `SIGHUP during a rolling restart: one more roll ${scheduled}`);
     } else {
       this.#start();
     }
@@ -152,7 +153,7 @@ export class RollingRestart {
     const slots = new Set<number>();
     for (const w of this.#host.workers.values()) if (w.state === 'listening') slots.add(w.slot);
     this.#queue = [...slots].sort((a, b) => a - b);
-    this.#host.log('info', 'rolling restart started', { workers: slots.size });
+    this.#host.log('info', 'rolling restart started', { signal: 'SIGHUP', workers: slots.size });
     this.#advance(false);
   }
 

@@ -275,7 +275,11 @@ export class Supervisor {
           return;
         }
         // No first signal: the supervisor itself is stopping (giving up), and the operator hurries it.
-        const msg = first ? `second ${signal}: stopping now` : `${signal} while giving up: stopping now`;
+        const msg = !first
+          ? `${signal} while giving up: stopping now`
+          : first.signal === signal
+            ? `second ${signal}: stopping now`
+            : `${signal} after ${first.signal}: stopping now`;
         this.#log('warn', msg, { workers: this.#workers.size });
         this.#forceStop();
       } else {
