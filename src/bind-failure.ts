@@ -4,7 +4,8 @@ import { getSystemErrorMessage } from 'node:util';
 type Advice = (host: string | undefined, port: number) => string;
 
 const ADVICE: Readonly<Record<string, Advice>> = {
-  EADDRINUSE: (_host, port) => `another program listens on port ${port}: stop it, or set another PORT`,
+  EADDRINUSE: (_host, port) =>
+    `something else listens on port ${port} (another program, or another instance of this service): stop it, or set another PORT`,
   EADDRNOTAVAIL: (host) =>
     `HOST=${host} is no address of this machine (unset HOST to listen on every interface)`,
   ENOTFOUND: (host) => `HOST=${host} is a name that does not resolve here`,

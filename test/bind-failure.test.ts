@@ -35,7 +35,7 @@ describe('bindFailure', () => {
         'bind EADDRINUSE null:5000',
         undefined,
         5000,
-        'bind EADDRINUSE (address already in use): port 5000 on every interface; another program listens on port 5000: stop it, or set another PORT',
+        'bind EADDRINUSE (address already in use): port 5000 on every interface; something else listens on port 5000 (another program, or another instance of this service): stop it, or set another PORT',
       ],
     ];
     for (const [message, host, port, expected] of cases) {

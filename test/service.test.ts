@@ -375,7 +375,7 @@ describe('start-up errors', () => {
         assert.match(
           fatal[0]?.msg ?? '',
           new RegExp(
-            `EADDRINUSE.*${port}.*; another program listens on port ${port}: stop it, or set another PORT$`,
+            `EADDRINUSE.*${port}.*; something else listens on port ${port} \\(another program, or another instance of this service\\): stop it, or set another PORT$`,
           ),
         );
         assert.ok(service.logs.filter((l) => l.msg === 'worker ready').length === 0);
@@ -401,7 +401,7 @@ it('round-robin refused a port on every interface: the message names the port an
     assert.equal(fatal.length, 1, service.dump());
     assert.equal(
       fatal[0]?.msg,
-      `worker cannot serve: bind EADDRINUSE (address already in use): port ${port} on every interface; another program listens on port ${port}: stop it, or set another PORT`,
+      `worker cannot serve: bind EADDRINUSE (address already in use): port ${port} on every interface; something else listens on port ${port} (another program, or another instance of this service): stop it, or set another PORT`,
     );
   } finally {
     holder.close();
