@@ -9,6 +9,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
+import { closeGracefully } from '../src/worker/connections.js';
 import { recognizeGreetingRequest } from '../src/worker/request-head.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
@@ -502,6 +503,23 @@ describe('the fast path against node:http (in process)', () => {
         assert.equal(reply.body.length, size + GREETING.length - 'test-host'.length, `reply ${i}`);
       }
       assert.ok(await conn.closedWithin(CLOSE_MS), 'not closed once its replies were read');
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('while draining, a client that has stopped reading its replies is cut once its output stops moving: it does not hold the drain until the deadline', async () => {
+    const size = 512 * 1024;
+    // Checks every 250 ms (HEADERS_TIMEOUT_MS / 4); outside a drain the stall limit is a minute.
+    const s = await listen({ HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '60000' }, 'h'.repeat(size));
+    const { conn, serverSide } = await openNotReading(s);
+    try {
+      await fillUntilBackedUp(conn, serverSide);
+      const drained = new Promise<void>((resolve) => closeGracefully(s.server, 60_000, resolve));
+      // Within the drain grace and a few checks; the wait's bound is far below the minute.
+      const cut = once(serverSide, 'close', { signal: AbortSignal.timeout(10_000) });
+      await cut;
+      await drained;
     } finally {
       conn.destroy();
     }

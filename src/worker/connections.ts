@@ -8,11 +8,18 @@ import type { RequestStats } from './request-stats.js';
 const IDLE_GRACE_MS = 500;
 
 /**
- * Destroys connections whose output has waited on the client for `stallLimitMs`, checked every
- * `checkEveryMs`. Node's headers and request timeouts only cover reading a request: a client that
- * pipelines requests and never reads the responses pauses the parser (backpressure) and would
- * hold its connection forever, and `destroySoon()` after an error reply waits for a flush that
- * never comes.
+ * While draining, how long output may wait on a client without moving: as an idle connection, it
+ * would otherwise hold its worker until the drain deadline and its kill (exit 5).
+ */
+const DRAIN_STALL_MS = 2 * IDLE_GRACE_MS;
+
+/**
+ * Destroys connections whose output has waited on the client without moving for `stallLimitMs`,
+ * or DRAIN_STALL_MS once the listener is closed, checked every `checkEveryMs`. Node's headers
+ * and request timeouts only cover reading a request: a client that pipelines requests and never
+ * reads the responses pauses the parser (backpressure) and would hold its connection forever,
+ * and `destroySoon()` after an error reply waits for a flush that never comes. A slow reader's
+ * output moves, and is left alone.
  */
 export function cutStalledConnections(
   server: Server,
@@ -20,8 +27,11 @@ export function cutStalledConnections(
   stallLimitMs: number,
 ): ReadonlySet<Socket> {
   const open = new Set<Socket>();
-  /** Sockets whose output was found waiting on the client, and since when (performance.now()). */
-  const stalled = new Map<Socket, number>();
+  /**
+   * Sockets whose output was found waiting on the client: since when (performance.now()), and
+   * how many bytes had left the worker then.
+   */
+  const stalled = new Map<Socket, { since: number; sent: number }>();
   server.on('connection', (socket: Socket) => {
     open.add(socket);
     socket.on('close', () => {
@@ -31,14 +41,18 @@ export function cutStalledConnections(
   });
   const check = (): void => {
     const now = performance.now();
+    // The listener is closed once the worker drains (closeGracefully).
+    const limitMs = server.listening ? stallLimitMs : Math.min(stallLimitMs, DRAIN_STALL_MS);
     for (const socket of open) {
       if (socket.writableLength === 0) {
         stalled.delete(socket);
         continue;
       }
-      const since = stalled.get(socket);
-      if (since === undefined) stalled.set(socket, now);
-      else if (now - since >= stallLimitMs) socket.destroy();
+      // bytesWritten counts what still waits in the worker too.
+      const sent = socket.bytesWritten - socket.writableLength;
+      const seen = stalled.get(socket);
+      if (seen === undefined || sent !== seen.sent) stalled.set(socket, { since: now, sent });
+      else if (now - seen.since >= limitMs) socket.destroy();
     }
   };
   let timer: NodeJS.Timeout | undefined;
