@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { type HttpLimits, parseConfig } from '../src/config.js';
+import { cutStalledConnections } from '../src/worker/connections.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer } from '../src/worker/server.js';
 import { type FuzzCase, fuzzCase, fuzzSeed } from './helpers/fuzz.js';
@@ -815,6 +816,53 @@ describe('slow and idle clients, with timeouts set small through the environment
       assert.equal(s.logs.filter((l) => l.level >= 50).length, 0, s.dump());
     } finally {
       conn.destroy();
+    }
+  });
+});
+
+describe('stalled output', () => {
+  it('is output that stops moving: a client that reads nothing is cut at the limit, a slow one that keeps reading is not', async () => {
+    const server = createServer();
+    const limitMs = 1_500;
+    cutStalledConnections(server, 100, limitMs);
+    // More than the kernel's buffers on both sides hold, so the worker keeps output waiting.
+    const payload = Buffer.alloc(32 * 1024 * 1024, 'x');
+    const accepted: Socket[] = [];
+    server.on('connection', (socket: Socket) => {
+      accepted.push(socket);
+      socket.write(payload);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const open = async () => {
+      const connection = await RawConnection.open(port);
+      connection.socket.pause();
+      return connection;
+    };
+    const [deaf, slow] = [await open(), await open()];
+    try {
+      const [deafSide, slowSide] = accepted as [Socket, Socket];
+      const deafClosed = once(deafSide, 'close');
+      // The slow client takes a chunk every 20 ms (about 3 MB/s) for twice the limit: the worker's
+      // output moves each time the kernel wants more, some 1.3 MB apart, never a limit apart.
+      const until = performance.now() + 2 * limitMs;
+      while (performance.now() < until && !slow.isClosed) {
+        const chunk = once(slow.socket, 'data');
+        slow.socket.resume();
+        await Promise.race([chunk, slow.closed]);
+        slow.socket.pause();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(slowSide.destroyed, false, 'the slow reader was cut');
+      assert.ok(slowSide.writableLength > 0, 'its output no longer waited: the test proved nothing');
+      // Cut by now: the limit and a check after its output stopped.
+      await deafClosed;
+    } finally {
+      deaf.destroy();
+      slow.destroy();
+      server.closeAllConnections();
+      server.close();
     }
   });
 });

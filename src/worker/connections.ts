@@ -29,9 +29,9 @@ export function cutStalledConnections(
   const open = new Set<Socket>();
   /**
    * Sockets whose output was found waiting on the client: since when (performance.now()), and
-   * how many bytes had left the worker then.
+   * where that output stood then (see progressOf).
    */
-  const stalled = new Map<Socket, { since: number; sent: number }>();
+  const stalled = new Map<Socket, { since: number; progress: string }>();
   server.on('connection', (socket: Socket) => {
     open.add(socket);
     socket.on('close', () => {
@@ -48,10 +48,9 @@ export function cutStalledConnections(
         stalled.delete(socket);
         continue;
       }
-      // bytesWritten counts what still waits in the worker too.
-      const sent = socket.bytesWritten - socket.writableLength;
+      const progress = progressOf(socket);
       const seen = stalled.get(socket);
-      if (seen === undefined || sent !== seen.sent) stalled.set(socket, { since: now, sent });
+      if (seen === undefined || progress !== seen.progress) stalled.set(socket, { since: now, progress });
       else if (now - seen.since >= limitMs) socket.destroy();
     }
   };
@@ -62,6 +61,16 @@ export function cutStalledConnections(
   });
   server.on('close', () => clearInterval(timer));
   return open;
+}
+
+/**
+ * Where a socket's output stands: the writes finished (bytesWritten counts those still waiting
+ * too), and what libuv has left of the one in progress, which moves as the kernel takes bytes
+ * even while a single large write, or a batch of replies written together, is not done.
+ */
+function progressOf(socket: Socket): string {
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
+  return `${socket.bytesWritten - socket.writableLength}:${handle?.writeQueueSize ?? 0}`;
 }
 
 /**
