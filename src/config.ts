@@ -120,9 +120,10 @@ function numericHostProblem(labels: readonly string[]): string | undefined {
 /** The same for an IPv6 literal: the broadcast address mapped into IPv6 binds it too. */
 function ipv6Problem(address: string): string | undefined {
   if (!isIPv6(address)) return '';
-  // The URL parser writes every spelling of an address the same way; a zone (%lo) it refuses.
-  if (address.includes('%')) return undefined;
-  return new URL(`http://[${address}]`).hostname === '[::ffff:ffff:ffff]' ? BROADCAST : undefined;
+  // The URL parser writes every spelling of an address the same way; a zone (%lo) it refuses,
+  // and it does not change the address bound.
+  const [bare = ''] = address.split('%');
+  return new URL(`http://[${bare}]`).hostname === '[::ffff:ffff:ffff]' ? BROADCAST : undefined;
 }
 
 /**

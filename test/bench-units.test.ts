@@ -96,7 +96,7 @@ describe('load generator output', () => {
     assert.equal(r.p99Ms, 1020);
     assert.deepEqual(r.failures, { connect: 1, receive: 5, exceptions: 0, timeout: 4, non2xx: 7, length: 0 });
     // wrk's count is of answers: its connect, read and write errors are requests made on top of
-    // them; a timeout is an answer among them, or a wait counted at each of wrk's checks.
+    // them; a timeout is a late answer, among them.
     assert.equal(r.attempted, 123456 + 1 + 2 + 3);
     assert.equal(failedRequests(r), 17);
   });

@@ -149,6 +149,8 @@ describe('parseConfig', () => {
       '::ffff:255.255.255.255',
       '[::ffff:255.255.255.255]',
       '0:0:0:0:0:FFFF:ffff:ffff',
+      '::ffff:255.255.255.255%lo',
+      '[::ffff:255.255.255.255%1]',
     ].map((host): [Record<string, string>, string] => [
       { HOST: host },
       `HOST must be an IP address or a hostname, got "${host}": 255.255.255.255 is the broadcast address, which no client can connect to`,

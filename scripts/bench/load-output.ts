@@ -9,8 +9,8 @@ export interface Failures {
   /** ab "Exceptions": an error event on a socket, after which ab reads it (a Receive error, mostly). */
   readonly exceptions: number;
   /**
-   * wrk "timeout": a request still unanswered, or answered, after wrk's --timeout. The bench sets
-   * that past the run's end (profiles.ts), so any here is a request left without an answer.
+   * wrk "timeout": an answer that came later than wrk's --timeout (wrk 4.1 counts nothing for a
+   * request never answered). The bench sets that past the run's end (profiles.ts): 0 in its runs.
    */
   readonly timeout: number;
   /** Status outside 2xx (ab) or outside 2xx/3xx (wrk). */
@@ -167,8 +167,7 @@ export function parseWrk(report: string): LoadResult {
   const requests = number(report, /^\s*(\d+) requests in/m, 'request count');
   return {
     requests,
-    // Not the timeouts: one answered late is among the requests, one unanswered is counted once
-    // per check of wrk's while it waits.
+    // Not the timeouts: each is an answer, among the requests already.
     attempted: requests + connect + read + write,
     seconds: duration(/requests in ([\d.]+(?:us|ms|s|m)),/.exec(report)?.[1] ?? 'missing') / 1000,
     requestsPerSecond: number(report, /^Requests\/sec:\s+([\d.]+)/m, 'Requests/sec'),

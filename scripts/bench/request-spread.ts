@@ -18,12 +18,12 @@ export function parseRequestCounts(text: string): WorkerCount[] {
   }));
 }
 
-/** How long a /metrics reading may take: the primary answers within 2 s, or with a 503. */
+/** How long a /metrics reading may go without a byte: the primary answers within 2 s, or with a 503. */
 const READ_TIMEOUT_MS = 10_000;
 
 /**
  * GET /metrics on a connection of its own (agent: false), so no kept-alive socket outlives it.
- * Rejects on an answer cut short (which ends with 'error', never 'end') or none in time.
+ * Rejects on an answer cut short (which ends with 'error', never 'end') or one that stalls.
  */
 export function fetchRequestCounts(url: string): Promise<WorkerCount[]> {
   return new Promise((resolve, reject) => {
@@ -39,7 +39,7 @@ export function fetchRequestCounts(url: string): Promise<WorkerCount[]> {
         else reject(new Error(`GET ${url}: ${res.statusCode}`));
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer within ${READ_TIMEOUT_MS} ms`)));
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: nothing for ${READ_TIMEOUT_MS} ms`)));
     req.on('error', reject);
   });
 }

@@ -71,9 +71,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
 
   /**
    * After a request it reads as an upgrade (Upgrade, and upgrade in Connection), llhttp parses
-   * nothing more on the connection: with no upgrade handler, a request pipelined behind it would
-   * never be answered, on a connection said to be kept alive. Its reply closes the connection,
-   * which tells a client to send such requests again on another.
+   * nothing more of what came in the same read: with no upgrade handler, a request pipelined
+   * behind it would never be answered, on a connection said to be kept alive. Its reply closes
+   * the connection, which tells a client to send such requests again on another. The cost: a
+   * client that offers h2c on every request (curl --http2 on http://) gets no connection reuse.
    */
   const closesAfter = (req: IncomingMessage): boolean =>
     closesConnection() ||
