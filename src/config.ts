@@ -166,20 +166,54 @@ function host(env: Env): string | undefined {
 /** What the command line asks for: the service takes no option but Docker's health check. */
 export interface Mode {
   readonly healthcheck: boolean;
+  readonly help: boolean;
 }
 
+/** The variables parseConfig reads, in the README's order; --help lists them. */
+export const VARIABLES = [
+  'PORT',
+  'HOST',
+  'WORKERS',
+  'WEB_CONCURRENCY',
+  'BALANCE',
+  'LOG_LEVEL',
+  'METRICS',
+  'SHUTDOWN_DELAY_MS',
+  'DRAIN_TIMEOUT_MS',
+  'BOOT_TIMEOUT_MS',
+  'HEARTBEAT_INTERVAL_MS',
+  'HEARTBEAT_TIMEOUT_MS',
+  'CRASH_LOOP_LIMIT',
+  'HEADERS_TIMEOUT_MS',
+  'REQUEST_TIMEOUT_MS',
+  'KEEP_ALIVE_TIMEOUT_MS',
+  'MAX_HEADER_SIZE',
+  'MAX_BODY_BYTES',
+  'MAX_CONNECTIONS',
+] as const;
+
+export const USAGE = `Usage: npm start   (node dist/src/main.js [--healthcheck], where node is 26)
+  --healthcheck   ask /readyz on PORT and exit 0 if ready, else 1 (Docker's HEALTHCHECK)
+  --help          this text
+Configuration is by environment variable (README.md, Configuration):
+  ${VARIABLES.join(', ')}
+`;
+
 /**
- * Parses the arguments after the script; anything but `--healthcheck` is refused, so that
- * `npm start -- --port 8080` does not start a service on another port than the user meant.
+ * Parses the arguments after the script; anything but `--healthcheck` or `--help` is refused, so
+ * that `npm start -- --port 8080` does not start a service on another port than the user meant.
  */
 export function parseArguments(args: readonly string[]): Mode {
-  const unknown = args.find((a) => a !== '--healthcheck');
+  const unknown = args.find((a) => a !== '--healthcheck' && a !== '--help' && a !== '-h');
   if (unknown !== undefined) {
     throw new ConfigError(
-      `unknown argument "${unknown}": the only option is --healthcheck; configuration is by environment variable (PORT=8080, WORKERS=4…)`,
+      `unknown argument "${unknown}": the only options are --healthcheck and --help; configuration is by environment variable (PORT=8080, WORKERS=4…)`,
     );
   }
-  return { healthcheck: args.includes('--healthcheck') };
+  return {
+    healthcheck: args.includes('--healthcheck'),
+    help: args.includes('--help') || args.includes('-h'),
+  };
 }
 
 const MINUTE = 60_000;

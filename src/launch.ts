@@ -1,7 +1,7 @@
 /** The primary or a worker, by node:cluster's role; `--healthcheck` for Docker. Loaded by main.ts. */
 import cluster from 'node:cluster';
 import { bindFailure } from './bind-failure.js';
-import { type Config, ConfigError, parseArguments, parseConfig } from './config.js';
+import { type Config, ConfigError, parseArguments, parseConfig, USAGE } from './config.js';
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
 import { SignalQueue } from './primary/signal-queue.js';
@@ -33,7 +33,12 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   // Docker reserves a health check's exit code 2: unhealthy is 1, whatever the reason.
   const configExitCode = args.includes('--healthcheck') ? 1 : ExitCode.config;
-  if (loadOrExit(() => parseArguments(args), configExitCode).healthcheck) {
+  const mode = loadOrExit(() => parseArguments(args), configExitCode);
+  if (mode.help) {
+    process.stdout.write(USAGE);
+    process.exit(ExitCode.ok);
+  }
+  if (mode.healthcheck) {
     const config = loadConfig(1);
     const { runHealthcheck } = await import('./healthcheck.js');
     process.exit(await runHealthcheck(config));

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { ConfigError, parseArguments, parseConfig } from '../src/config.js';
+import { ConfigError, parseArguments, parseConfig, USAGE, VARIABLES } from '../src/config.js';
 
 describe('parseConfig', () => {
   it('has the documented defaults (the README configuration table), every one of them', () => {
@@ -205,9 +206,31 @@ function pick(c: ReturnType<typeof parseConfig>): Pick<typeof c, 'workers' | 'wo
 }
 
 describe('parseArguments', () => {
-  it('takes nothing, or --healthcheck', () => {
-    assert.deepEqual(parseArguments([]), { healthcheck: false });
-    assert.deepEqual(parseArguments(['--healthcheck']), { healthcheck: true });
+  it('takes nothing, --healthcheck or --help', () => {
+    assert.deepEqual(parseArguments([]), { healthcheck: false, help: false });
+    assert.deepEqual(parseArguments(['--healthcheck']), { healthcheck: true, help: false });
+    assert.deepEqual(parseArguments(['--help']), { healthcheck: false, help: true });
+    assert.deepEqual(parseArguments(['-h']), { healthcheck: false, help: true });
+  });
+
+  it("--help lists every variable of the README's configuration table, and parseConfig reads each", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('| variable |'),
+      readme.indexOf('\n\n', readme.indexOf('| variable |')),
+    );
+    const documented = [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
+    assert.ok(documented.length > 10, `${documented.length} variables found in the README's table`);
+    assert.deepEqual([...VARIABLES].sort(), [...documented].sort());
+    for (const name of VARIABLES) assert.ok(USAGE.includes(name), name);
+    // Each is read: an invalid value of it is refused, naming it.
+    for (const name of VARIABLES) {
+      assert.throws(
+        () => parseConfig({ [name]: 'x y' }),
+        (err: unknown) => err instanceof ConfigError && err.message.includes(name),
+        name,
+      );
+    }
   });
 
   it('refuses anything else, naming it', () => {
