@@ -186,10 +186,12 @@ describe('metrics aggregated across workers', () => {
     // step: 40 (either alone keeps it at 2 or 4 here; the next test holds the primary's alone).
     const answers = asked() - before;
     assert.ok(answers >= 2 && answers <= 2 * 2, `${answers} stats answers for 20 scrapes`);
-    // The workers' own step, alone: each asked once for all the scrapes it held, as the primary
-    // answered none before all were read.
+    // The workers' own step, alone: each asks once for the scrapes it holds while the primary is
+    // stopped, twice if one reached its handler only after that answer (a read from the kernel
+    // and the request's dispatch are not one step: seen once in CI with 3 asks). Without the
+    // workers' sharing: 20.
     const workerAsks = askedByWorkers() - askedBefore;
-    assert.ok(workerAsks >= 1 && workerAsks <= 2, `the workers asked ${workerAsks} times for 20 scrapes`);
+    assert.ok(workerAsks >= 1 && workerAsks <= 2 * 2, `the workers asked ${workerAsks} times for 20 scrapes`);
   });
 
   it("a scrape that comes while another's collection waits (a stopped worker) shares it: one collection for both", async (t) => {
