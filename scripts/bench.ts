@@ -132,8 +132,6 @@ async function main(options: BenchOptions): Promise<number> {
   const defaultTarget = defaultTargetId(workerCounts, defaultWorkers);
 
   if (profiles.length === 0) {
-    const quota = quotaWarning(plan, detectCpuLimit(readOrUndefined, cpus().length).quota);
-    if (quota) log(`warning: ${quota}`);
     for (const s of skipped) log(`skipped: ${s}`);
     log('neither ab nor wrk is installed: nothing to measure');
     return 1;
