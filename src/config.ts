@@ -223,61 +223,93 @@ function limitValue(env: Env, name: string, value: number): string {
   return raw(env, name) === undefined ? `${value}, the default` : String(value);
 }
 
+/**
+ * Reads variables, noting each invalid one and going on with its default, so that one start
+ * reports every mistake instead of one per try.
+ */
+class Reader {
+  readonly problems: string[] = [];
+  readonly env: Env;
+
+  constructor(env: Env) {
+    this.env = env;
+  }
+
+  /** `read()`'s value, or `fallback` once its ConfigError is noted. */
+  valid<T>(read: () => T, fallback: T): T {
+    try {
+      return read();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.problems.push(err.message);
+      return fallback;
+    }
+  }
+
+  integer(name: string, min: number, max: number, fallback: number, unit = ''): number {
+    return this.valid(() => integer(this.env, name, min, max, fallback, unit), fallback);
+  }
+
+  oneOf<T extends string>(name: string, accepted: readonly T[], fallback: T): T {
+    return this.valid(() => oneOf(this.env, name, accepted, fallback), fallback);
+  }
+
+  /** A limit between two variables, checked only when both are valid: the message quotes them. */
+  relation(names: readonly string[], problem: () => string | undefined): void {
+    if (this.problems.some((p) => names.some((name) => p.startsWith(`${name} `)))) return;
+    const found = problem();
+    if (found !== undefined) this.problems.push(found);
+  }
+}
+
 /** Parses and validates the environment once; every error names the variable and the value. */
 export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = process.platform): Config {
-  const headersTimeoutMs = integer(env, 'HEADERS_TIMEOUT_MS', 100, 20_000, 10_000, ' (milliseconds)');
-  const requestTimeoutMs = integer(env, 'REQUEST_TIMEOUT_MS', 100, 10 * MINUTE, 30_000, ' (milliseconds)');
-  // HEADERS_TIMEOUT_MS's maximum is below REQUEST_TIMEOUT_MS's default: only a given value can fail.
-  if (requestTimeoutMs < headersTimeoutMs) {
-    throw new ConfigError(
-      `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${limitValue(env, 'HEADERS_TIMEOUT_MS', headersTimeoutMs)}), got "${env.REQUEST_TIMEOUT_MS}"`,
-    );
-  }
-  const heartbeatIntervalMs = integer(env, 'HEARTBEAT_INTERVAL_MS', 50, MINUTE, 1_000, ' (milliseconds)');
-  const heartbeatTimeoutMs = integer(
-    env,
-    'HEARTBEAT_TIMEOUT_MS',
-    100,
-    10 * MINUTE,
-    10_000,
-    ' (milliseconds)',
-  );
-  // Twice at least: a timeout just above the interval killed busy, healthy workers whose heartbeat
-  // came a few milliseconds late (under wrk, 1001 against 1000: one in three runs).
-  if (heartbeatTimeoutMs < 2 * heartbeatIntervalMs) {
-    // Name the value the user gave, not a default they never set.
-    throw new ConfigError(
-      raw(env, 'HEARTBEAT_TIMEOUT_MS') === undefined
-        ? `HEARTBEAT_INTERVAL_MS must be at most half of HEARTBEAT_TIMEOUT_MS (${heartbeatTimeoutMs}, the default), got "${env.HEARTBEAT_INTERVAL_MS}"`
-        : `HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (${limitValue(env, 'HEARTBEAT_INTERVAL_MS', heartbeatIntervalMs)}), got "${env.HEARTBEAT_TIMEOUT_MS}"`,
-    );
-  }
+  const read = new Reader(env);
+  const ms = ' (milliseconds)';
+  // In the README's order, the order problems are reported in; limits between two variables last.
   const config: Config = {
-    port: integer(env, 'PORT', 1, 65_535, 5000),
-    host: host(env),
-    ...workerCount(env),
-    balance: oneOf<Balance>(
-      env,
+    port: read.integer('PORT', 1, 65_535, 5000),
+    host: read.valid(() => host(env), undefined),
+    ...read.valid(() => workerCount(env), { workers: 'auto', workersFrom: 'default' }),
+    balance: read.oneOf<Balance>(
       'BALANCE',
       ['reuseport', 'round-robin'],
       platform === 'linux' ? 'reuseport' : 'round-robin',
     ),
-    logLevel: oneOf<Level>(env, 'LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'fatal'], 'info'),
-    metrics: oneOf(env, 'METRICS', ['on', 'off'], 'on') === 'on',
-    shutdownDelayMs: integer(env, 'SHUTDOWN_DELAY_MS', 0, MINUTE, 0, ' (milliseconds)'),
-    drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 100, 10 * MINUTE, 8_000, ' (milliseconds)'),
-    bootTimeoutMs: integer(env, 'BOOT_TIMEOUT_MS', 1, 10 * MINUTE, 10_000, ' (milliseconds)'),
-    heartbeatIntervalMs,
-    heartbeatTimeoutMs,
-    crashLoopLimit: integer(env, 'CRASH_LOOP_LIMIT', 1, 1000, 5),
+    logLevel: read.oneOf<Level>('LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'fatal'], 'info'),
+    metrics: read.oneOf('METRICS', ['on', 'off'], 'on') === 'on',
+    shutdownDelayMs: read.integer('SHUTDOWN_DELAY_MS', 0, MINUTE, 0, ms),
+    drainTimeoutMs: read.integer('DRAIN_TIMEOUT_MS', 100, 10 * MINUTE, 8_000, ms),
+    bootTimeoutMs: read.integer('BOOT_TIMEOUT_MS', 1, 10 * MINUTE, 10_000, ms),
+    heartbeatIntervalMs: read.integer('HEARTBEAT_INTERVAL_MS', 50, MINUTE, 1_000, ms),
+    heartbeatTimeoutMs: read.integer('HEARTBEAT_TIMEOUT_MS', 100, 10 * MINUTE, 10_000, ms),
+    crashLoopLimit: read.integer('CRASH_LOOP_LIMIT', 1, 1000, 5),
     http: {
-      headersTimeoutMs,
-      requestTimeoutMs,
-      keepAliveTimeoutMs: integer(env, 'KEEP_ALIVE_TIMEOUT_MS', 0, 10 * MINUTE, 5_000, ' (milliseconds)'),
-      maxHeaderSize: integer(env, 'MAX_HEADER_SIZE', 1024, 1024 * 1024, 16 * 1024, ' (bytes)'),
-      maxConnections: integer(env, 'MAX_CONNECTIONS', 1, 1_000_000, 10_000),
-      maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 0, 1024 * 1024, 1024, ' (bytes)'),
+      headersTimeoutMs: read.integer('HEADERS_TIMEOUT_MS', 100, 20_000, 10_000, ms),
+      requestTimeoutMs: read.integer('REQUEST_TIMEOUT_MS', 100, 10 * MINUTE, 30_000, ms),
+      keepAliveTimeoutMs: read.integer('KEEP_ALIVE_TIMEOUT_MS', 0, 10 * MINUTE, 5_000, ms),
+      maxHeaderSize: read.integer('MAX_HEADER_SIZE', 1024, 1024 * 1024, 16 * 1024, ' (bytes)'),
+      maxBodyBytes: read.integer('MAX_BODY_BYTES', 0, 1024 * 1024, 1024, ' (bytes)'),
+      maxConnections: read.integer('MAX_CONNECTIONS', 1, 1_000_000, 10_000),
     },
   };
+  const { heartbeatIntervalMs, heartbeatTimeoutMs } = config;
+  // Twice at least: a timeout just above the interval killed busy, healthy workers whose heartbeat
+  // came a few milliseconds late (under wrk, 1001 against 1000: one in three runs).
+  read.relation(['HEARTBEAT_INTERVAL_MS', 'HEARTBEAT_TIMEOUT_MS'], () => {
+    if (heartbeatTimeoutMs >= 2 * heartbeatIntervalMs) return undefined;
+    // Name the value the user gave, not a default they never set.
+    return raw(env, 'HEARTBEAT_TIMEOUT_MS') === undefined
+      ? `HEARTBEAT_INTERVAL_MS must be at most half of HEARTBEAT_TIMEOUT_MS (${heartbeatTimeoutMs}, the default), got "${env.HEARTBEAT_INTERVAL_MS}"`
+      : `HEARTBEAT_TIMEOUT_MS must be at least twice HEARTBEAT_INTERVAL_MS (${limitValue(env, 'HEARTBEAT_INTERVAL_MS', heartbeatIntervalMs)}), got "${env.HEARTBEAT_TIMEOUT_MS}"`;
+  });
+  const { headersTimeoutMs, requestTimeoutMs } = config.http;
+  // HEADERS_TIMEOUT_MS's maximum is below REQUEST_TIMEOUT_MS's default: only a given value can fail.
+  read.relation(['HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS'], () =>
+    requestTimeoutMs >= headersTimeoutMs
+      ? undefined
+      : `REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (${limitValue(env, 'HEADERS_TIMEOUT_MS', headersTimeoutMs)}), got "${env.REQUEST_TIMEOUT_MS}"`,
+  );
+  if (read.problems.length > 0) throw new ConfigError(read.problems.join('; '));
   return Object.freeze({ ...config, http: Object.freeze(config.http) });
 }

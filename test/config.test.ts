@@ -201,6 +201,41 @@ describe('parseConfig', () => {
   }
 });
 
+describe('parseConfig with several invalid variables', () => {
+  const problems = (env: Record<string, string>): string[] => {
+    try {
+      parseConfig(env);
+    } catch (err) {
+      if (err instanceof ConfigError) return err.message.split('; ');
+      throw err;
+    }
+    return [];
+  };
+
+  it("reports each of them at once, in the README's order", () => {
+    const found = problems({ MAX_CONNECTIONS: '0', LOG_LEVEL: 'loud', PORT: 'x', WORKERS: '-1' });
+    assert.deepEqual(
+      found.map((p) => p.split(' ')[0]),
+      ['PORT', 'WORKERS', 'LOG_LEVEL', 'MAX_CONNECTIONS'],
+    );
+    assert.equal(found[1], 'WORKERS must be "auto" or an integer from 1 to 1024, got "-1"');
+  });
+
+  it('adds a limit between two variables after them, and only when both are valid', () => {
+    assert.deepEqual(problems({ HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '1000', PORT: '0' }), [
+      'PORT must be an integer from 1 to 65535, got "0"',
+      'REQUEST_TIMEOUT_MS must be at least HEADERS_TIMEOUT_MS (5000), got "1000"',
+    ]);
+    // An invalid HEADERS_TIMEOUT_MS is not compared as its default of 10000.
+    assert.deepEqual(problems({ HEADERS_TIMEOUT_MS: '5s', REQUEST_TIMEOUT_MS: '1000' }), [
+      'HEADERS_TIMEOUT_MS must be an integer from 100 to 20000 (milliseconds), got "5s"',
+    ]);
+    assert.deepEqual(problems({ HEARTBEAT_INTERVAL_MS: 'x', HEARTBEAT_TIMEOUT_MS: '1500' }), [
+      'HEARTBEAT_INTERVAL_MS must be an integer from 50 to 60000 (milliseconds), got "x"',
+    ]);
+  });
+});
+
 function pick(c: ReturnType<typeof parseConfig>): Pick<typeof c, 'workers' | 'workersFrom'> {
   return { workers: c.workers, workersFrom: c.workersFrom };
 }
