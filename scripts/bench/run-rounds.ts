@@ -10,6 +10,7 @@ import { type LaunchContext, launch } from './launch.js';
 import { measure, type RunSample } from './measure.js';
 import { liveStartTicks, processTree } from './proc-stats.js';
 import { type Profile, runProfile, type Tools } from './profiles.js';
+import { isStopping } from './stop-signals.js';
 import type { RunningTarget, TargetSpec } from './targets.js';
 
 export interface RoundsInput {
@@ -105,6 +106,8 @@ export async function runRounds(input: RoundsInput): Promise<RoundsOutput> {
         const line: string[] = [];
         for (const profile of input.profiles) {
           const sample = await measure(round + 1, target, profile, input.tools, input.plan);
+          // A stop signal killed this run's load generator or server: its error is the stop's, not news.
+          if (isStopping()) return out;
           out.samples.push(sample);
           line.push(
             sample.load && !sample.error
