@@ -4,7 +4,8 @@
  * JSON logs, and remove everything afterwards.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Service } from '../helpers/service.js';
@@ -61,6 +62,28 @@ export interface Engine {
   readonly nodeImage: string;
   /** True when this run started dockerd, so it must stop it again. */
   readonly startedDaemon: boolean;
+  /** True when nodeImage was derived from the local stand-in by this run, so it must remove it. */
+  readonly derivedBase: boolean;
+}
+
+/**
+ * The local stand-in with what the official image adds on top of Node: an ENTRYPOINT
+ * (docker-entrypoint.sh, a shell script that execs its arguments), which the Dockerfile must
+ * reset for node to be started with nothing in between. Labelled with the run, like its containers.
+ */
+async function withOfficialEntrypoint(standIn: string): Promise<string> {
+  const tag = `myservice-test-base:${RUN_ID}`;
+  const context = mkdtempSync(join(tmpdir(), 'myservice-base-'));
+  try {
+    writeFileSync(
+      join(context, 'Dockerfile'),
+      `FROM ${standIn}\nENTRYPOINT ["/bin/sh", "-c", "exec \\"$@\\"", "docker-entrypoint.sh"]\nCMD ["node"]\n`,
+    );
+    await docker(['build', '--quiet', '--label', `${RUN_LABEL}=${RUN_ID}`, '--tag', tag, context]);
+  } finally {
+    rmSync(context, { recursive: true, force: true });
+  }
+  return tag;
 }
 
 /**
@@ -73,13 +96,21 @@ export async function startEngine(): Promise<Engine> {
     () => false,
   );
   const fromEnv = process.env.NODE_IMAGE?.trim();
-  if (running && fromEnv) return { nodeImage: fromEnv, startedDaemon: false };
+  if (running && fromEnv) return { nodeImage: fromEnv, startedDaemon: false, derivedBase: false };
   const printed = await run(join(SHARED_CONTAINER, 'local-node-image.sh'), [], { timeoutMs: 600_000 });
-  return { nodeImage: fromEnv || (printed.split('\n').pop() ?? ''), startedDaemon: !running };
+  if (fromEnv) return { nodeImage: fromEnv, startedDaemon: !running, derivedBase: false };
+  const standIn = printed.split('\n').pop() ?? '';
+  try {
+    return { nodeImage: await withOfficialEntrypoint(standIn), startedDaemon: !running, derivedBase: true };
+  } catch (err) {
+    await stopEngine({ nodeImage: standIn, startedDaemon: !running, derivedBase: false });
+    throw err;
+  }
 }
 
-/** Leaves the daemon as it was found: stops it only if this run started it. */
+/** Leaves the engine as it was found: removes a derived base, and stops the daemon if this run started it. */
 export async function stopEngine(engine: Engine | undefined): Promise<void> {
+  if (engine?.derivedBase) await docker(['rmi', engine.nodeImage]);
   if (engine?.startedDaemon) await run(join(SHARED_CONTAINER, 'local-node-image.sh'), ['stop']);
 }
 
