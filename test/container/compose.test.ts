@@ -334,4 +334,28 @@ describe('Compose: replicas behind nginx on one URL', () => {
     assert.deepEqual(reloads, []);
     assert.deepEqual([...fresh.failures, ...keptAlive.failures], []);
   });
+
+  it(
+    'a replica rolled or scaled by docker kill --signal is still started again when it exits by itself',
+    TIMEOUT,
+    async () => {
+      const [app] = (await runningApps()) as [Container];
+      // Docker marks a container sent any signal by `docker kill` as stopped by hand (moby#41302),
+      // which `restart: unless-stopped` then never restarts; `always` does.
+      const rolled = app.service.waitForMsgCount('rolling restart complete', 1);
+      await app.kill('HUP');
+      await rolled;
+      killed.add(app.id);
+      // Its own exit, not the engine's stop: SIGTERM from inside the container, drain, exit 0.
+      await app.exec(['sh', '-c', 'kill -TERM 1']);
+      const deadline = Date.now() + 60_000;
+      let state = '';
+      while (Date.now() < deadline) {
+        state = await app.inspect('restarts={{.RestartCount}} running={{.State.Running}}');
+        if (state === 'restarts=1 running=true') return;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.fail(`not started again within 60 s: ${state}`);
+    },
+  );
 });
