@@ -1,13 +1,13 @@
-/** The primary or a worker, by node:cluster's role; `--healthcheck` for Docker. Loaded by main.ts. */
+/** The primary or a worker, by node:cluster's role; `--healthcheck` for Docker. Run by main.ts. */
 import cluster from 'node:cluster';
 import { bindFailure } from './bind-failure.js';
 import { type Config, ConfigError, parseArguments, parseConfig, USAGE } from './config.js';
 import { ExitCode } from './exit-codes.js';
 import { errorFields, log, setLogLevel } from './log.js';
-import { SignalQueue } from './primary/signal-queue.js';
-import { CONTROL_SIGNALS, WORKER_CONFIG_ENV, WORKER_LISTENER_ENV, WORKER_SLOT_ENV } from './protocol.js';
+import { WORKER_CONFIG_ENV, WORKER_LISTENER_ENV, WORKER_SLOT_ENV } from './protocol.js';
+import type { SignalQueue } from './signal-queue.js';
 
-async function main(): Promise<void> {
+async function main(signals: SignalQueue): Promise<void> {
   if (cluster.isWorker && process.env[WORKER_CONFIG_ENV] === undefined) {
     // A worker of another program's cluster (PM2's cluster mode forks its apps so): no config
     // comes, and a worker cannot fork workers of its own.
@@ -21,8 +21,8 @@ async function main(): Promise<void> {
     // Signals are the primary's to act on. One sent to the whole process group (Ctrl-C, a closed
     // terminal, systemd's control-group stop, kill -- -PGID) reaches the workers too: acting on it
     // here as well would skip SHUTDOWN_DELAY_MS on SIGTERM and kill every worker at once on SIGHUP.
-    // First thing, before the worker's modules load: until then, the signal would end the worker.
-    for (const signal of CONTROL_SIGNALS) process.on(signal, () => {});
+    // Caught since main.ts's first line, and dropped.
+    signals.forward(() => {});
     const { runWorker } = await import('./worker/worker.js');
     // The primary parsed and validated the environment once; workers take its result.
     const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? '{}') as Config;
@@ -39,13 +39,13 @@ async function main(): Promise<void> {
     process.exit(ExitCode.ok);
   }
   if (mode.healthcheck) {
+    // A stop signal ends the check, as unhealthy.
+    signals.forward(() => process.exit(1));
     const config = loadConfig(1);
     const { runHealthcheck } = await import('./healthcheck.js');
     process.exit(await runHealthcheck(config));
   }
-  // From the primary's first line after reading its arguments: a stop signal during start-up is
-  // acted on once it runs.
-  const signals = new SignalQueue();
+  // Signals caught during start-up are acted on once the supervisor runs.
   const config = loadConfig(ExitCode.config);
   if (config.balance === 'reuseport') {
     // Round-robin needs no probe: its primary binds without SO_REUSEPORT itself.
@@ -82,7 +82,12 @@ function loadOrExit<T>(parse: () => T, exitCode: number): T {
   }
 }
 
-main().catch((err: unknown) => {
-  log('fatal', 'failed to start', errorFields(err));
-  process.exit(ExitCode.internal);
-});
+/** Runs this process's role; `signals` has caught the control signals since main.ts's first line. */
+export async function launch(signals: SignalQueue): Promise<void> {
+  try {
+    await main(signals);
+  } catch (err) {
+    log('fatal', 'failed to start', errorFields(err));
+    process.exit(ExitCode.internal);
+  }
+}

@@ -5,6 +5,11 @@
  */
 import { ExitCode } from './exit-codes.js';
 import { log } from './log.js';
+import { SignalQueue } from './signal-queue.js';
+
+// First, before launch.ts and its imports load (20 ms and more here): a control signal that
+// comes before a handler exists takes its default action, or is dropped by PID 1.
+const signals = new SignalQueue();
 
 const NEEDED_MAJOR = 26;
 
@@ -16,4 +21,5 @@ if (Number(process.versions.node.split('.')[0]) < NEEDED_MAJOR) {
   );
   process.exit(ExitCode.config);
 }
-await import('./launch.js');
+const { launch } = await import('./launch.js');
+await launch(signals);

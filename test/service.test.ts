@@ -534,6 +534,21 @@ describe('signals sent to the whole process group act once, through the primary'
     );
   });
 
+  it('the primary and each worker catch the control signals before launch.js and its imports load', async () => {
+    const fixture = new URL('fixtures/signals-at-launch.js', import.meta.url).href;
+    const service = await start({ env: { WORKERS: '2', NODE_OPTIONS: `--import=${fixture}` } });
+    const loads = service.logs.filter((l) => l.msg === 'fixture: launch.js loads');
+    assert.deepEqual(
+      loads.map((l) => [l.role, l.sighupListeners]).sort(),
+      [
+        ['primary', 1],
+        ['worker', 1],
+        ['worker', 1],
+      ],
+      service.dump(),
+    );
+  });
+
   it('a SIGTERM that comes while the port is probed, before the supervisor runs, is kept and acted on: exit 0', async () => {
     const fixture = new URL('fixtures/sigterm-at-probe.js', import.meta.url).href;
     const service = await start({

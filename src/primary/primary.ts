@@ -15,9 +15,9 @@ import {
   WORKER_SLOT_ENV,
   type WorkerStats,
 } from '../protocol.js';
+import type { SignalQueue } from '../signal-queue.js';
 import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
-import type { SignalQueue } from './signal-queue.js';
 import { Supervisor } from './supervisor.js';
 import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor-events.js';
 

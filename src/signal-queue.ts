@@ -1,10 +1,11 @@
 /**
- * The primary's control signals, caught from its first line. As PID 1 in a container a signal
- * with no handler of its own is dropped (Node's default SIGTERM handling included), so a
- * `docker stop` during start-up, while the configuration is read and the port probed, waited out
- * Docker's 10 s and ended in SIGKILL. Signals that come before the supervisor runs wait here.
+ * The control signals, caught from main.ts's first line, before the rest of the service loads.
+ * As PID 1 in a container a signal with no handler of its own is dropped (Node's default SIGTERM
+ * handling included), so a `docker stop` during start-up, while the configuration is read and the
+ * port probed, waited out Docker's 10 s and ended in SIGKILL. Signals that come before the
+ * supervisor runs wait here; a worker forwards them nowhere, since they are the primary's.
  */
-import { CONTROL_SIGNALS, type ControlSignal } from '../protocol.js';
+import { CONTROL_SIGNALS, type ControlSignal } from './protocol.js';
 
 export class SignalQueue {
   readonly #queued: ControlSignal[] = [];
