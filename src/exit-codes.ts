@@ -9,7 +9,10 @@ export const ExitCode = {
   bind: 3,
   /** Workers kept failing before they became ready (crash loop); see CRASH_LOOP_LIMIT. */
   crashLoop: 4,
-  /** Shutdown had to kill workers: DRAIN_TIMEOUT_MS passed or a second stop signal came. */
+  /**
+   * Shutdown was not clean: workers had to be killed (DRAIN_TIMEOUT_MS passed, a second stop
+   * signal came) or one died while it drained.
+   */
   forcedStop: 5,
 } as const;
 

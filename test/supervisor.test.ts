@@ -229,6 +229,32 @@ describe('Supervisor', () => {
     assert.equal(h.exitCode(), ExitCode.ok);
   });
 
+  it('a worker that crashes or is killed from outside while it drains makes the stop unclean: exit code 5', () => {
+    for (const [code, signal] of [
+      [1, null],
+      [null, 'SIGKILL'],
+    ] as const) {
+      const h = started();
+      h.send({ type: 'signal', signal: 'SIGTERM' });
+      h.exit(1, code, signal);
+      assert.equal(h.of('log').at(-1)?.msg, 'worker exited while draining; its open requests are lost');
+      assert.equal(h.of('log').at(-1)?.level, 'error');
+      h.exit(2, 0);
+      assert.equal(h.exitCode(), ExitCode.forcedStop, `${code ?? signal}`);
+    }
+  });
+
+  it('SIGHUP, SIGTTIN and SIGTTOU while stopping are ignored, each with a log line', () => {
+    const h = started();
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    const from = h.actions.length;
+    for (const signal of ['SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const) h.send({ type: 'signal', signal });
+    assert.deepEqual(
+      h.actions.slice(from).map((a) => (a.type === 'log' ? a.msg : a.type)),
+      ['SIGHUP', 'SIGTTIN', 'SIGTTOU'].map((s) => `${s} ignored: the service is stopping`),
+    );
+  });
+
   it('a worker that outlives the drain timeout is killed and the exit code says so', () => {
     const h = started();
     h.send({ type: 'signal', signal: 'SIGTERM' });
@@ -430,6 +456,45 @@ describe('Supervisor', () => {
     assert.ok(h.of('log', from).some((l) => l.msg === 'rolling restart complete'));
     assert.equal(h.supervisor.snapshot().restarts.roll, 3);
     assert.equal(h.maxLive, 4);
+  });
+
+  it('SIGHUP while workers still boot: the roll waits for each to be ready, then replaces it', () => {
+    const h = new Harness({ workers: 2 });
+    h.send({ type: 'start' });
+    const [boot0] = h.idsInSlot(0) as [number];
+    const [boot1] = h.idsInSlot(1) as [number];
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    assert.equal(h.spawned().length, 2, 'a replacement forked before the booting worker was ready');
+    h.send({ type: 'ready', id: boot0 });
+    const [, new0] = h.idsInSlot(0) as [number, number];
+    assert.ok(new0 > boot1, 'slot 0 gets a replacement once its booting worker is ready');
+    assert.deepEqual(
+      h.send({ type: 'ready', id: new0 }).filter((a) => a.type === 'drain'),
+      [{ type: 'drain', id: boot0, delayMs: 0, serviceStops: false }],
+    );
+    h.exit(boot0, 0);
+    // Slot 1's booting worker fails: the supervisor refills the slot with a worker forked after
+    // the SIGHUP, and the roll ends without replacing that one.
+    h.exit(boot1, 1);
+    const done = h.of('log').filter((l) => l.msg === 'rolling restart complete');
+    assert.deepEqual(
+      done.map((l) => l.fields),
+      [{ workers: 2, replaced: 1 }],
+    );
+    h.advance();
+    assert.equal(h.idsInSlot(1).length, 1, 'slot 1 refilled once');
+    assert.equal(h.supervisor.snapshot().restarts.roll, 1);
+  });
+
+  it("a roll's old worker that crashes while it drains is replaced all the same, logged as a warning", () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    const [old0, new0] = h.idsInSlot(0) as [number, number];
+    h.send({ type: 'ready', id: new0 });
+    h.exit(old0, 1);
+    const replaced = h.of('log').find((l) => l.msg === 'worker replaced');
+    assert.equal(replaced?.level, 'warn');
+    assert.deepEqual(h.spawned().length, 2, 'nothing respawned: the slot has its new worker');
   });
 
   it('SIGHUP during a roll schedules exactly one more roll', () => {

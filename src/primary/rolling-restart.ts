@@ -18,8 +18,14 @@ export interface RollHost {
 
 interface Step {
   readonly slot: number;
-  newId: number;
+  /** The replacement; undefined while the step waits for `booting`. */
+  newId: number | undefined;
   oldId: number | undefined;
+  /**
+   * A worker that was starting when the roll began: it may have loaded the code from before the
+   * SIGHUP, so the step waits until it is ready and then replaces it.
+   */
+  booting?: number | undefined;
 }
 
 export class RollingRestart {
@@ -28,6 +34,10 @@ export class RollingRestart {
   #queue: number[] | undefined;
   #step: Step | undefined;
   #again = false;
+  /** Workers replaced by this roll so far. */
+  #replaced = 0;
+  /** By slot, the workers that were starting when the roll began. */
+  #booting = new Map<number, number>();
 
   constructor(host: RollHost) {
     this.#host = host;
@@ -57,6 +67,12 @@ export class RollingRestart {
    */
   onReady(id: number): boolean {
     const step = this.#step;
+    if (step !== undefined && step.booting === id) {
+      step.booting = undefined;
+      step.oldId = id;
+      step.newId = this.#host.spawnReplacement(step.slot);
+      return false;
+    }
     if (step?.newId !== id) return false;
     const old = this.#oldWorker(step);
     if (!old) {
@@ -66,7 +82,17 @@ export class RollingRestart {
     // Being killed: its exit moves the roll on (onOldExit), as the replacement now listens.
     if (old.state !== 'listening') return false;
     this.#host.workers.drain(old, 'roll');
+    this.#replaced++;
     return true;
+  }
+
+  /**
+   * A worker the roll waits for exited before it was ready: its slot is the supervisor's to refill,
+   * with a worker forked after the SIGHUP, and the roll goes on with the next slot.
+   */
+  onBootingExit(id: number): void {
+    if (this.#step === undefined || this.#step.booting !== id) return;
+    this.#advance(true);
   }
 
   /** True when `w`, which exited, was the worker being replaced; its exit is then handled here. */
@@ -74,9 +100,13 @@ export class RollingRestart {
     const step = this.#step;
     if (step?.oldId !== w.id) return false;
     step.oldId = undefined;
-    const replacement = this.#host.workers.get(step.newId);
-    if (w.stopReason === 'roll') this.#host.log('info', 'worker replaced', { ...exit, reason: 'roll' });
-    else
+    // Set with oldId: a step waits for a booting worker before either.
+    const replacement = step.newId === undefined ? undefined : this.#host.workers.get(step.newId);
+    if (w.stopReason === 'roll') {
+      // Replaced all the same, but whatever it was still serving is lost: not an info line.
+      const clean = exit.code === 0 && !w.killSent;
+      this.#host.log(clean ? 'info' : 'warn', 'worker replaced', { ...exit, reason: 'roll' });
+    } else
       this.#host.log('warn', 'worker exited during its rolling restart', {
         ...exit,
         replacement: replacement?.state,
@@ -151,7 +181,14 @@ export class RollingRestart {
 
   #start(): void {
     const slots = new Set<number>();
-    for (const w of this.#host.workers.values()) if (w.state === 'listening') slots.add(w.slot);
+    const booting = new Map<number, number>();
+    for (const w of this.#host.workers.values()) {
+      if (w.state === 'listening') slots.add(w.slot);
+      if (w.state === 'starting') booting.set(w.slot, w.id);
+    }
+    for (const slot of booting.keys()) slots.add(slot);
+    this.#booting = booting;
+    this.#replaced = 0;
     this.#queue = [...slots].sort((a, b) => a - b);
     this.#host.log('info', 'rolling restart started', { signal: 'SIGHUP', workers: slots.size });
     this.#advance(false);
@@ -166,7 +203,10 @@ export class RollingRestart {
       const slot = queue.shift();
       if (slot === undefined) {
         this.cancel();
-        this.#host.log('info', 'rolling restart complete', { workers: this.#host.configured() });
+        this.#host.log('info', 'rolling restart complete', {
+          workers: this.#host.configured(),
+          replaced: this.#replaced,
+        });
         if (this.#again) {
           this.#again = false;
           this.#start();
@@ -174,8 +214,13 @@ export class RollingRestart {
         return;
       }
       const old = this.#host.workers.listeningIn(slot);
-      if (!old) continue; // The slot is restarting after a crash: its next worker is new anyway.
-      this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
+      const booting = this.#booting.get(slot);
+      if (old) {
+        this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
+      } else if (booting !== undefined && this.#host.workers.get(booting)?.state === 'starting') {
+        this.#step = { slot, oldId: undefined, newId: undefined, booting };
+      }
+      // Otherwise the slot is restarting after a crash: its next worker is forked after the SIGHUP.
     }
   }
 }

@@ -192,10 +192,18 @@ export class Supervisor {
     const exit = { ...workerFields(w), code, signal };
 
     if (this.#phase === 'stopping') {
-      this.#log(code === 0 ? 'info' : 'warn', 'worker stopped', exit);
+      if (code === 0 || w.killSent) {
+        this.#log(code === 0 ? 'info' : 'warn', 'worker stopped', exit);
+      } else {
+        // Crashed, or killed from outside, while it drained: the requests it held are lost, so the
+        // stop was not clean.
+        this.#exitCode = this.#exitCode || ExitCode.forcedStop;
+        this.#log('error', 'worker exited while draining; its open requests are lost', exit);
+      }
       if (this.#workers.size === 0) this.#exit();
       return;
     }
+    this.#roll.onBootingExit(w.id);
 
     const booted = w.readyAt !== undefined;
     const cause: RestartCause = !booted ? 'boot' : w.stopReason === 'hung' ? 'hung' : 'crash';
@@ -286,6 +294,10 @@ export class Supervisor {
         this.#stopSignal = { signal, at: this.now() };
         this.#stop(signal);
       }
+      return;
+    }
+    if (this.#phase === 'stopping') {
+      this.#log('info', `${signal} ignored: the service is stopping`);
       return;
     }
     if (this.#phase !== 'running') return;
