@@ -148,7 +148,7 @@ function hostnameProblem(value: string): string | undefined {
   return valid ? undefined : '';
 }
 
-function host(env: Env): string | undefined {
+function hostOf(env: Env): string | undefined {
   const value = raw(env, 'HOST');
   if (value === undefined) return undefined;
   // Brackets only around an IPv6 literal ("[::1]"), and a colon only in one; anything else must
@@ -176,20 +176,20 @@ export const VARIABLES = [
   'WORKERS',
   'WEB_CONCURRENCY',
   'BALANCE',
-  'LOG_LEVEL',
-  'METRICS',
   'SHUTDOWN_DELAY_MS',
   'DRAIN_TIMEOUT_MS',
   'BOOT_TIMEOUT_MS',
+  'CRASH_LOOP_LIMIT',
   'HEARTBEAT_INTERVAL_MS',
   'HEARTBEAT_TIMEOUT_MS',
-  'CRASH_LOOP_LIMIT',
   'HEADERS_TIMEOUT_MS',
   'REQUEST_TIMEOUT_MS',
   'KEEP_ALIVE_TIMEOUT_MS',
   'MAX_HEADER_SIZE',
-  'MAX_BODY_BYTES',
   'MAX_CONNECTIONS',
+  'MAX_BODY_BYTES',
+  'METRICS',
+  'LOG_LEVEL',
 ] as const;
 
 export const USAGE = `Usage: npm start   (node dist/src/main.js [--healthcheck], where node is 26)
@@ -266,32 +266,33 @@ class Reader {
 export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = process.platform): Config {
   const read = new Reader(env);
   const ms = ' (milliseconds)';
-  // In the README's order, the order problems are reported in; limits between two variables last.
+  // In the README's order (VARIABLES), the order problems are reported in; limits between two
+  // variables last.
   const config: Config = {
     port: read.integer('PORT', 1, 65_535, 5000),
-    host: read.valid(() => host(env), undefined),
+    host: read.valid(() => hostOf(env), undefined),
     ...read.valid(() => workerCount(env), { workers: 'auto', workersFrom: 'default' }),
     balance: read.oneOf<Balance>(
       'BALANCE',
       ['reuseport', 'round-robin'],
       platform === 'linux' ? 'reuseport' : 'round-robin',
     ),
-    logLevel: read.oneOf<Level>('LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'fatal'], 'info'),
-    metrics: read.oneOf('METRICS', ['on', 'off'], 'on') === 'on',
     shutdownDelayMs: read.integer('SHUTDOWN_DELAY_MS', 0, MINUTE, 0, ms),
     drainTimeoutMs: read.integer('DRAIN_TIMEOUT_MS', 100, 10 * MINUTE, 8_000, ms),
     bootTimeoutMs: read.integer('BOOT_TIMEOUT_MS', 1, 10 * MINUTE, 10_000, ms),
+    crashLoopLimit: read.integer('CRASH_LOOP_LIMIT', 1, 1000, 5),
     heartbeatIntervalMs: read.integer('HEARTBEAT_INTERVAL_MS', 50, MINUTE, 1_000, ms),
     heartbeatTimeoutMs: read.integer('HEARTBEAT_TIMEOUT_MS', 100, 10 * MINUTE, 10_000, ms),
-    crashLoopLimit: read.integer('CRASH_LOOP_LIMIT', 1, 1000, 5),
     http: {
       headersTimeoutMs: read.integer('HEADERS_TIMEOUT_MS', 100, 20_000, 10_000, ms),
       requestTimeoutMs: read.integer('REQUEST_TIMEOUT_MS', 100, 10 * MINUTE, 30_000, ms),
       keepAliveTimeoutMs: read.integer('KEEP_ALIVE_TIMEOUT_MS', 0, 10 * MINUTE, 5_000, ms),
       maxHeaderSize: read.integer('MAX_HEADER_SIZE', 1024, 1024 * 1024, 16 * 1024, ' (bytes)'),
-      maxBodyBytes: read.integer('MAX_BODY_BYTES', 0, 1024 * 1024, 1024, ' (bytes)'),
       maxConnections: read.integer('MAX_CONNECTIONS', 1, 1_000_000, 10_000),
+      maxBodyBytes: read.integer('MAX_BODY_BYTES', 0, 1024 * 1024, 1024, ' (bytes)'),
     },
+    metrics: read.oneOf('METRICS', ['on', 'off'], 'on') === 'on',
+    logLevel: read.oneOf<Level>('LOG_LEVEL', ['debug', 'info', 'warn', 'error', 'fatal'], 'info'),
   };
   const { heartbeatIntervalMs, heartbeatTimeoutMs } = config;
   // Twice at least: a timeout just above the interval killed busy, healthy workers whose heartbeat

@@ -39,7 +39,7 @@ async function main(signals: SignalQueue): Promise<void> {
     process.exit(ExitCode.ok);
   }
   if (mode.healthcheck) {
-    // A stop signal ends the check, as unhealthy.
+    // A control signal ends the check, as unhealthy.
     signals.forward(() => process.exit(1));
     const config = loadConfig(1);
     const { runHealthcheck } = await import('./healthcheck.js');
