@@ -486,6 +486,29 @@ describe('Supervisor', () => {
     assert.equal(h.supervisor.snapshot().restarts.roll, 1);
   });
 
+  it("a worker forked after the SIGHUP (a failed or crashed worker's refill) is not replaced by the roll, even once it serves", () => {
+    for (const booted of [false, true]) {
+      const h = new Harness({ workers: 2 });
+      h.send({ type: 'start' });
+      const [w0] = h.idsInSlot(0) as [number];
+      const [w1] = h.idsInSlot(1) as [number];
+      h.send({ type: 'ready', id: w0 });
+      if (booted) h.send({ type: 'ready', id: w1 });
+      h.send({ type: 'signal', signal: 'SIGHUP' });
+      const [, new0] = h.idsInSlot(0) as [number, number];
+      h.exit(w1, 1); // fails to boot, or crashes while serving
+      h.advance();
+      const [refill] = h.idsInSlot(1) as [number];
+      h.send({ type: 'ready', id: refill });
+      const from = h.actions.length;
+      h.send({ type: 'ready', id: new0 });
+      h.exit(w0, 0);
+      assert.deepEqual(h.spawned(from), [], `booted ${booted}: the refill was replaced`);
+      const done = h.of('log', from).find((l) => l.msg === 'rolling restart complete');
+      assert.deepEqual(done?.fields, { workers: 2, replaced: 1 }, `booted ${booted}`);
+    }
+  });
+
   it("a roll's old worker that crashes while it drains is replaced all the same, logged as a warning", () => {
     const h = started({ workers: 1 });
     h.send({ type: 'signal', signal: 'SIGHUP' });

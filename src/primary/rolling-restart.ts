@@ -36,8 +36,11 @@ export class RollingRestart {
   #again = false;
   /** Workers replaced by this roll so far. */
   #replaced = 0;
-  /** By slot, the workers that were starting when the roll began. */
-  #booting = new Map<number, number>();
+  /**
+   * The workers serving or starting when the roll began, which may run the code from before the
+   * SIGHUP; a worker forked since (a crash's refill) runs the code as it is now, and is left be.
+   */
+  #stale = new Set<number>();
 
   constructor(host: RollHost) {
     this.#host = host;
@@ -181,13 +184,12 @@ export class RollingRestart {
 
   #start(): void {
     const slots = new Set<number>();
-    const booting = new Map<number, number>();
+    this.#stale = new Set();
     for (const w of this.#host.workers.values()) {
-      if (w.state === 'listening') slots.add(w.slot);
-      if (w.state === 'starting') booting.set(w.slot, w.id);
+      if (w.state !== 'listening' && w.state !== 'starting') continue;
+      slots.add(w.slot);
+      this.#stale.add(w.id);
     }
-    for (const slot of booting.keys()) slots.add(slot);
-    this.#booting = booting;
     this.#replaced = 0;
     this.#queue = [...slots].sort((a, b) => a - b);
     this.#host.log('info', 'rolling restart started', { signal: 'SIGHUP', workers: slots.size });
@@ -214,13 +216,15 @@ export class RollingRestart {
         return;
       }
       const old = this.#host.workers.listeningIn(slot);
-      const booting = this.#booting.get(slot);
-      if (old) {
+      const booting = [...this.#host.workers.values()].find(
+        (w) => w.slot === slot && w.state === 'starting' && this.#stale.has(w.id),
+      );
+      if (old && this.#stale.has(old.id)) {
         this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
-      } else if (booting !== undefined && this.#host.workers.get(booting)?.state === 'starting') {
-        this.#step = { slot, oldId: undefined, newId: undefined, booting };
+      } else if (booting) {
+        this.#step = { slot, oldId: undefined, newId: undefined, booting: booting.id };
       }
-      // Otherwise the slot is restarting after a crash: its next worker is forked after the SIGHUP.
+      // Otherwise the slot's worker was forked after the SIGHUP (a crash's refill): it is left be.
     }
   }
 }
