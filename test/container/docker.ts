@@ -110,8 +110,11 @@ export async function startEngine(): Promise<Engine> {
 
 /** Leaves the engine as it was found: removes a derived base, and stops the daemon if this run started it. */
 export async function stopEngine(engine: Engine | undefined): Promise<void> {
-  if (engine?.derivedBase) await docker(['rmi', engine.nodeImage]);
-  if (engine?.startedDaemon) await run(join(SHARED_CONTAINER, 'local-node-image.sh'), ['stop']);
+  try {
+    if (engine?.derivedBase) await docker(['rmi', engine.nodeImage]);
+  } finally {
+    if (engine?.startedDaemon) await run(join(SHARED_CONTAINER, 'local-node-image.sh'), ['stop']);
+  }
 }
 
 /** The local stand-in for `nginx:stable` (built once per machine); NGINX_IMAGE overrides it. */
