@@ -457,16 +457,19 @@ const CASES: readonly Case[] = [
   },
   // After an upgrade request llhttp parses nothing more of what came with it: a request pipelined
   // behind one went unanswered on a connection said to be kept alive.
-  ...['', ' with a request pipelined behind it'].map(
-    (pipelined): Case => ({
-      name: `Upgrade: websocket${pipelined} → served as a plain request (no upgrade handler) that closes its connection`,
-      send:
-        get('Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13') +
-        (pipelined ? get() : ''),
-      status: 200,
-      body: GREETING,
-      close: true,
-    }),
+  // llhttp reads Proxy-Connection as Connection for this.
+  ...['Connection', 'Proxy-Connection'].flatMap((header) =>
+    ['', ' with a request pipelined behind it'].map(
+      (pipelined): Case => ({
+        name: `Upgrade: websocket, ${header}: Upgrade${pipelined} → served as a plain request (no upgrade handler) that closes its connection`,
+        send:
+          get(`${header}: Upgrade`, 'Upgrade: websocket', 'Sec-WebSocket-Version: 13') +
+          (pipelined ? get() : ''),
+        status: 200,
+        body: GREETING,
+        close: true,
+      }),
+    ),
   ),
   {
     name: 'an Upgrade header without upgrade in Connection is no upgrade: served, kept alive',

@@ -75,10 +75,14 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
    * behind it would never be answered, on a connection said to be kept alive. Its reply closes
    * the connection, which tells a client to send such requests again on another. The cost: a
    * client that offers h2c on every request (curl --http2 on http://) gets no connection reuse.
+   * llhttp reads Proxy-Connection as Connection here.
    */
   const closesAfter = (req: IncomingMessage): boolean =>
     closesConnection() ||
-    (req.headers.upgrade !== undefined && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(req.headers.connection ?? ''));
+    (req.headers.upgrade !== undefined &&
+      /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(
+        `${req.headers.connection ?? ''},${req.headers['proxy-connection'] ?? ''}`,
+      ));
 
   function send(res: ServerResponse, reply: Canned, count = true): void {
     res.writeHead(reply.status, (closesAfter(res.req) ? reply.closing : reply.headers) as string[]);
