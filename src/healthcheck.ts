@@ -21,7 +21,10 @@ export function healthcheckHost(host: string | undefined): string {
 export function runHealthcheck(config: Config): Promise<number> {
   const host = healthcheckHost(config.host);
   return new Promise((resolve) => {
-    const req = request({ host, port: config.port, path: '/readyz', agent: false }, (res) => {
+    // Host names the service, not the address asked: an IPv6 address with a zone (fe80::1%eth0)
+    // makes no valid Host header, and the service would answer 400.
+    const headers = { host: `localhost:${config.port}` };
+    const req = request({ host, port: config.port, path: '/readyz', headers, agent: false }, (res) => {
       clearTimeout(deadline);
       res.resume();
       process.stdout.write(`readyz: ${res.statusCode}\n`);

@@ -608,6 +608,12 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
     assert.match(closed.stdout, /ECONNREFUSED/);
   });
 
+  it('exits 0 for a HOST that is an IPv6 address with a zone (::1%lo), which makes no Host header', async () => {
+    const service = await start({ env: { WORKERS: '1', HOST: '::1%lo' } });
+    const { code, stdout } = await healthcheck(service.port, { HOST: '::1%lo' });
+    assert.deepEqual([code, stdout], [0, 'readyz: 200\n']);
+  });
+
   it('exits 1 while /readyz answers 503: a stopping service is not healthy', async () => {
     const service = await start({ env: { WORKERS: '1', SHUTDOWN_DELAY_MS: '5000' } });
     service.signal('SIGTERM');
