@@ -121,6 +121,22 @@ describe('metrics aggregated across workers', () => {
     assert.equal(total(p, 'myservice_http_responses_total', { code: '4xx' }), 4);
   });
 
+  it('a 100 Continue counts as a 1xx response, beside the final 200', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    const conn = await RawConnection.open(service.port);
+    try {
+      conn.write('GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody');
+      const reply = await conn.reply();
+      assert.deepEqual([reply.interim, reply.status], [[100], 200]);
+    } finally {
+      conn.destroy();
+    }
+    const p = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(p, 'myservice_http_responses_total', { code: '1xx' }), 1);
+    assert.equal(total(p, 'myservice_http_responses_total', { code: '2xx' }), 1);
+    assert.equal(total(p, 'myservice_http_requests_total'), 1);
+  });
+
   it('restart counters move after a worker is killed', async () => {
     const service = await start({ env: { WORKERS: '2' } });
     const before = parseExposition((await get(`${service.url}/metrics`)).text);

@@ -286,7 +286,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     }
     // Only HTTP/1.1 gets here; a request to refuse gets its 400 without a 100 first.
     const path = requestPath(req);
-    if (path !== undefined) res.writeContinue();
+    if (path !== undefined) {
+      res.writeContinue();
+      stats.countResponse(100);
+    }
     answer(req, res, path);
   });
   // Node's own 417 carries none of our headers.
