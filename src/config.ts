@@ -230,33 +230,35 @@ function limitValue(env: Env, name: string, value: number): string {
 class Reader {
   readonly problems: string[] = [];
   readonly env: Env;
+  readonly #invalid = new Set<string>();
 
   constructor(env: Env) {
     this.env = env;
   }
 
-  /** `read()`'s value, or `fallback` once its ConfigError is noted. */
-  valid<T>(read: () => T, fallback: T): T {
+  /** `read()`'s value, or `fallback` once its ConfigError about `name` is noted. */
+  valid<T>(name: string, read: () => T, fallback: T): T {
     try {
       return read();
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.problems.push(err.message);
+      this.#invalid.add(name);
       return fallback;
     }
   }
 
   integer(name: string, min: number, max: number, fallback: number, unit = ''): number {
-    return this.valid(() => integer(this.env, name, min, max, fallback, unit), fallback);
+    return this.valid(name, () => integer(this.env, name, min, max, fallback, unit), fallback);
   }
 
   oneOf<T extends string>(name: string, accepted: readonly T[], fallback: T): T {
-    return this.valid(() => oneOf(this.env, name, accepted, fallback), fallback);
+    return this.valid(name, () => oneOf(this.env, name, accepted, fallback), fallback);
   }
 
   /** A limit between two variables, checked only when both are valid: the message quotes them. */
   relation(names: readonly string[], problem: () => string | undefined): void {
-    if (this.problems.some((p) => names.some((name) => p.startsWith(`${name} `)))) return;
+    if (names.some((name) => this.#invalid.has(name))) return;
     const found = problem();
     if (found !== undefined) this.problems.push(found);
   }
@@ -270,8 +272,8 @@ export function parseConfig(env: Env = process.env, platform: NodeJS.Platform = 
   // variables last.
   const config: Config = {
     port: read.integer('PORT', 1, 65_535, 5000),
-    host: read.valid(() => hostOf(env), undefined),
-    ...read.valid(() => workerCount(env), { workers: 'auto', workersFrom: 'default' }),
+    host: read.valid('HOST', () => hostOf(env), undefined),
+    ...read.valid('WORKERS', () => workerCount(env), { workers: 'auto', workersFrom: 'default' }),
     balance: read.oneOf<Balance>(
       'BALANCE',
       ['reuseport', 'round-robin'],
