@@ -215,13 +215,12 @@ export class RollingRestart {
         }
         return;
       }
-      const old = this.#host.workers.listeningIn(slot);
-      const booting = [...this.#host.workers.values()].find(
-        (w) => w.slot === slot && w.state === 'starting' && this.#stale.has(w.id),
-      );
+      // At most one worker serves or starts in a slot the roll reaches: its replacements are done.
+      const old = this.#host.workers.inSlot(slot, 'listening');
+      const booting = this.#host.workers.inSlot(slot, 'starting');
       if (old && this.#stale.has(old.id)) {
         this.#step = { slot, oldId: old.id, newId: this.#host.spawnReplacement(slot) };
-      } else if (booting) {
+      } else if (booting && this.#stale.has(booting.id)) {
         this.#step = { slot, oldId: undefined, newId: undefined, booting: booting.id };
       }
       // Otherwise the slot's worker was forked after the SIGHUP (a crash's refill): it is left be.

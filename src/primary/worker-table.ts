@@ -117,9 +117,9 @@ export class WorkerTable {
     this.#emit({ type: 'kill', id: w.id });
   }
 
-  /** The worker serving in `slot`, if one is. */
-  listeningIn(slot: number): WorkerRecord | undefined {
-    for (const w of this.#workers.values()) if (w.slot === slot && w.state === 'listening') return w;
+  /** A worker in `slot` that is in `state` ('listening': the one serving there), if one is. */
+  inSlot(slot: number, state: WorkerState): WorkerRecord | undefined {
+    for (const w of this.#workers.values()) if (w.slot === slot && w.state === state) return w;
     return undefined;
   }
 
