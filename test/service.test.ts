@@ -665,20 +665,33 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
 });
 
 describe('graceful stop', () => {
-  it('SIGTERM during an in-flight request: the request completes, then exit 0', async () => {
+  it('SIGTERM during an in-flight request: the request completes, then exit 0', async (t) => {
     const service = await start({ env: { WORKERS: '1' } });
+    // A kept-alive connection, idle once answered: its close marks the drain's idle grace.
+    const idle = connect(service.port, '127.0.0.1');
+    t.after(() => idle.destroy());
+    const idleClosed = once(idle, 'close');
+    idle.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await once(idle, 'data');
     const socket = connect(service.port, '127.0.0.1');
+    const closed = once(socket, 'close');
     await once(socket, 'connect');
-    // Half a request: the worker is now inside it, waiting for the rest of the body.
+    // Half a request, waiting for the rest of the body.
     socket.write('GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab');
     let reply = '';
     socket.setEncoding('utf8').on('data', (d: string) => {
       reply += d;
     });
+    // Answered by the same worker after it: by then the worker has accepted this connection. A
+    // connection still in the kernel's queue when the only listener closes is reset (a known
+    // limit, not this test's subject): under load that happened once in 14 runs.
+    await greetingPid(service.url);
     service.signal('SIGTERM');
     await service.waitForLog((l) => l.msg === 'worker draining');
+    // The idle connection is closed once the grace is over; the one in a request is not.
+    await idleClosed;
     socket.end('cd');
-    await once(socket, 'close');
+    await closed;
     assert.match(reply, /^HTTP\/1\.1 200 /);
     assert.match(reply, /Hello, Docker world from/);
     assert.match(reply, /Connection: close/i);
