@@ -16,6 +16,8 @@ export interface CpuLimit {
   readonly affinity: number | undefined;
   /** The tightest CPU quota in CPUs (1.5 for --cpus 1.5), undefined when unlimited. */
   readonly quota: number | undefined;
+  /** Why a CPU quota could not be read (a file that does not parse, no mount that shows the cgroup). */
+  readonly problem?: string;
   /** Human-readable reasoning for the start-up log. */
   readonly reason: string;
 }
@@ -76,21 +78,41 @@ function unescapeOctal(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
 }
 
+/** Whether a mount whose root is `root` shows the cgroup at `cgroupPath` (at it or below it). */
+function contains(root: string, cgroupPath: string): boolean {
+  const rel = relative(root, cgroupPath);
+  return rel !== '..' && !rel.startsWith('../');
+}
+
 /**
- * The directory of this process's cgroup inside the mount, or the mount point when it is not below
- * it; undefined for a path that leaves its cgroup namespace ("/../x"), whose limits no mount here
- * shows (the namespace root's do not govern it).
+ * The mount of this hierarchy that shows the process's own cgroup, the deepest root first: a
+ * container can also see other parts of the tree (a monitoring agent's bind of the host's
+ * /sys/fs/cgroup), listed before its own. With none containing it, the first, read at its mount
+ * point: an older Docker's bind of the container's cgroup under a path named after the host's.
  */
-function cgroupDir(mount: Mount, cgroupPath: string): string | undefined {
-  if (cgroupPath.split('/').includes('..')) return undefined;
-  const rel = relative(mount.root, cgroupPath);
-  return rel === '..' || rel.startsWith('../') ? mount.mountPoint : join(mount.mountPoint, rel);
+function mountFor(mounts: readonly Mount[], cgroupPath: string): Mount | undefined {
+  let best: Mount | undefined;
+  for (const mount of mounts) {
+    if (mount.root.split('/').includes('..') || !contains(mount.root, cgroupPath)) continue;
+    if (!best || mount.root.length > best.root.length) best = mount;
+  }
+  return best ?? mounts[0];
+}
+
+/** The directory of this process's cgroup inside the mount, or the mount point when it is not below it. */
+function cgroupDir(mount: Mount, cgroupPath: string): string {
+  return contains(mount.root, cgroupPath)
+    ? join(mount.mountPoint, relative(mount.root, cgroupPath))
+    : mount.mountPoint;
 }
 
 interface Quota {
   readonly cpus: number;
   readonly text: string;
 }
+
+/** A quota file that exists but does not read as one: the limit is unknown, not absent. */
+type Problems = string[];
 
 /** Walks from dir up to the mount point; the tightest limit on the way wins. */
 function tightestQuota(
@@ -107,18 +129,34 @@ function tightestQuota(
   return best;
 }
 
-function v2Quota(read: ReadFile, dir: string): Quota | undefined {
-  const text = read(join(dir, 'cpu.max'))?.trim();
-  const m = text ? /^(\d+|max)\s+(\d+)$/.exec(text) : null;
-  if (!m || m[1] === 'max' || Number(m[2]) === 0) return undefined;
+/** No cpu.max is no limit: the root cgroup has none, nor one whose parent does not enable cpu. */
+function v2Quota(read: ReadFile, dir: string, problems: Problems): Quota | undefined {
+  const path = join(dir, 'cpu.max');
+  const text = read(path)?.trim();
+  if (text === undefined) return undefined;
+  const m = /^(\d+|max)\s+(\d+)$/.exec(text);
+  if (!m || Number(m[2]) === 0) {
+    problems.push(`${path} reads "${text}"`);
+    return undefined;
+  }
+  if (m[1] === 'max') return undefined;
   const cpus = Number(m[1]) / Number(m[2]);
   return { cpus, text: `cgroup v2 cpu.max ${m[1]}/${m[2]} = ${round(cpus)} CPUs` };
 }
 
-function v1Quota(read: ReadFile, dir: string): Quota | undefined {
-  const quota = Number(read(join(dir, 'cpu.cfs_quota_us'))?.trim());
-  const period = Number(read(join(dir, 'cpu.cfs_period_us'))?.trim());
-  if (!Number.isFinite(quota) || !Number.isFinite(period) || quota <= 0 || period <= 0) return undefined;
+/** No cpu.cfs_quota_us is no limit: a kernel without CFS bandwidth control enforces none. */
+function v1Quota(read: ReadFile, dir: string, problems: Problems): Quota | undefined {
+  const quotaPath = join(dir, 'cpu.cfs_quota_us');
+  const quotaText = read(quotaPath)?.trim();
+  if (quotaText === undefined || quotaText === '-1') return undefined;
+  const periodPath = join(dir, 'cpu.cfs_period_us');
+  const periodText = read(periodPath)?.trim();
+  const quota = /^\d+$/.test(quotaText) ? Number(quotaText) : Number.NaN;
+  const period = periodText !== undefined && /^\d+$/.test(periodText) ? Number(periodText) : Number.NaN;
+  if (!(quota > 0)) problems.push(`${quotaPath} reads "${quotaText}"`);
+  else if (!(period > 0))
+    problems.push(`${periodPath} ${periodText === undefined ? 'cannot be read' : `reads "${periodText}"`}`);
+  if (!(quota > 0 && period > 0)) return undefined;
   const cpus = quota / period;
   return { cpus, text: `cgroup v1 cpu.cfs_quota_us ${quota}/${period} = ${round(cpus)} CPUs` };
 }
@@ -129,37 +167,67 @@ function round(n: number): number {
   return Number.isInteger(rounded) && !Number.isInteger(n) ? n : rounded;
 }
 
-function quotaOf(read: ReadFile): Quota | undefined {
+interface QuotaReading {
+  readonly quota?: Quota | undefined;
+  /** Why a quota that may be there could not be read; empty when what was read is the whole answer. */
+  readonly problems: readonly string[];
+}
+
+function quotaOf(read: ReadFile): QuotaReading {
   const cgroups = read('/proc/self/cgroup');
+  // No cgroups at all (not Linux, or a kernel without them): nothing can limit the CPU this way.
+  if (cgroups === undefined) return { problems: [] };
   const mountinfo = read('/proc/self/mountinfo');
-  if (!cgroups || !mountinfo) return undefined;
+  if (mountinfo === undefined) return { problems: ['/proc/self/mountinfo cannot be read'] };
   const mounts = parseMountinfo(mountinfo);
-  let best: Quota | undefined;
-  for (const line of cgroups.split('\n')) {
+  const lines = cgroups
+    .split('\n')
     // hierarchy-ID:controller-list:cgroup-path (cgroups(7)); v2 is "0::/path". Not trimmed: a
     // directory name may end in a space.
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line.replace(/\r$/, ''));
-    if (!m) continue;
-    const [, id, controllers = '', path = '/'] = m;
-    let q: Quota | undefined;
-    if (id === '0' && controllers === '') {
-      const mount = mounts.find((mt) => mt.fsType === 'cgroup2');
-      const dir = mount && cgroupDir(mount, path);
-      if (mount && dir) q = tightestQuota(dir, mount.mountPoint, (d) => v2Quota(read, d));
-    } else if (controllers.split(',').includes('cpu')) {
-      const mount = mounts.find((mt) => mt.fsType === 'cgroup' && mt.superOptions.includes('cpu'));
-      const dir = mount && cgroupDir(mount, path);
-      if (mount && dir) q = tightestQuota(dir, mount.mountPoint, (d) => v1Quota(read, d));
+    .map((line) => /^(\d+):([^:]*):(.*)$/.exec(line.replace(/\r$/, '')))
+    .filter((m) => m !== null)
+    .map(([, id, controllers = '', path = '/']) => ({
+      v2: id === '0' && controllers === '',
+      controllers,
+      path,
+    }));
+  // The cpu controller is on v1 when a v1 hierarchy lists it, else on v2 (or on none).
+  const cpuOnV1 = lines.some((l) => !l.v2 && l.controllers.split(',').includes('cpu'));
+  const problems: Problems = [];
+  let best: Quota | undefined;
+  for (const { v2, controllers, path } of lines) {
+    if (!v2 && !controllers.split(',').includes('cpu')) continue;
+    const carriesCpu = v2 !== cpuOnV1;
+    const line = `${v2 ? '0:' : controllers}:${path}`;
+    const mount = mountFor(
+      mounts.filter((mt) =>
+        v2 ? mt.fsType === 'cgroup2' : mt.fsType === 'cgroup' && mt.superOptions.includes('cpu'),
+      ),
+      path,
+    );
+    if (!mount) {
+      if (carriesCpu) problems.push(`no ${v2 ? 'cgroup2' : 'cgroup v1 cpu'} mount shows ${line}`);
+      continue;
     }
+    // Moved out of its cgroup namespace ("/../x"): no mount here shows its limits, and the
+    // namespace root's do not govern it.
+    if (path.split('/').includes('..')) {
+      if (carriesCpu) problems.push(`${line} is outside this cgroup namespace`);
+      continue;
+    }
+    const dir = cgroupDir(mount, path);
+    const q = v2
+      ? tightestQuota(dir, mount.mountPoint, (d) => v2Quota(read, d, problems))
+      : tightestQuota(dir, mount.mountPoint, (d) => v1Quota(read, d, problems));
     if (q && (!best || q.cpus < best.cpus)) best = q;
   }
-  return best;
+  return { quota: best, problems };
 }
 
 /** Pure: the worker count from the files a Linux process sees, read through `read`. */
 export function detectCpuLimit(read: ReadFile, hostCpus: number): CpuLimit {
   const affinity = affinityOf(read);
-  const quota = quotaOf(read);
+  const { quota, problems } = quotaOf(read);
   const parts: string[] = [];
   let workers = Math.max(1, hostCpus);
   if (affinity) {
@@ -173,13 +241,14 @@ export function detectCpuLimit(read: ReadFile, hostCpus: number): CpuLimit {
     workers = Math.min(workers, Math.ceil(quota.cpus - 1e-9));
     parts.push(quota.text);
   } else {
-    parts.push('no CPU quota');
+    parts.push(problems.length > 0 ? 'CPU quota unknown' : 'no CPU quota');
   }
   workers = Math.max(1, workers);
   return {
     workers,
     affinity: affinity?.count,
     quota: quota?.cpus,
+    ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
     reason: `${parts.join('; ')} → ${workers} worker${workers === 1 ? '' : 's'}`,
   };
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { countCpuList, detectCpuLimit } from '../src/cpu-count.js';
@@ -215,6 +216,89 @@ describe('detectCpuLimit over fixture trees', () => {
     assert.equal(detectCpuLimit(tree({}), 6).reason, '6 CPUs available; no CPU quota → 6 workers');
   });
 
+  it("the mount that shows the process's own cgroup is read, not the first one listed (another part of the tree bound before it)", () => {
+    // v1: a sibling cgroup bound at /mnt/sibling before the controller's root.
+    const v1 = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-1'),
+        '/proc/self/cgroup': '4:cpu:/half\n',
+        '/proc/self/mountinfo': [
+          '40 23 0:29 /free /mnt/sibling rw - cgroup cgroup rw,cpu',
+          '41 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu',
+        ].join('\n'),
+        '/mnt/sibling/cpu.cfs_quota_us': '-1',
+        '/mnt/sibling/cpu.cfs_period_us': '100000',
+        '/sys/fs/cgroup/cpu/half/cpu.cfs_quota_us': '50000',
+        '/sys/fs/cgroup/cpu/half/cpu.cfs_period_us': '100000',
+      }),
+      2,
+    );
+    assert.equal(
+      v1.reason,
+      'affinity 0-1 = 2 CPUs; cgroup v1 cpu.cfs_quota_us 50000/100000 = 0.5 CPUs → 1 worker',
+    );
+    // v2 in a cgroup namespace, with the host's tree bound first (a monitoring agent's
+    // -v /sys/fs/cgroup:/host/sys/fs/cgroup): its root leaves the namespace.
+    const v2 = detectCpuLimit(
+      tree({
+        '/proc/self/status': status('0-7'),
+        '/proc/self/cgroup': '0::/\n',
+        '/proc/self/mountinfo': [
+          '700 650 0:27 /../../.. /host/sys/fs/cgroup ro - cgroup2 cgroup2 rw',
+          '710 650 0:27 / /sys/fs/cgroup ro - cgroup2 cgroup rw',
+        ].join('\n'),
+        '/host/sys/fs/cgroup/cpu.max': 'max 100000',
+        '/sys/fs/cgroup/cpu.max': '50000 100000',
+      }),
+      8,
+    );
+    assert.equal(v2.workers, 1);
+    assert.equal(v2.problem, undefined);
+  });
+
+  it('a quota that cannot be read is unknown, not absent: the reason says so and `problem` says why', () => {
+    const v1 = (files: Record<string, string>, cgroup = '4:cpu,cpuacct:/\n', mounts = V1_MOUNTS) =>
+      detectCpuLimit(
+        tree({
+          '/proc/self/status': status('0-3'),
+          '/proc/self/cgroup': cgroup,
+          '/proc/self/mountinfo': mounts,
+          ...files,
+        }),
+        4,
+      );
+    const Q = '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us';
+    const P = '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us';
+    const garbage = v1({ [Q]: 'garbage\n', [P]: '100000' });
+    assert.equal(garbage.reason, 'affinity 0-3 = 4 CPUs; CPU quota unknown → 4 workers');
+    assert.equal(garbage.problem, `${Q} reads "garbage"`);
+    assert.equal(v1({ [Q]: '50000', [P]: '' }).problem, `${P} reads ""`);
+    assert.equal(v1({ [Q]: '50000' }).problem, `${P} cannot be read`);
+    // The cpu controller is in /proc/self/cgroup, but no mount shows it (not mounted in this namespace).
+    assert.equal(
+      v1({}, '4:cpu,cpuacct:/app\n0::/app\n', '30 23 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw')
+        .problem,
+      'no cgroup v1 cpu mount shows cpu,cpuacct:/app',
+    );
+    assert.equal(v1({}, '0::/app\n', V1_MOUNTS).problem, 'no cgroup2 mount shows 0::/app');
+    assert.equal(
+      v1({}, '0::/../other\n', V2_MOUNTS).problem,
+      '0::/../other is outside this cgroup namespace',
+    );
+    assert.equal(v1({ '/proc/self/mountinfo': '' }, '0::/\n', '').workers, 4);
+    assert.equal(
+      detectCpuLimit(tree({ '/proc/self/cgroup': '0::/\n' }), 4).problem,
+      '/proc/self/mountinfo cannot be read',
+    );
+    const v2 = v1({ '/sys/fs/cgroup/app/cpu.max': '50000 0' }, '0::/app\n', V2_MOUNTS);
+    assert.equal(v2.problem, '/sys/fs/cgroup/app/cpu.max reads "50000 0"');
+    // What is not a problem: no cpu.max (the root, or cpu not enabled below it), no cpu
+    // controller on v1 while v2 has no mount (it carries no cpu), no /proc/self/cgroup (no cgroups).
+    assert.equal(v1({}, '0::/\n', V2_MOUNTS).problem, undefined);
+    assert.equal(v1({ [Q]: '-1', [P]: '100000' }, '4:cpu,cpuacct:/\n0::/\n', V1_MOUNTS).problem, undefined);
+    assert.equal(detectCpuLimit(tree({}), 4).problem, undefined);
+  });
+
   it('an exact integer quota is not rounded up (--cpus 2 → 2)', () => {
     const limit = detectCpuLimit(
       tree({
@@ -313,4 +397,37 @@ describe('detectCpuLimit in a real cgroup (what docker run --cpus does)', () => 
       }
     });
   }
+
+  it("a quota the service cannot see (its controller unmounted in the service's mount namespace) is logged as unknown, with a warning", async (t) => {
+    const cgroup = makeCgroup(60_000);
+    if ('skip' in cgroup) {
+      t.skip(cgroup.skip);
+      return;
+    }
+    // A private mount namespace without the controller's mount: some LXC and nspawn setups.
+    const hide = `unshare -m --propagation private sh -c 'umount ${base} && exec "$0" "$@"'`;
+    try {
+      execFileSync('sh', ['-c', `${hide} true`], { stdio: 'pipe' });
+    } catch (err) {
+      t.skip(
+        `cannot unmount ${base} in a new mount namespace: ${String((err as { stderr?: unknown }).stderr).trim()}`,
+      );
+      return;
+    }
+    const service = await startService({
+      env: { WORKERS: 'auto' },
+      ready: 0,
+      wrap: `echo $$ > ${cgroup.dir}/cgroup.procs && exec ${hide} "$0" "$@"`,
+    });
+    try {
+      const start = await service.waitForLog((l) => l.msg.startsWith('starting'));
+      assert.match(String(start.workersReason), /; CPU quota unknown → \d+ workers?$/, service.dump());
+      const warning = await service.waitForLog((l) => l.msg.startsWith('could not read the CPU quota'));
+      assert.equal(warning.level, 40);
+      assert.match(warning.msg, /: no cgroup(2| v1 cpu) mount shows /);
+      await service.waitForMsgCount('worker ready', start.workers as number);
+    } finally {
+      assert.equal((await service.stop()).code, 0);
+    }
+  });
 });

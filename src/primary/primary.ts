@@ -55,6 +55,12 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     config,
     node: process.version,
   });
+  if (cpu.problem) {
+    // Counted from CPUs alone, the workers may outnumber what a quota lets run.
+    log('warn', `could not read the CPU quota, so WORKERS=auto counted CPUs only: ${cpu.problem}`, {
+      workers: cpu.workers,
+    });
+  }
   const bootConcurrency = cpu.workers * BOOTS_PER_CPU;
   if (count > cpu.workers) {
     const batches = count > bootConcurrency ? `; ${bootConcurrency} boot at a time` : '';
