@@ -13,11 +13,15 @@ import { keepScratchDir, run, stopChildren } from './bench/commands.js';
 import { findCompared } from './bench/compare-tools.js';
 import {
   allowedCpus,
+  type CoreSiblings,
   type CpuPlan,
   formatCpuList,
   hasTaskset,
+  oversubscriptionWarning,
   planCpus,
   quotaWarning,
+  readCoreSiblings,
+  sharedCoreWarning,
 } from './bench/cpu-plan.js';
 import {
   type BenchOptions,
@@ -31,9 +35,11 @@ import { prepareFile, prepareOutputs, svgBeside, writeWhole } from './bench/outp
 import {
   AB_CONCURRENCY,
   profiles as buildProfiles,
+  descriptorProblem,
   findTools,
   type LoadSettings,
   missingTools,
+  openFilesLimit,
   type Tools,
   wrkThreadsFor,
 } from './bench/profiles.js';
@@ -76,8 +82,7 @@ function readOrUndefined(path: string): string | undefined {
 }
 
 /** The CPU plan for the options; CPU lists it cannot honour are an OptionError. */
-function cpuPlanFor(options: BenchOptions): CpuPlan {
-  const allowed = allowedCpus();
+function cpuPlanFor(options: BenchOptions, allowed: readonly number[], siblings: CoreSiblings): CpuPlan {
   for (const [name, cpus] of [
     ['--service-cpus', options.serviceCpus],
     ['--load-cpus', options.loadCpus],
@@ -92,6 +97,7 @@ function cpuPlanFor(options: BenchOptions): CpuPlan {
   try {
     return planCpus({
       allowed,
+      siblings,
       taskset: hasTaskset(),
       serviceOverride: options.serviceCpus,
       loadOverride: options.loadCpus,
@@ -103,7 +109,9 @@ function cpuPlanFor(options: BenchOptions): CpuPlan {
 
 async function main(options: BenchOptions): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const plan = cpuPlanFor(options);
+  const allowed = allowedCpus();
+  const siblings = readCoreSiblings(allowed);
+  const plan = cpuPlanFor(options, allowed, siblings);
   // The service's own WORKERS=auto rule on its CPUs: the default is measured unless --workers leaves it out.
   const defaultWorkers = serviceDefaultWorkers(plan.service, readOrUndefined, cpus().length);
   const workerCounts =
@@ -131,6 +139,10 @@ async function main(options: BenchOptions): Promise<number> {
   const specs = targetSpecs(workerCounts, [...compared.keys()]);
   const defaultTarget = defaultTargetId(workerCounts, defaultWorkers);
 
+  if (tools.wrk) {
+    const problem = descriptorProblem(connections, openFilesLimit(readOrUndefined('/proc/self/limits')));
+    if (problem) throw new OptionError(problem);
+  }
   if (profiles.length === 0) {
     for (const s of skipped) log(`skipped: ${s}`);
     log('neither ab nor wrk is installed: nothing to measure');
@@ -142,8 +154,12 @@ async function main(options: BenchOptions): Promise<number> {
   log(
     `service CPUs ${formatCpuList(plan.service)}, load generator CPUs ${formatCpuList(plan.load)}: ${plan.reason}`,
   );
-  const quota = quotaWarning(plan, detectCpuLimit(readOrUndefined, cpus().length).quota);
-  if (quota) log(`warning: ${quota}`);
+  const warnings = [
+    quotaWarning(plan, detectCpuLimit(readOrUndefined, cpus().length).quota),
+    sharedCoreWarning(plan, siblings),
+    oversubscriptionWarning(plan, workerCounts),
+  ].filter((w) => w !== undefined);
+  for (const w of warnings) log(`warning: ${w}`);
   for (const s of skipped) log(`skipped: ${s}`);
 
   const started = new Date();
@@ -187,6 +203,7 @@ async function main(options: BenchOptions): Promise<number> {
       defaultTarget,
       defaultWorkers,
       skipped: [...skipped, ...rounds.problems],
+      warnings,
     },
     profiles: profiles.map((p) => ({ id: p.id, command: p.command })),
     targets: specs.map((s) => ({ ...s, readyMs: median(rounds.readyMs.get(s.id) ?? []) })),

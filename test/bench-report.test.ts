@@ -104,6 +104,16 @@ describe('the default configuration', () => {
     assert.match(renderText(report('reuseport-2', 2)), /reuseport ×2 \(default\)/);
   });
 
+  it("the run's warnings (oversubscription, shared cores, a quota) are in the text report", () => {
+    const base = report('reuseport-2', 2);
+    const warned = {
+      ...base,
+      meta: { ...base.meta, warnings: ['WORKERS=8 on 4 service CPUs: more workers'] },
+    };
+    assert.match(renderText(warned), /^warning: WORKERS=8 on 4 service CPUs: more workers$/m);
+    assert.doesNotMatch(renderText(base), /^warning:/m);
+  });
+
   it('alternatives meet reuseport with as many workers, whichever is the default', () => {
     const pairs = comparisons(targetSpecs([1, 2, 4], ['pm2', 'metrics-off'])).map((p) => p.join(' vs '));
     assert.ok(pairs.includes('reuseport-4 vs pm2-4'), pairs.join(', '));

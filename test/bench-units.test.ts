@@ -7,7 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { findExecutable, run } from '../scripts/bench/commands.js';
-import { formatCpuList, parseCpuList, planCpus, quotaWarning } from '../scripts/bench/cpu-plan.js';
+import {
+  formatCpuList,
+  oversubscriptionWarning,
+  parseCpuList,
+  planCpus,
+  quotaWarning,
+  sharedCoreWarning,
+} from '../scripts/bench/cpu-plan.js';
 import { mebibytes } from '../scripts/bench/format.js';
 import {
   failedRequests,
@@ -21,7 +28,9 @@ import { OptionError, parseOptions } from '../scripts/bench/options.js';
 import { readContextSwitches } from '../scripts/bench/proc-stats.js';
 import {
   profiles as buildProfiles,
+  descriptorProblem,
   findTools,
+  openFilesLimit,
   type Profile,
   type ProfileId,
   wrkThreadsFor,
@@ -272,6 +281,76 @@ describe('CPU plan', () => {
     assert.deepEqual([given.pinned, given.service, given.load], [true, [2], [3]]);
   });
 
+  it('with two threads per core, splits by core: both threads of a core on one side, and no warning', () => {
+    // A common 16-vCPU cloud layout: CPU n and n + 8 are the two threads of core n.
+    const cpus = parseCpuList('0-15');
+    const siblings = new Map(cpus.map((c) => [c, [c % 8, (c % 8) + 8]]));
+    const plan = planCpus({ allowed: cpus, taskset: true, siblings });
+    assert.deepEqual([plan.service, plan.load], [parseCpuList('0-3,8-11'), parseCpuList('4-7,12-15')]);
+    assert.equal(plan.reason, '16 CPUs on 8 cores split in halves, the threads of a core on one side');
+    assert.equal(sharedCoreWarning(plan, siblings), undefined);
+    // Split by number, as before, the halves shared every core.
+    const byNumber = planCpus({ allowed: cpus, taskset: true });
+    assert.match(
+      sharedCoreWarning(byNumber, siblings) ?? '',
+      /^the service's and the load generator's CPUs share cores \(CPU 0 with 8, 1 with 9, .*7 with 15\): the load generator competes with the service on them$/,
+    );
+    // Adjacent siblings (0-1 one core), a CPU set that cuts a core in two, one thread per core.
+    const adjacent = new Map(cpus.map((c) => [c, [c & ~1, c | 1]]));
+    const four = planCpus({ allowed: [0, 1, 2, 3], taskset: true, siblings: adjacent });
+    assert.deepEqual(
+      [four.service, four.load],
+      [
+        [0, 1],
+        [2, 3],
+      ],
+    );
+    const cut = planCpus({ allowed: [1, 2, 3, 4, 5], taskset: true, siblings: adjacent });
+    assert.deepEqual(
+      [cut.service, cut.load],
+      [
+        [1, 2, 3],
+        [4, 5],
+      ],
+    );
+    const single = new Map(cpus.map((c) => [c, [c]]));
+    assert.deepEqual(
+      planCpus({ allowed: cpus, taskset: true, siblings: single }).service,
+      parseCpuList('0-7'),
+    );
+    // Four threads of one core cannot be split by core: by number, and the warning says why.
+    const oneCore = new Map([0, 1, 2, 3].map((c) => [c, [0, 1, 2, 3]]));
+    const plain = planCpus({ allowed: [0, 1, 2, 3], taskset: true, siblings: oneCore });
+    assert.deepEqual(
+      [plain.service, plain.load],
+      [
+        [0, 1],
+        [2, 3],
+      ],
+    );
+    assert.match(sharedCoreWarning(plain, oneCore) ?? '', /CPU 0 with 2-3, 1 with 2-3\)/);
+    // CPUs given on the command line are taken as given, and warned about.
+    const given = planCpus({
+      allowed: cpus,
+      taskset: true,
+      siblings,
+      serviceOverride: [0, 1],
+      loadOverride: [8, 12],
+    });
+    assert.match(sharedCoreWarning(given, siblings) ?? '', /\(CPU 0 with 8\)/);
+  });
+
+  it('more WORKERS than service CPUs is warned about: those rows measure oversubscription', () => {
+    const plan = planCpus({ allowed: parseCpuList('0-7'), taskset: true });
+    assert.equal(
+      oversubscriptionWarning(plan, [1, 2, 4, 8]),
+      'WORKERS=8 on 4 service CPUs: more workers than CPUs measure oversubscription, not scaling',
+    );
+    assert.equal(oversubscriptionWarning(plan, [1, 2, 4]), undefined);
+    const unpinned = planCpus({ allowed: [0, 1], taskset: true });
+    assert.match(oversubscriptionWarning(unpinned, [1, 2, 3, 5]) ?? '', /^WORKERS=3,5 on 2 service CPUs:/);
+  });
+
   it('a CPU quota below the CPUs pinned is said: service and load generator share it, pinned apart or not', () => {
     const pinned = planCpus({ allowed: parseCpuList('0-15') as number[], taskset: true });
     assert.match(
@@ -289,6 +368,23 @@ describe('CPU plan', () => {
       () => planCpus({ allowed: [0, 1], taskset: false, serviceOverride: [0], loadOverride: [1] }),
       /--service-cpus and --load-cpus need taskset, which was not found \(.*apt-get install util-linux\)/,
     );
+  });
+
+  it('wrk connections that the open-files limit cannot hold are refused before measuring, not counted as failures', () => {
+    const limits =
+      'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 1024                 files     \n';
+    assert.equal(openFilesLimit(limits), 1024);
+    assert.equal(
+      openFilesLimit('Max open files            unlimited            unlimited            files\n'),
+      undefined,
+    );
+    assert.equal(openFilesLimit(undefined), undefined);
+    assert.match(
+      descriptorProblem(1024, 1024) ?? '',
+      /^--connections 1024 needs about 1088 open files in wrk and in the single process, and the limit here is 1024: raise the hard limit/,
+    );
+    assert.equal(descriptorProblem(50, 1024), undefined);
+    assert.equal(descriptorProblem(1024, undefined), undefined);
   });
 
   it('default WORKERS values: 1..N up to 4, then powers of two and N', () => {

@@ -51,9 +51,44 @@ export function hasTaskset(): boolean {
   }
 }
 
+/**
+ * The hardware threads of each CPU's core (sysfs core_cpus_list, the older thread_siblings_list),
+ * for the CPUs where it can be read; a CPU missing from the map is a core of its own.
+ */
+export type CoreSiblings = ReadonlyMap<number, readonly number[]>;
+
+/** The core siblings of these CPUs, from the real sysfs. */
+export function readCoreSiblings(cpus: readonly number[]): CoreSiblings {
+  const siblings = new Map<number, readonly number[]>();
+  for (const cpu of cpus) {
+    const dir = `/sys/devices/system/cpu/cpu${cpu}/topology`;
+    for (const file of ['core_cpus_list', 'thread_siblings_list']) {
+      try {
+        siblings.set(cpu, parseCpuList(readFileSync(`${dir}/${file}`, 'utf8')));
+        break;
+      } catch {
+        // Not there (an older kernel has only the second; a container may hide both).
+      }
+    }
+  }
+  return siblings;
+}
+
+/** Pure: the allowed CPUs grouped by core, each group sorted, the groups by their first CPU. */
+function coresOf(allowed: readonly number[], siblings: CoreSiblings): number[][] {
+  const byFirst = new Map<number, number[]>();
+  for (const cpu of allowed) {
+    const first = Math.min(cpu, ...(siblings.get(cpu) ?? []).filter((c) => allowed.includes(c)));
+    byFirst.set(first, [...(byFirst.get(first) ?? []), cpu]);
+  }
+  return [...byFirst.entries()].sort(([a], [b]) => a - b).map(([, cpus]) => cpus);
+}
+
 export interface PlanInput {
   readonly allowed: readonly number[];
   readonly taskset: boolean;
+  /** Absent: every CPU a core of its own. */
+  readonly siblings?: CoreSiblings | undefined;
   readonly serviceOverride?: readonly number[] | undefined;
   readonly loadOverride?: readonly number[] | undefined;
 }
@@ -90,6 +125,25 @@ export function planCpus(input: PlanInput): CpuPlan {
       reason: `${allowed.length} CPUs: too few to give the load generator its own, not pinned`,
     };
   }
+  // By core, not by CPU number: on a machine with two threads per core, CPU n and n + N/2 are
+  // often one core's, and a split by number would put the service and the load generator on
+  // every core together.
+  const cores = coresOf(allowed, input.siblings ?? new Map());
+  if (cores.length >= 2 && cores.length < allowed.length) {
+    const service: number[] = [];
+    let taken = 0;
+    while (taken < cores.length - 1 && service.length < allowed.length / 2)
+      service.push(...(cores[taken++] ?? []));
+    return {
+      pinned: true,
+      service: service.sort((x, y) => x - y),
+      load: cores
+        .slice(taken)
+        .flat()
+        .sort((x, y) => x - y),
+      reason: `${allowed.length} CPUs on ${cores.length} cores split in halves, the threads of a core on one side`,
+    };
+  }
   const half = Math.ceil(allowed.length / 2);
   return {
     pinned: true,
@@ -97,6 +151,18 @@ export function planCpus(input: PlanInput): CpuPlan {
     load: allowed.slice(half),
     reason: `${allowed.length} CPUs split in halves`,
   };
+}
+
+/** Pure: when the service's and the load generator's CPUs share a core, which ones, as a warning. */
+export function sharedCoreWarning(plan: CpuPlan, siblings: CoreSiblings): string | undefined {
+  if (!plan.pinned) return undefined;
+  const pairs: string[] = [];
+  for (const cpu of plan.service) {
+    const shared = (siblings.get(cpu) ?? []).filter((c) => plan.load.includes(c));
+    if (shared.length > 0) pairs.push(`${cpu} with ${formatCpuList(shared)}`);
+  }
+  if (pairs.length === 0) return undefined;
+  return `the service's and the load generator's CPUs share cores (CPU ${pairs.join(', ')}): the load generator competes with the service on them`;
 }
 
 /**
@@ -113,4 +179,12 @@ export function quotaWarning(plan: CpuPlan, quotaCpus: number | undefined): stri
 /** argv prefix that runs a command on these CPUs, or nothing when not pinned. */
 export function pinPrefix(plan: CpuPlan, side: 'service' | 'load'): string[] {
   return plan.pinned ? ['taskset', '-c', formatCpuList(plan[side])] : [];
+}
+
+/** Pure: WORKERS values above the service's CPUs, as a warning: those rows measure oversubscription. */
+export function oversubscriptionWarning(plan: CpuPlan, workerCounts: readonly number[]): string | undefined {
+  const over = workerCounts.filter((n) => n > plan.service.length);
+  if (over.length === 0) return undefined;
+  const cpus = `${plan.service.length} service CPU${plan.service.length === 1 ? '' : 's'}`;
+  return `WORKERS=${over.join(',')} on ${cpus}: more workers than CPUs measure oversubscription, not scaling`;
 }

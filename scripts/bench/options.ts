@@ -23,7 +23,8 @@ export interface BenchOptions {
   readonly report: string | undefined;
 }
 
-export const USAGE = `Usage: npm run bench -- [options]   (node dist/scripts/bench.js [options], where node is 26)
+export const USAGE = `Usage: npm run bench -- [options]   (node dist/scripts/bench.js [options], where node is 26;
+       in the bundle of npm run bench:bundle: myservice-bench/bench.sh [options])
 
   --quick                 a few-second smoke run: 1 round, short loads, results in a temp dir
   --rounds N              interleaved rounds, medians reported (default 3, quick 1)
@@ -34,8 +35,8 @@ export const USAGE = `Usage: npm run bench -- [options]   (node dist/scripts/ben
                           one that is not found is an error),
                           minimal: a hand-written node:cluster of N reusePort workers with no supervision,
                           and/or metrics-off: reuseport ×N with METRICS=off
-  --out DIR               where bench.json and bench.svg go (default: the project's git-ignored bench-results/;
-                          quick: a temp dir), created and checked before measuring; the reference results
+  --out DIR               where bench.json and bench.svg go (default: bench-results/ in the project, git-ignored,
+                          or in the bundle's folder; quick: a temp dir), created and checked before measuring; the reference results
                           in scripts/results are written only with --out scripts/results
   --json FILE             the JSON report's path (overrides --out for it; without --out, the SVG goes beside
                           it: x.json, x.svg)

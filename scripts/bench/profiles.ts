@@ -131,3 +131,26 @@ export async function runProfile(
     ? parseAb(result.stdout, await readFile(csv, 'utf8'))
     : parseWrk(result.stdout);
 }
+
+/** Descriptors a server or wrk needs beside one per connection (stdio, epoll, pipes, its listener). */
+const SPARE_DESCRIPTORS = 64;
+
+/**
+ * Pure: why wrk's connections cannot all be opened under this open-files limit (the bench's,
+ * which Node raised to the hard limit and every server and wrk inherit), or undefined. wrk holds
+ * one descriptor per connection and so does the single-process server; a connection over the
+ * limit counts as a failed request, which is not the server's doing.
+ */
+export function descriptorProblem(
+  connections: number,
+  openFilesLimit: number | undefined,
+): string | undefined {
+  if (openFilesLimit === undefined || connections + SPARE_DESCRIPTORS <= openFilesLimit) return undefined;
+  return `--connections ${connections} needs about ${connections + SPARE_DESCRIPTORS} open files in wrk and in the single process, and the limit here is ${openFilesLimit}: raise the hard limit (ulimit -Hn; docker run --ulimit nofile=N:N) or use fewer connections`;
+}
+
+/** The soft open-files limit of this process from /proc/self/limits, undefined when unreadable or unlimited. */
+export function openFilesLimit(limits: string | undefined): number | undefined {
+  const soft = limits && /^Max open files\s+(\S+)/m.exec(limits)?.[1];
+  return soft && /^\d+$/.test(soft) ? Number(soft) : undefined;
+}

@@ -120,6 +120,7 @@ export function renderText(report: BenchReport): string {
     );
   }
   for (const skipped of m.skipped) out.push(`skipped: ${skipped}`);
+  for (const warning of m.warnings ?? []) out.push(`warning: ${warning}`);
   for (const p of report.profiles) {
     out.push('', `${p.command}  (${PROFILE_TITLES[p.id] ?? p.id})`, profileTable(report, p.id));
     out.push(...changeNotes(report, p.id));

@@ -29,6 +29,8 @@ export interface BenchMeta {
   /** How many workers WORKERS=auto starts on the service's CPUs (absent in older reports). */
   readonly defaultWorkers?: number;
   readonly skipped: readonly string[];
+  /** What makes some figures mean less than they seem (absent in older reports). */
+  readonly warnings?: readonly string[];
 }
 
 export interface BenchReport {
