@@ -777,6 +777,61 @@ describe('slow and idle clients, with timeouts set small through the environment
     }
   });
 
+  it(`line ends alone after a response node:http gave keep no connection alive: closed within KEEP_ALIVE_TIMEOUT_MS (+1 s) + HEADERS_TIMEOUT_MS`, async () => {
+    const s = service as Service;
+    const conn = await RawConnection.open(s.port);
+    let drip: NodeJS.Timeout | undefined;
+    try {
+      // A probe is node:http's to answer; the fast path's own connections time out on their own.
+      conn.write(crlf(['GET /healthz HTTP/1.1', 'Host: test']));
+      const reply = await conn.reply();
+      assert.equal(reply.status, 200);
+      const repliedAt = performance.now();
+      // llhttp skips line ends between requests: each restarts the socket's idle timer and
+      // begins no request, so no headers timeout starts either.
+      drip = setInterval(() => conn.write('\r\n'), KEEP_ALIVE_MS / 2);
+      const limitMs = KEEP_ALIVE_MS + 1_000 + HEADERS_MS;
+      // Unchecked, the connection stays open as long as the line ends come: the wait's bound is no timing asserted.
+      assert.ok(await conn.closedWithin(limitMs + SLACK_MS + 3_000), 'the connection is still open');
+      const idle = (conn.closedAt ?? 0) - repliedAt;
+      assert.ok(idle >= limitMs - 20, `closed ${Math.round(idle)} ms after the reply`);
+      assert.equal(conn.unread, '');
+    } finally {
+      clearInterval(drip);
+      conn.destroy();
+    }
+  });
+
+  it("a kept-alive connection whose next request starts late in node:http's idle limit and takes most of the headers timeout is still answered", async () => {
+    // Its own service: a headers timeout long enough to tell that bound from the idle limit alone.
+    const headersMs = 2_000;
+    const own = await start({
+      WORKERS: '1',
+      HEADERS_TIMEOUT_MS: String(headersMs),
+      REQUEST_TIMEOUT_MS: String(2 * headersMs),
+      KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_MS),
+    });
+    const conn = await RawConnection.open(own.port);
+    try {
+      conn.write(crlf(['GET /healthz HTTP/1.1', 'Host: test']));
+      assert.equal((await conn.reply()).status, 200);
+      // 300 ms inside node:http's idle limit (the keep-alive timeout and its 1 s buffer), then a
+      // head that takes 1.5 s: done 1 s after that limit, which a bound of the limit alone would
+      // cut. Its bytes come every 250 ms, since the idle timer still runs while a head arrives.
+      await new Promise((resolve) => setTimeout(resolve, KEEP_ALIVE_MS + 1_000 - 300));
+      conn.write('GET /healthz HTTP/1.1\r\nHost: test\r\n');
+      for (let i = 0; i < 6; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 0.125 * headersMs));
+        conn.write('X-Slow: a\r\n');
+      }
+      conn.write('\r\n');
+      assert.equal((await conn.reply()).status, 200);
+    } finally {
+      conn.destroy();
+      await stop(own);
+    }
+  });
+
   it('a client that pipelines requests and never reads the responses is cut after REQUEST_TIMEOUT_MS of stalled output', async () => {
     const s = service as Service;
     const conn = await RawConnection.open(s.port);
@@ -829,7 +884,7 @@ describe('stalled output', () => {
   it('is output that stops moving: a client that reads nothing is cut at the limit, a slow one that keeps reading is not', async () => {
     const server = createServer();
     const limitMs = 1_500;
-    cutStalledConnections(server, 100, limitMs);
+    cutStalledConnections(server, 100, limitMs, 60_000);
     // More than the kernel's buffers on both sides hold, so the worker keeps output waiting.
     const payload = Buffer.alloc(32 * 1024 * 1024, 'x');
     const accepted: Socket[] = [];

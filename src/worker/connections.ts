@@ -1,6 +1,7 @@
 /** Connection bookkeeping the greeting server needs beyond Node's: stalled output, timed-out heads, graceful close. */
 import type { Server } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
+import type { HttpSocket } from './fast-path.js';
 import { withDate } from './replies.js';
 import type { RequestStats } from './request-stats.js';
 
@@ -21,26 +22,50 @@ const DRAIN_STALL_MS = 2 * IDLE_GRACE_MS;
  * and `destroySoon()` after an error reply waits for a flush that never comes. A slow reader's
  * output moves, and is left alone.
  */
+export interface WatchedConnections {
+  /** Every connection the server accepted that is not closed yet. */
+  readonly open: ReadonlySet<Socket>;
+  /** node:http finished a response on `socket`: its next request must come within the idle limit. */
+  responseFinished(socket: Socket): void;
+  /** A request came on `socket` (its head is read). */
+  requestCame(socket: Socket): void;
+}
+
 export function cutStalledConnections(
   server: Server,
   checkEveryMs: number,
   stallLimitMs: number,
-): ReadonlySet<Socket> {
+  idleLimitMs: number,
+): WatchedConnections {
   const open = new Set<Socket>();
   /**
    * Sockets whose output was found waiting on the client: since when (performance.now()), and
    * where that output stood then (see progressOf).
    */
   const stalled = new Map<Socket, { since: number; progress: string }>();
+  /**
+   * Connections node:http keeps alive after a response, since when. Its keep-alive timeout is the
+   * socket's idle timer, which any byte restarts, and bytes that begin no request (llhttp skips
+   * line ends between requests) start no headers timeout either: a client sending a line end every
+   * few seconds would hold its connection for good. `idleLimitMs` is as long as a client could
+   * take that starts its next request within the keep-alive timeout and sends its head within
+   * the headers timeout.
+   */
+  const idleSince = new Map<Socket, number>();
   server.on('connection', (socket: Socket) => {
     open.add(socket);
     socket.on('close', () => {
       open.delete(socket);
       stalled.delete(socket);
+      idleSince.delete(socket);
     });
   });
   const check = (): void => {
     const now = performance.now();
+    for (const [socket, since] of idleSince) {
+      // A response attached: a pipelined request is being answered.
+      if (now - since >= idleLimitMs && !(socket as HttpSocket)._httpMessage) socket.destroy();
+    }
     // The listener is closed once the worker drains (closeGracefully).
     const limitMs = server.listening ? stallLimitMs : Math.min(stallLimitMs, DRAIN_STALL_MS);
     for (const socket of open) {
@@ -60,7 +85,15 @@ export function cutStalledConnections(
     timer = setInterval(check, checkEveryMs).unref();
   });
   server.on('close', () => clearInterval(timer));
-  return open;
+  return {
+    open,
+    responseFinished: (socket) => {
+      if (!socket.destroyed) idleSince.set(socket, performance.now());
+    },
+    requestCame: (socket) => {
+      idleSince.delete(socket);
+    },
+  };
 }
 
 /**

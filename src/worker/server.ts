@@ -197,6 +197,9 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
 
   /** `path` from requestPath(): undefined gets 400 here, not Node's, so it carries our headers. */
   function answer(req: IncomingMessage, res: ServerResponse, path: string | undefined): void {
+    const socket = req.socket;
+    connections.requestCame(socket);
+    res.once('finish', () => connections.responseFinished(socket));
     const h = req.headers;
     if (path === undefined) {
       stats.requests++;
@@ -239,7 +242,14 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     closesConnection,
     timeoutReply: clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string,
   });
-  const open = cutStalledConnections(server, checkEveryMs, limits.requestTimeoutMs);
+  // node:http keeps an idle connection 1 s past its keep-alive timeout (as the fast path does).
+  const connections = cutStalledConnections(
+    server,
+    checkEveryMs,
+    limits.requestTimeoutMs,
+    limits.keepAliveTimeoutMs + 1_000 + limits.headersTimeoutMs,
+  );
+  const open = connections.open;
   // Draining closes idle connections after a grace; node:http's idle list leaves out a connection
   // in the middle of a request head, which would otherwise hold the drain until the headers
   // timeout (10 s by default, past the 8 s drain deadline: one slow client forced every stop).
