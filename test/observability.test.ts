@@ -137,6 +137,50 @@ describe('metrics aggregated across workers', () => {
     assert.equal(total(p, 'myservice_http_requests_total'), 1);
   });
 
+  it('a probe sent with Expect: 100-continue counts nothing, its 100 Continue included', async () => {
+    const service = await start({ env: { WORKERS: '1' } });
+    const conn = await RawConnection.open(service.port);
+    try {
+      conn.write('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody');
+      const reply = await conn.reply();
+      assert.deepEqual([reply.interim, reply.status], [[100], 200]);
+    } finally {
+      conn.destroy();
+    }
+    const p = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(p, 'myservice_http_responses_total'), 0);
+    assert.equal(total(p, 'myservice_http_requests_total'), 0);
+  });
+
+  it('a request refused while its body is read (invalid chunking: 400, too slow: 408) counts as a request, as one refused for too much body (413) does', async () => {
+    const service = await start({
+      env: { WORKERS: '1', HEADERS_TIMEOUT_MS: '500', REQUEST_TIMEOUT_MS: '1000' },
+    });
+    const refused = async (head: string, body: string): Promise<number> => {
+      const conn = await RawConnection.open(service.port);
+      try {
+        conn.write(`POST / HTTP/1.1\r\nHost: x\r\n${head}\r\n\r\n${body}`);
+        return (await conn.reply({ ms: 5_000 })).status;
+      } finally {
+        conn.destroy();
+      }
+    };
+    assert.equal(await refused('Transfer-Encoding: chunked', 'zz\r\n'), 400);
+    assert.equal(await refused('Content-Length: 5', 'ab'), 408);
+    assert.equal(await refused('Content-Length: 5000000', ''), 413);
+    // A probe whose body is cut is still no request.
+    const conn = await RawConnection.open(service.port);
+    try {
+      conn.write('GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
+      assert.equal((await conn.reply()).status, 400);
+    } finally {
+      conn.destroy();
+    }
+    const p = parseExposition((await get(`${service.url}/metrics`)).text);
+    assert.equal(total(p, 'myservice_http_requests_total'), 3);
+    assert.equal(total(p, 'myservice_http_responses_total', { code: '4xx' }), 4);
+  });
+
   it('restart counters move after a worker is killed', async () => {
     const service = await start({ env: { WORKERS: '2' } });
     const before = parseExposition((await get(`${service.url}/metrics`)).text);

@@ -105,17 +105,21 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   const { metrics } = options;
   if (metrics) probes.set('/metrics', (req, res) => scrape(req, res, metrics));
 
+  const readable = (req: IncomingMessage): boolean => req.method === 'GET' || req.method === 'HEAD';
+  /** A probe's GET or HEAD: no request to the service, and none of its responses counted. */
+  const isProbe = (req: IncomingMessage, path: string | undefined): boolean =>
+    path !== undefined && readable(req) && probes.has(path);
+
   function route(req: IncomingMessage, res: ServerResponse, path: string): void {
-    const readable = req.method === 'GET' || req.method === 'HEAD';
     const probe = probes.get(path);
-    if (readable && probe) {
+    if (readable(req) && probe) {
       probe(req, res);
       return;
     }
     // Every other answer is to a request, counted: the greeting, a method refused on a path that
     // exists (a probe's included: a POST is no probe), an unknown path.
     stats.requests++;
-    send(res, path !== '/' && !probe ? notFound : readable ? greeting : methodNotAllowed);
+    send(res, path !== '/' && !probe ? notFound : readable(req) ? greeting : methodNotAllowed);
   }
 
   /** Scrapes each connection has waiting for their text. */
@@ -298,7 +302,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     const path = requestPath(req);
     if (path !== undefined) {
       res.writeContinue();
-      stats.countResponse(100);
+      if (!isProbe(req, path)) stats.countResponse(100);
     }
     answer(req, res, path);
   });
@@ -336,6 +340,9 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     }
     // Otherwise the error is in the request being read: answer it unless its response has started.
     if (socket.writable && !inFlight?.headersSent) {
+      // A request whose head was read and whose body was not (invalid chunking, too slow) was
+      // routed, so it counts as one, as its 413 for too much body would.
+      if (inFlight && !isProbe(inFlight.req, requestPath(inFlight.req))) stats.requests++;
       stats.countResponse(Number(reply.slice(9, 12)));
       socket.end(withDate(reply));
     }
