@@ -121,36 +121,29 @@ describe('metrics aggregated across workers', () => {
     assert.equal(total(p, 'myservice_http_responses_total', { code: '4xx' }), 4);
   });
 
-  it('a 100 Continue counts as a 1xx response, beside the final 200', async () => {
-    const service = await start({ env: { WORKERS: '1' } });
-    const conn = await RawConnection.open(service.port);
-    try {
-      conn.write('GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody');
-      const reply = await conn.reply();
-      assert.deepEqual([reply.interim, reply.status], [[100], 200]);
-    } finally {
-      conn.destroy();
-    }
-    const p = parseExposition((await get(`${service.url}/metrics`)).text);
-    assert.equal(total(p, 'myservice_http_responses_total', { code: '1xx' }), 1);
-    assert.equal(total(p, 'myservice_http_responses_total', { code: '2xx' }), 1);
-    assert.equal(total(p, 'myservice_http_requests_total'), 1);
-  });
-
-  it('a probe sent with Expect: 100-continue counts nothing, its 100 Continue included', async () => {
-    const service = await start({ env: { WORKERS: '1' } });
-    const conn = await RawConnection.open(service.port);
-    try {
-      conn.write('GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody');
-      const reply = await conn.reply();
-      assert.deepEqual([reply.interim, reply.status], [[100], 200]);
-    } finally {
-      conn.destroy();
-    }
-    const p = parseExposition((await get(`${service.url}/metrics`)).text);
-    assert.equal(total(p, 'myservice_http_responses_total'), 0);
-    assert.equal(total(p, 'myservice_http_requests_total'), 0);
-  });
+  // A probe's included: no response to a probe is counted.
+  for (const [path, counted] of [
+    ['/', { '1xx': 1, '2xx': 1, requests: 1 }],
+    ['/healthz', { '1xx': 0, '2xx': 0, requests: 0 }],
+  ] as const) {
+    it(`a 100 Continue to GET ${path} counts as a 1xx response beside the final 200, unless it is a probe's (${JSON.stringify(counted)})`, async () => {
+      const service = await start({ env: { WORKERS: '1' } });
+      const conn = await RawConnection.open(service.port);
+      try {
+        conn.write(
+          `GET ${path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody`,
+        );
+        const reply = await conn.reply();
+        assert.deepEqual([reply.interim, reply.status], [[100], 200]);
+      } finally {
+        conn.destroy();
+      }
+      const p = parseExposition((await get(`${service.url}/metrics`)).text);
+      assert.equal(total(p, 'myservice_http_responses_total', { code: '1xx' }), counted['1xx']);
+      assert.equal(total(p, 'myservice_http_responses_total', { code: '2xx' }), counted['2xx']);
+      assert.equal(total(p, 'myservice_http_requests_total'), counted.requests);
+    });
+  }
 
   it('a request refused while its body is read (invalid chunking: 400, too slow: 408) counts as a request, as one refused for too much body (413) does', async () => {
     const service = await start({
