@@ -8,6 +8,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { detectCpuLimit } from '../src/cpu-count.js';
+import { openFilesLimit } from '../src/open-files.js';
 import { renderSvg } from './bench/chart-svg.js';
 import { keepScratchDir, run, stopChildren } from './bench/commands.js';
 import { findCompared } from './bench/compare-tools.js';
@@ -39,7 +40,6 @@ import {
   findTools,
   type LoadSettings,
   missingTools,
-  openFilesLimit,
   type Tools,
   wrkThreadsFor,
 } from './bench/profiles.js';

@@ -29,6 +29,8 @@ export type ControlSignal = (typeof CONTROL_SIGNALS)[number];
 /** What a worker measures about itself, sent when the primary collects metrics. */
 export interface WorkerStats {
   readonly requests: number;
+  /** Connections accepted and closed at once, unanswered: past MAX_CONNECTIONS (or the open-files limit). */
+  readonly droppedConnections: number;
   /** Responses by status class, index 0 = 1xx … 4 = 5xx. */
   readonly responses: readonly number[];
   readonly rssBytes: number;
@@ -95,6 +97,7 @@ function isStats(v: unknown): boolean {
   const s = v as Record<string, unknown>;
   return (
     isCount(s.requests) &&
+    isCount(s.droppedConnections) &&
     isClassCounts(s.responses) &&
     isMeasure(s.rssBytes) &&
     isMeasure(s.heapUsedBytes) &&

@@ -30,7 +30,6 @@ import {
   profiles as buildProfiles,
   descriptorProblem,
   findTools,
-  openFilesLimit,
   type Profile,
   type ProfileId,
   wrkThreadsFor,
@@ -45,6 +44,7 @@ import { RollTally } from '../scripts/bench/roll-tally.js';
 import { roundOrder } from '../scripts/bench/run-rounds.js';
 import { comparisons, median, scaling } from '../scripts/bench/summary.js';
 import { defaultWorkerCounts, targetSpecs } from '../scripts/bench/targets.js';
+import { openFilesLimit } from '../src/open-files.js';
 import { summaryOf } from './helpers/bench-summary.js';
 
 const AB_REPORT = `Server Hostname:        127.0.0.1

@@ -1034,18 +1034,63 @@ for (const balance of ['reuseport', 'round-robin']) {
 
         for (const c of open) c.destroy();
         let served = false;
-        for (let attempt = 0; attempt < 50 && !served; attempt++)
+        let attempts = 0;
+        for (; attempts < 50 && !served; attempts++)
           served = await greet(s.url).then(
             () => true,
             () => false,
           );
         assert.ok(served, 'not served after the idle connections closed');
+        // Every connection closed unanswered is counted: the extra ones, undici's, the raw one,
+        // and any attempt made before the workers saw the idle ones close.
+        const text = (await request(`${s.url}/metrics`, { reset: true }).then((res) =>
+          res.body.text(),
+        )) as string;
+        const dropped = total(parseExposition(text), 'myservice_connections_dropped_total');
+        assert.ok(
+          dropped >= refused + 2 && dropped <= refused + 2 + attempts,
+          `dropped ${dropped} of ${refused} + 2`,
+        );
       } finally {
         for (const c of conns) c.destroy();
       }
     });
   });
 }
+
+describe('an open-files limit too small for MAX_CONNECTIONS', () => {
+  const LIMIT = 128;
+  it(`warns at start; each worker takes what the limit holds (${LIMIT} less 64 spare) and drops the rest, counted, as past MAX_CONNECTIONS`, async () => {
+    // Soft and hard: Node raises the soft limit to the hard one as it starts.
+    const s = await startService({ env: { WORKERS: '1' }, wrap: `ulimit -n ${LIMIT} && exec "$0" "$@"` });
+    services.add(s);
+    const conns: RawConnection[] = [];
+    try {
+      const warning = s.logs.find(
+        (l) => l.level === 40 && l.msg.startsWith('MAX_CONNECTIONS=10000 is more than'),
+      );
+      assert.equal(warning?.maxConnections, LIMIT - 64, s.dump());
+      const extra = 16;
+      for (let i = 0; i < LIMIT - 64 + extra; i++) conns.push(await RawConnection.open(s.port));
+      // libuv's fallback at EMFILE also closes what waits, so count what the worker says it dropped.
+      const closedWithin = await Promise.all(conns.map((c) => c.closedWithin(CLOSE_MS)));
+      assert.equal(closedWithin.filter(Boolean).length, extra);
+      for (const c of conns) c.destroy();
+      let text = '';
+      for (let attempt = 0; attempt < 50 && !text; attempt++)
+        text = await request(`${s.url}/metrics`, { reset: true }).then(
+          (res) => res.body.text(),
+          () => '',
+        );
+      assert.ok(text, 'no scrape answered after the idle connections closed');
+      assert.ok(total(parseExposition(text), 'myservice_connections_dropped_total') >= extra);
+      await greet(s.url);
+    } finally {
+      for (const c of conns) c.destroy();
+      await stop(s);
+    }
+  });
+});
 
 const SEED = fuzzSeed(process.env.FUZZ_SEED);
 const FUZZ_CASES = Number(process.env.FUZZ_CASES || 3_000);

@@ -5,6 +5,7 @@ import { isNativeHandle, isPrimaryMessage, isWorkerMessage } from '../src/protoc
 
 const stats = {
   requests: 3,
+  droppedConnections: 0,
   responses: [0, 3, 0, 0, 0],
   rssBytes: 1e8,
   heapUsedBytes: 1e7,
@@ -31,6 +32,7 @@ describe('isWorkerMessage', () => {
       { type: 'stats', requestId: 1, stats: { ...stats, responses: [1, 2] } },
       { type: 'stats', requestId: -1, stats },
       { type: 'stats', requestId: 1, stats: { ...stats, rssBytes: Number.NaN } },
+      { type: 'stats', requestId: 1, stats: { ...stats, droppedConnections: undefined } },
       { type: 'heartbeat' },
       { type: 'heartbeat', responses: [0, 1.5, 0, 0, 0] },
       { type: 'fatal', code: 'E' },

@@ -1,6 +1,7 @@
 /** The load profiles: the post's `ab` run, the same with keep-alive, and many kept-alive connections. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SPARE_DESCRIPTORS } from '../../src/open-files.js';
 import { findExecutable, run, scratchDir } from './commands.js';
 import { type CpuPlan, pinPrefix } from './cpu-plan.js';
 import { type LoadResult, parseAb, parseWrk } from './load-output.js';
@@ -132,9 +133,6 @@ export async function runProfile(
     : parseWrk(result.stdout);
 }
 
-/** Descriptors a server or wrk needs beside one per connection (stdio, epoll, pipes, its listener). */
-const SPARE_DESCRIPTORS = 64;
-
 /**
  * Pure: why wrk's connections cannot all be opened under this open-files limit (the bench's,
  * which Node raised to the hard limit and every server and wrk inherit), or undefined. wrk holds
@@ -147,10 +145,4 @@ export function descriptorProblem(
 ): string | undefined {
   if (openFilesLimit === undefined || connections + SPARE_DESCRIPTORS <= openFilesLimit) return undefined;
   return `--connections ${connections} needs about ${connections + SPARE_DESCRIPTORS} open files in wrk and in the single process, and the limit here is ${openFilesLimit}: raise the hard limit (ulimit -Hn; docker run --ulimit nofile=N:N) or use fewer connections`;
-}
-
-/** The soft open-files limit of this process from /proc/self/limits, undefined when unreadable or unlimited. */
-export function openFilesLimit(limits: string | undefined): number | undefined {
-  const soft = limits && /^Max open files\s+(\S+)/m.exec(limits)?.[1];
-  return soft && /^\d+$/.test(soft) ? Number(soft) : undefined;
 }

@@ -89,8 +89,14 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_http_requests_total',
     'counter',
-    'Requests answered by each worker, refusals after parsing included (probes and scrapes, GET or HEAD, and what the HTTP parser refused with 400, 408 or 431 excluded).',
+    'Requests answered by each worker, refusals after parsing included (probes and scrapes, GET or HEAD, and what the HTTP parser refused in a request head with 400, 408 or 431 excluded).',
     workers.map((w) => [workerLabels(w), w.stats.requests]),
+  );
+  out.family(
+    'myservice_connections_dropped_total',
+    'counter',
+    'Connections each worker accepted and closed at once, unanswered: past MAX_CONNECTIONS, or past what the open-files limit can hold.',
+    workers.map((w) => [workerLabels(w), w.stats.droppedConnections]),
   );
   out.family(
     'myservice_http_responses_total',

@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import { detectOwnCpuLimit } from '../cpu-count.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
+import { ownConnectionLimit } from '../open-files.js';
 import {
   isNativeHandle,
   isWorkerMessage,
@@ -61,6 +62,8 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       workers: cpu.workers,
     });
   }
+  const connections = ownConnectionLimit(config.http.maxConnections);
+  if (connections.warning) log('warn', connections.warning, { maxConnections: connections.maxConnections });
   const bootConcurrency = cpu.workers * BOOTS_PER_CPU;
   if (count > cpu.workers) {
     const batches = count > bootConcurrency ? `; ${bootConcurrency} boot at a time` : '';

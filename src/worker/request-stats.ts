@@ -17,6 +17,7 @@ function delaySeconds(intervalNs: number): number {
 /** Counters the request handler bumps: plain integers, so the hot path pays an increment. */
 export class RequestStats {
   requests = 0;
+  droppedConnections = 0;
   /** Responses by status class: index 0 = 1xx … 4 = 5xx. */
   readonly responses = [0, 0, 0, 0, 0];
   #loopDelay: ELDHistogram | undefined;
@@ -37,6 +38,7 @@ export class RequestStats {
     const h = this.#loopDelay;
     return {
       requests: this.requests,
+      droppedConnections: this.droppedConnections,
       responses: [...this.responses],
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,

@@ -318,6 +318,9 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   // onconnection); dropMaxConnection makes the worker accept and close it, as under reuseport.
   server.maxConnections = limits.maxConnections;
   (server as Server & { dropMaxConnection: boolean }).dropMaxConnection = true;
+  server.on('drop', () => {
+    stats.droppedConnections++;
+  });
   /** Sockets given an error reply, or waiting to be: llhttp repeats its error at every later read. */
   const refused = new WeakSet<Socket>();
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

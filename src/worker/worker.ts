@@ -7,6 +7,7 @@ import { bindFailure } from '../bind-failure.js';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
+import { ownConnectionLimit } from '../open-files.js';
 import { isNativeHandle, isPrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { closeGracefully } from './connections.js';
 import { RequestStats } from './request-stats.js';
@@ -75,7 +76,8 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
   const server = createGreetingServer({
     hostname: hostname(),
     pid: process.pid,
-    limits: config.http,
+    // The same limit the primary warned of, if any: this process inherited its open-files limit.
+    limits: { ...config.http, maxConnections: ownConnectionLimit(config.http.maxConnections).maxConnections },
     stats,
     readiness: () => readiness,
     metrics,
