@@ -803,25 +803,27 @@ describe('slow and idle clients, with timeouts set small through the environment
   });
 
   it("a kept-alive connection whose next request starts late in node:http's idle limit and takes most of the headers timeout is still answered", async () => {
-    // Its own service: a headers timeout long enough to tell that bound from the idle limit alone.
-    const headersMs = 2_000;
+    // Its own service: timeouts long enough to tell the bound from node:http's idle limit alone
+    // (keep-alive 1 s and its 1 s buffer: 2 s) with margins a busy machine cannot eat up.
+    const keepAliveMs = 1_000;
+    const headersMs = 3_000;
     const own = await start({
       WORKERS: '1',
       HEADERS_TIMEOUT_MS: String(headersMs),
       REQUEST_TIMEOUT_MS: String(2 * headersMs),
-      KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_MS),
+      KEEP_ALIVE_TIMEOUT_MS: String(keepAliveMs),
     });
     const conn = await RawConnection.open(own.port);
     try {
       conn.write(crlf(['GET /healthz HTTP/1.1', 'Host: test']));
       assert.equal((await conn.reply()).status, 200);
-      // 300 ms inside node:http's idle limit (the keep-alive timeout and its 1 s buffer), then a
-      // head that takes 1.5 s: done 1 s after that limit, which a bound of the limit alone would
-      // cut. Its bytes come every 250 ms, since the idle timer still runs while a head arrives.
-      await new Promise((resolve) => setTimeout(resolve, KEEP_ALIVE_MS + 1_000 - 300));
+      // 800 ms inside the idle limit, then a head that takes 2 s: done 1.2 s after that limit,
+      // which a bound of the limit alone cuts, and 1.8 s before the bound (1 + 1 + 3 s). Its bytes
+      // come every 250 ms, since node:http's idle timer still runs while a head arrives.
+      await new Promise((resolve) => setTimeout(resolve, keepAliveMs + 1_000 - 800));
       conn.write('GET /healthz HTTP/1.1\r\nHost: test\r\n');
-      for (let i = 0; i < 6; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 0.125 * headersMs));
+      for (let i = 0; i < 8; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
         conn.write('X-Slow: a\r\n');
       }
       conn.write('\r\n');

@@ -171,9 +171,11 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   const declaresTooMuch = (req: IncomingMessage): boolean =>
     Number(req.headers['content-length'] ?? 0) > limits.maxBodyBytes;
 
+  /** A probe's 413 is counted no more than its 200 would be. */
   function refuseBody(res: ServerResponse): void {
-    stats.requests++;
-    send(res, payloadTooLarge);
+    const probe = isProbe(res.req, requestPath(res.req));
+    if (!probe) stats.requests++;
+    send(res, payloadTooLarge, !probe);
   }
 
   /**
@@ -344,9 +346,10 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     // Otherwise the error is in the request being read: answer it unless its response has started.
     if (socket.writable && !inFlight?.headersSent) {
       // A request whose head was read and whose body was not (invalid chunking, too slow) was
-      // routed, so it counts as one, as its 413 for too much body would.
-      if (inFlight && !isProbe(inFlight.req, requestPath(inFlight.req))) stats.requests++;
-      stats.countResponse(Number(reply.slice(9, 12)));
+      // routed, so it counts as one, as its 413 for too much body would; a probe's, as neither.
+      const probe = inFlight ? isProbe(inFlight.req, requestPath(inFlight.req)) : false;
+      if (inFlight && !probe) stats.requests++;
+      if (!probe) stats.countResponse(Number(reply.slice(9, 12)));
       socket.end(withDate(reply));
     }
     socket.destroySoon();
