@@ -5,7 +5,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
+import {
+  cgroupDir,
+  mountFor,
+  mountsOf,
+  outsideNamespace,
+  parseCgroupLines,
+  parseMountinfo,
+} from './cgroup-paths.js';
 
 /** Reads a file's text, or undefined when it does not exist or cannot be read. */
 export type ReadFile = (path: string) => string | undefined;
@@ -43,67 +51,6 @@ function affinityOf(read: ReadFile): { count: number; list: string } | undefined
   if (!list) return undefined;
   const count = countCpuList(list);
   return count === undefined ? undefined : { count, list };
-}
-
-interface Mount {
-  readonly root: string;
-  readonly mountPoint: string;
-  readonly fsType: string;
-  readonly superOptions: readonly string[];
-}
-
-/** Parses /proc/self/mountinfo (proc(5)): fields 4 and 5, then fstype and super options after " - ". */
-function parseMountinfo(text: string): Mount[] {
-  const mounts: Mount[] = [];
-  for (const line of text.split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (!left || !right) continue;
-    const fields = left.split(' ');
-    const [fsType, , options] = right.split(' ');
-    const root = fields[3];
-    const mountPoint = fields[4];
-    if (!root || !mountPoint || !fsType) continue;
-    mounts.push({
-      root: unescapeOctal(root),
-      mountPoint: unescapeOctal(mountPoint),
-      fsType,
-      superOptions: (options ?? '').split(','),
-    });
-  }
-  return mounts;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeOctal(path: string): string {
-  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
-}
-
-/** Whether a mount whose root is `root` shows the cgroup at `cgroupPath` (at it or below it). */
-function contains(root: string, cgroupPath: string): boolean {
-  const rel = relative(root, cgroupPath);
-  return rel !== '..' && !rel.startsWith('../');
-}
-
-/**
- * The mount of this hierarchy that shows the process's own cgroup, the deepest root first: a
- * container can also see other parts of the tree (a monitoring agent's bind of the host's
- * /sys/fs/cgroup), listed before its own. With none containing it, the first, read at its mount
- * point: an older Docker's bind of the container's cgroup under a path named after the host's.
- */
-function mountFor(mounts: readonly Mount[], cgroupPath: string): Mount | undefined {
-  let best: Mount | undefined;
-  for (const mount of mounts) {
-    if (mount.root.split('/').includes('..') || !contains(mount.root, cgroupPath)) continue;
-    if (!best || mount.root.length > best.root.length) best = mount;
-  }
-  return best ?? mounts[0];
-}
-
-/** The directory of this process's cgroup inside the mount, or the mount point when it is not below it. */
-function cgroupDir(mount: Mount, cgroupPath: string): string {
-  return contains(mount.root, cgroupPath)
-    ? join(mount.mountPoint, relative(mount.root, cgroupPath))
-    : mount.mountPoint;
 }
 
 interface Quota {
@@ -180,43 +127,27 @@ function quotaOf(read: ReadFile): QuotaReading {
   const mountinfo = read('/proc/self/mountinfo');
   if (mountinfo === undefined) return { problems: ['/proc/self/mountinfo cannot be read'] };
   const mounts = parseMountinfo(mountinfo);
-  const lines = cgroups
-    .split('\n')
-    // hierarchy-ID:controller-list:cgroup-path (cgroups(7)); v2 is "0::/path". Not trimmed: a
-    // directory name may end in a space.
-    .map((line) => /^(\d+):([^:]*):(.*)$/.exec(line.replace(/\r$/, '')))
-    .filter((m) => m !== null)
-    .map(([, id, controllers = '', path = '/']) => ({
-      v2: id === '0' && controllers === '',
-      controllers,
-      path,
-    }));
+  const lines = parseCgroupLines(cgroups);
   // The cpu controller is on v1 when a v1 hierarchy lists it, else on v2 (or on none).
-  const cpuOnV1 = lines.some((l) => !l.v2 && l.controllers.split(',').includes('cpu'));
+  const cpuOnV1 = lines.some((l) => !l.v2 && l.controllers.includes('cpu'));
   const problems: Problems = [];
   let best: Quota | undefined;
-  for (const { v2, controllers, path } of lines) {
-    if (!v2 && !controllers.split(',').includes('cpu')) continue;
-    const carriesCpu = v2 !== cpuOnV1;
-    const line = `${v2 ? '0:' : controllers}:${path}`;
-    const mount = mountFor(
-      mounts.filter((mt) =>
-        v2 ? mt.fsType === 'cgroup2' : mt.fsType === 'cgroup' && mt.superOptions.includes('cpu'),
-      ),
-      path,
-    );
+  for (const line of lines) {
+    if (!line.v2 && !line.controllers.includes('cpu')) continue;
+    const carriesCpu = line.v2 !== cpuOnV1;
+    const name = `${line.v2 ? '0:' : line.controllers.join(',')}:${line.path}`;
+    const mount = mountFor(mountsOf(mounts, line, 'cpu'), line.path);
     if (!mount) {
-      if (carriesCpu) problems.push(`no ${v2 ? 'cgroup2' : 'cgroup v1 cpu'} mount shows ${line}`);
+      if (carriesCpu) problems.push(`no ${line.v2 ? 'cgroup2' : 'cgroup v1 cpu'} mount shows ${name}`);
       continue;
     }
-    // Moved out of its cgroup namespace ("/../x"): no mount here shows its limits, and the
-    // namespace root's do not govern it.
-    if (path.split('/').includes('..')) {
-      if (carriesCpu) problems.push(`${line} is outside this cgroup namespace`);
+    // Moved out of its cgroup namespace: the namespace root's limits do not govern it.
+    if (outsideNamespace(line)) {
+      if (carriesCpu) problems.push(`${name} is outside this cgroup namespace`);
       continue;
     }
-    const dir = cgroupDir(mount, path);
-    const q = v2
+    const dir = cgroupDir(mount, line.path);
+    const q = line.v2
       ? tightestQuota(dir, mount.mountPoint, (d) => v2Quota(read, d, problems))
       : tightestQuota(dir, mount.mountPoint, (d) => v1Quota(read, d, problems));
     if (q && (!best || q.cpus < best.cpus)) best = q;
