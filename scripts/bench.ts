@@ -3,12 +3,12 @@
  * loads each with ab and wrk in interleaved rounds, and reports medians as a table, JSON and SVG.
  * See USAGE in bench/options.ts; the README explains the figures.
  */
-import { readFileSync } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import { cpus, hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { detectCpuLimit } from '../src/cpu-count.js';
 import { openFilesLimit } from '../src/open-files.js';
+import { readOrUndefined } from '../src/read-file.js';
 import { renderSvg } from './bench/chart-svg.js';
 import { keepScratchDir, run, stopChildren } from './bench/commands.js';
 import { findCompared } from './bench/compare-tools.js';
@@ -70,14 +70,6 @@ async function pm2Version(runtime: string): Promise<string> {
     return `${runtime} (pm2 ${pkg.version})`;
   } catch {
     return runtime;
-  }
-}
-
-function readOrUndefined(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
   }
 }
 

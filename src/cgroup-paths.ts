@@ -34,15 +34,10 @@ export function parseCgroupLines(text: string): CgroupLine[] {
 }
 
 /** The mounts of the hierarchy that holds `line`: cgroup2, or the v1 ones with its controller. */
-export function mountsOf(mounts: readonly Mount[], line: CgroupLine, controller: string): Mount[] {
+function mountsOf(mounts: readonly Mount[], line: CgroupLine, controller: string): Mount[] {
   return mounts.filter((mt) =>
     line.v2 ? mt.fsType === 'cgroup2' : mt.fsType === 'cgroup' && mt.superOptions.includes(controller),
   );
-}
-
-/** Whether the process has left its cgroup namespace ("/../x"): no mount here shows its limits. */
-export function outsideNamespace(line: CgroupLine): boolean {
-  return line.path.split('/').includes('..');
 }
 
 /** Parses /proc/self/mountinfo (proc(5)): fields 4 and 5, then fstype and super options after " - ". */
@@ -83,7 +78,7 @@ function contains(root: string, cgroupPath: string): boolean {
  * /sys/fs/cgroup), listed before its own. With none containing it, the first, read at its mount
  * point: an older Docker's bind of the container's cgroup under a path named after the host's.
  */
-export function mountFor(mounts: readonly Mount[], cgroupPath: string): Mount | undefined {
+function mountFor(mounts: readonly Mount[], cgroupPath: string): Mount | undefined {
   let best: Mount | undefined;
   for (const mount of mounts) {
     if (mount.root.split('/').includes('..') || !contains(mount.root, cgroupPath)) continue;
@@ -93,8 +88,24 @@ export function mountFor(mounts: readonly Mount[], cgroupPath: string): Mount | 
 }
 
 /** The directory of this process's cgroup inside the mount, or the mount point when it is not below it. */
-export function cgroupDir(mount: Mount, cgroupPath: string): string {
+function cgroupDir(mount: Mount, cgroupPath: string): string {
   return contains(mount.root, cgroupPath)
     ? join(mount.mountPoint, relative(mount.root, cgroupPath))
     : mount.mountPoint;
+}
+
+/** Where a hierarchy's files for the process's cgroup are, or why they cannot be found. */
+export type Location =
+  | { readonly mountPoint: string; readonly dir: string }
+  | 'no mount'
+  | 'outside namespace';
+
+/** Pure: the directory of `line`'s cgroup for `controller`, and the mount point above it. */
+export function locate(mounts: readonly Mount[], line: CgroupLine, controller: string): Location {
+  const mount = mountFor(mountsOf(mounts, line, controller), line.path);
+  if (!mount) return 'no mount';
+  // Moved out of its cgroup namespace ("/../x"): no mount here shows its files, and the
+  // namespace root's do not govern it.
+  if (line.path.split('/').includes('..')) return 'outside namespace';
+  return { mountPoint: mount.mountPoint, dir: cgroupDir(mount, line.path) };
 }

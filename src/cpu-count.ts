@@ -3,20 +3,12 @@
  * affinity mask and the cgroup CPU quota. os.cpus() counts the host's CPUs and
  * os.availableParallelism() ignores a cgroup v1 quota (it said 2 under --cpus 0.5 here).
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import {
-  cgroupDir,
-  mountFor,
-  mountsOf,
-  outsideNamespace,
-  parseCgroupLines,
-  parseMountinfo,
-} from './cgroup-paths.js';
+import { locate, parseCgroupLines, parseMountinfo } from './cgroup-paths.js';
+import { type ReadFile, readOrUndefined } from './read-file.js';
 
-/** Reads a file's text, or undefined when it does not exist or cannot be read. */
-export type ReadFile = (path: string) => string | undefined;
+export type { ReadFile } from './read-file.js';
 
 export interface CpuLimit {
   /** Workers to start: min(affinity, ceil(quota)), at least 1. */
@@ -136,20 +128,20 @@ function quotaOf(read: ReadFile): QuotaReading {
     if (!line.v2 && !line.controllers.includes('cpu')) continue;
     const carriesCpu = line.v2 !== cpuOnV1;
     const name = `${line.v2 ? '0:' : line.controllers.join(',')}:${line.path}`;
-    const mount = mountFor(mountsOf(mounts, line, 'cpu'), line.path);
-    if (!mount) {
-      if (carriesCpu) problems.push(`no ${line.v2 ? 'cgroup2' : 'cgroup v1 cpu'} mount shows ${name}`);
+    const where = locate(mounts, line, 'cpu');
+    if (typeof where === 'string') {
+      if (carriesCpu)
+        problems.push(
+          where === 'no mount'
+            ? `no ${line.v2 ? 'cgroup2' : 'cgroup v1 cpu'} mount shows ${name}`
+            : `${name} is outside this cgroup namespace`,
+        );
       continue;
     }
-    // Moved out of its cgroup namespace: the namespace root's limits do not govern it.
-    if (outsideNamespace(line)) {
-      if (carriesCpu) problems.push(`${name} is outside this cgroup namespace`);
-      continue;
-    }
-    const dir = cgroupDir(mount, line.path);
+    const { dir, mountPoint } = where;
     const q = line.v2
-      ? tightestQuota(dir, mount.mountPoint, (d) => v2Quota(read, d, problems))
-      : tightestQuota(dir, mount.mountPoint, (d) => v1Quota(read, d, problems));
+      ? tightestQuota(dir, mountPoint, (d) => v2Quota(read, d, problems))
+      : tightestQuota(dir, mountPoint, (d) => v1Quota(read, d, problems));
     if (q && (!best || q.cpus < best.cpus)) best = q;
   }
   return { quota: best, problems };
@@ -182,14 +174,6 @@ export function detectCpuLimit(read: ReadFile, hostCpus: number): CpuLimit {
     ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
     reason: `${parts.join('; ')} → ${workers} worker${workers === 1 ? '' : 's'}`,
   };
-}
-
-function readOrUndefined(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
 }
 
 /** The CPU limit of this process, from the real /proc and /sys. */

@@ -4,7 +4,7 @@
  * accepts and closes whatever waits in the listen queue (its EMFILE fallback), uncounted and
  * unlogged; kept below it, node:http drops what is past maxConnections itself.
  */
-import { readFileSync } from 'node:fs';
+import { readOrUndefined } from './read-file.js';
 
 /** Descriptors a worker needs beside its connections: stdio, IPC, epoll, libuv's pipes, its listener. */
 export const SPARE_DESCRIPTORS = 64;
@@ -37,11 +37,5 @@ export function connectionLimit(maxConnections: number, openFiles: number | unde
 
 /** The connection limit of this process, from the real /proc/self/limits. */
 export function ownConnectionLimit(maxConnections: number): ConnectionLimit {
-  let limits: string | undefined;
-  try {
-    limits = readFileSync('/proc/self/limits', 'utf8');
-  } catch {
-    // Not Linux: no limit read, none applied.
-  }
-  return connectionLimit(maxConnections, openFilesLimit(limits));
+  return connectionLimit(maxConnections, openFilesLimit(readOrUndefined('/proc/self/limits')));
 }

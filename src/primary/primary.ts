@@ -19,6 +19,7 @@ import {
 import type { SignalQueue } from '../signal-queue.js';
 import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
+import { OomWatch } from './oom-kills.js';
 import { Supervisor } from './supervisor.js';
 import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor-events.js';
 
@@ -62,6 +63,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       workers: cpu.workers,
     });
   }
+  const oomKills = new OomWatch();
   const connections = ownConnectionLimit(config.http.maxConnections);
   if (connections.warning) log('warn', connections.warning, { maxConnections: connections.maxConnections });
   const bootConcurrency = cpu.workers * BOOTS_PER_CPU;
@@ -261,7 +263,9 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       releaseListener(slot);
       responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
-      dispatch({ type: 'exit', id, code, signal });
+      // Read only for a SIGKILL: the OOM killer sends nothing else.
+      const oomKilled = signal === 'SIGKILL' && oomKills.killedSinceLastLook();
+      dispatch({ type: 'exit', id, code, signal, ...(oomKilled ? { oomKilled } : {}) });
     };
     // 'exit', not 'disconnect': the slot is free only once the process is gone.
     worker.on('exit', onGone);

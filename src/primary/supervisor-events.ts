@@ -41,6 +41,8 @@ export type SupervisorEvent =
       readonly id: number;
       readonly code: number | null;
       readonly signal: string | null;
+      /** Killed by SIGKILL while the memory cgroup's OOM killer counted a kill. */
+      readonly oomKilled?: boolean;
     }
   | { readonly type: 'signal'; readonly signal: ControlSignal }
   /** Time passed: the primary's timer, set for Supervisor.nextTick(). */

@@ -105,7 +105,7 @@ export class Supervisor {
         this.#onFatal(event.id, event.code, event.message);
         break;
       case 'exit':
-        this.#onExit(event.id, event.code, event.signal);
+        this.#onExit(event.id, event.code, event.signal, event.oomKilled === true);
         break;
       case 'signal':
         this.#onSignal(event.signal);
@@ -186,10 +186,10 @@ export class Supervisor {
     this.#log('error', `worker cannot serve: ${message}`, { ...(w ? workerFields(w) : {}), code });
   }
 
-  #onExit(id: number, code: number | null, signal: string | null): void {
+  #onExit(id: number, code: number | null, signal: string | null, oomKilled: boolean): void {
     const w = this.#workers.remove(id);
     if (!w) return;
-    const exit = { ...workerFields(w), code, signal };
+    const exit = { ...workerFields(w), code, signal, ...(oomKilled ? { oomKilled } : {}) };
 
     if (this.#phase === 'stopping') {
       if (code === 0 || w.killSent) {

@@ -1,0 +1,44 @@
+/**
+ * How many processes the memory cgroup's OOM killer has killed: a worker killed by SIGKILL that
+ * the primary did not send is often one of them (docker run --memory, Kubernetes limits.memory),
+ * and the exit alone does not say so. cgroup v2 counts them in memory.events, v1 in
+ * memory.oom_control, both as "oom_kill N".
+ */
+import { join } from 'node:path';
+import { locate, parseCgroupLines, parseMountinfo } from '../cgroup-paths.js';
+import { type ReadFile, readOrUndefined } from '../read-file.js';
+
+/** Pure: the OOM kills counted for this process's memory cgroup, undefined where none can be read. */
+export function oomKillCount(read: ReadFile): number | undefined {
+  const cgroups = read('/proc/self/cgroup');
+  const mountinfo = read('/proc/self/mountinfo');
+  if (cgroups === undefined || mountinfo === undefined) return undefined;
+  const lines = parseCgroupLines(cgroups);
+  // The memory controller is on the v1 hierarchy that lists it, else on v2.
+  const line = lines.find((l) => !l.v2 && l.controllers.includes('memory')) ?? lines.find((l) => l.v2);
+  if (!line) return undefined;
+  const where = locate(parseMountinfo(mountinfo), line, 'memory');
+  if (typeof where === 'string') return undefined;
+  const file = line.v2 ? 'memory.events' : 'memory.oom_control';
+  const count = read(join(where.dir, file))?.match(/^oom_kill (\d+)$/m)?.[1];
+  return count === undefined ? undefined : Number(count);
+}
+
+/** Tells, as each worker is found killed, whether the OOM killer has killed anything since the last time. */
+export class OomWatch {
+  #seen: number | undefined;
+  readonly #read: ReadFile;
+
+  constructor(read: ReadFile = readOrUndefined) {
+    this.#read = read;
+    this.#seen = oomKillCount(read);
+  }
+
+  /** True when the count grew since the watch started or last looked. */
+  killedSinceLastLook(): boolean {
+    const now = oomKillCount(this.#read);
+    const grew = now !== undefined && this.#seen !== undefined && now > this.#seen;
+    if (now !== undefined) this.#seen = now;
+    return grew;
+  }
+}

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { OomWatch, oomKillCount } from '../src/primary/oom-kills.js';
+import { startService } from './helpers/service.js';
+
+/** A fixture tree: absolute path → file text; anything else does not exist. */
+function tree(files: Record<string, string>): (path: string) => string | undefined {
+  return (path) => files[path];
+}
+
+const V1 = {
+  '/proc/self/cgroup': '9:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n',
+  '/proc/self/mountinfo': [
+    '40 31 0:35 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory',
+    '41 31 0:36 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct',
+  ].join('\n'),
+};
+const V2 = {
+  '/proc/self/cgroup': '0::/kubepods/pod1/ctr\n',
+  '/proc/self/mountinfo': '30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw',
+};
+
+describe('oomKillCount over fixture trees', () => {
+  it('reads "oom_kill N" from memory.oom_control (v1) or memory.events (v2) of the process\'s own cgroup', () => {
+    assert.equal(
+      oomKillCount(
+        tree({
+          ...V1,
+          '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 3\n',
+        }),
+      ),
+      3,
+    );
+    assert.equal(
+      oomKillCount(
+        tree({
+          ...V2,
+          '/sys/fs/cgroup/kubepods/pod1/ctr/memory.events':
+            'low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n',
+        }),
+      ),
+      2,
+    );
+  });
+
+  it('is undefined where it cannot be read: no file, no oom_kill line (older kernels), no mount, no /proc', () => {
+    assert.equal(oomKillCount(tree(V1)), undefined);
+    assert.equal(
+      oomKillCount(tree({ ...V1, '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill_disable 0\n' })),
+      undefined,
+    );
+    assert.equal(oomKillCount(tree({ ...V2, '/proc/self/mountinfo': '' })), undefined);
+    assert.equal(oomKillCount(tree({})), undefined);
+  });
+
+  it('OomWatch says yes once per increase, and never when the count cannot be read', () => {
+    const files: Record<string, string> = {
+      ...V1,
+      '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill 1\n',
+    };
+    const watch = new OomWatch(tree(files));
+    assert.equal(watch.killedSinceLastLook(), false);
+    files['/sys/fs/cgroup/memory/memory.oom_control'] = 'oom_kill 2\n';
+    assert.equal(watch.killedSinceLastLook(), true);
+    assert.equal(watch.killedSinceLastLook(), false);
+    assert.equal(new OomWatch(tree({})).killedSinceLastLook(), false);
+  });
+});
+
+describe("a worker killed by the memory cgroup's OOM killer (docker run --memory)", () => {
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const base = v2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory';
+  const dir = `${base}/myservice-oom-${process.pid}`;
+  after(() => {
+    if (existsSync(dir)) rmdirSync(dir);
+  });
+
+  /** A cgroup of `limitBytes` with no swap, or why none can be made here. */
+  function makeCgroup(limitBytes: number): string | undefined {
+    if (v2 && !readFileSync(`${base}/cgroup.subtree_control`, 'utf8').split(/\s+/).includes('memory'))
+      return 'the cgroup v2 memory controller is not delegated here';
+    try {
+      mkdirSync(dir);
+    } catch (err) {
+      return `cannot create a cgroup under ${base} (${(err as NodeJS.ErrnoException).code}): needs root and a writable cgroup`;
+    }
+    if (v2) {
+      writeFileSync(`${dir}/memory.max`, String(limitBytes));
+      if (existsSync(`${dir}/memory.swap.max`)) writeFileSync(`${dir}/memory.swap.max`, '0');
+    } else {
+      writeFileSync(`${dir}/memory.limit_in_bytes`, String(limitBytes));
+    }
+    return undefined;
+  }
+
+  it('is logged with oomKilled: true, and replaced', async (t) => {
+    const skip = makeCgroup(192 * 1024 * 1024);
+    if (skip) {
+      t.skip(skip);
+      return;
+    }
+    const fixture = new URL('fixtures/grow-in-worker.js', import.meta.url).href;
+    const service = await startService({
+      env: { WORKERS: '1', NODE_OPTIONS: `--import=${fixture}` },
+      wrap: `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
+    });
+    try {
+      const [victim] = service.liveWorkerPids() as [number];
+      process.kill(victim, 'SIGUSR2');
+      const exit = await service.waitForLog(
+        (l) => l.msg === 'worker exited unexpectedly',
+        'the OOM kill',
+        30_000,
+      );
+      assert.equal(exit.workerPid, victim, service.dump());
+      assert.deepEqual([exit.signal, exit.oomKilled, exit.cause], ['SIGKILL', true, 'crash']);
+      await service.waitForLog((l) => l.msg === 'worker ready' && l.workerPid !== victim, 'its replacement');
+    } finally {
+      assert.equal((await service.stop()).code, 0);
+    }
+  });
+
+  it('a worker killed by SIGKILL from elsewhere is not said to be an OOM kill', async () => {
+    const service = await startService({ env: { WORKERS: '1' } });
+    try {
+      const [victim] = service.liveWorkerPids() as [number];
+      process.kill(victim, 'SIGKILL');
+      const exit = await service.waitForLog((l) => l.msg === 'worker exited unexpectedly');
+      assert.equal(exit.signal, 'SIGKILL');
+      assert.equal(exit.oomKilled, undefined);
+    } finally {
+      assert.equal((await service.stop()).code, 0);
+    }
+  });
+});
