@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { OomWatch, oomKillCount } from '../src/primary/oom-kills.js';
+import { oomKillCount } from '../src/primary/oom-kills.js';
 import { startService } from './helpers/service.js';
 
 /** A fixture tree: absolute path → file text; anything else does not exist. */
@@ -52,19 +52,6 @@ describe('oomKillCount over fixture trees', () => {
     );
     assert.equal(oomKillCount(tree({ ...V2, '/proc/self/mountinfo': '' })), undefined);
     assert.equal(oomKillCount(tree({})), undefined);
-  });
-
-  it('OomWatch says yes once per increase, and never when the count cannot be read', () => {
-    const files: Record<string, string> = {
-      ...V1,
-      '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill 1\n',
-    };
-    const watch = new OomWatch(tree(files));
-    assert.equal(watch.killedSinceLastLook(), false);
-    files['/sys/fs/cgroup/memory/memory.oom_control'] = 'oom_kill 2\n';
-    assert.equal(watch.killedSinceLastLook(), true);
-    assert.equal(watch.killedSinceLastLook(), false);
-    assert.equal(new OomWatch(tree({})).killedSinceLastLook(), false);
   });
 });
 

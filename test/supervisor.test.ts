@@ -53,9 +53,9 @@ class Harness {
     for (const id of this.live.keys()) this.send({ type: 'ready', id });
   }
 
-  exit(id: number, code: number | null = 1, signal: string | null = null): Action[] {
+  exit(id: number, code: number | null = 1, signal: string | null = null, oomKills?: number): Action[] {
     this.live.delete(id);
-    return this.send({ type: 'exit', id, code, signal });
+    return this.send({ type: 'exit', id, code, signal, oomKills });
   }
 
   /** Advances the clock to the supervisor's next deadline (or by ms) and ticks. */
@@ -179,6 +179,64 @@ describe('Supervisor', () => {
     );
     h.exit(1, null, 'SIGKILL');
     assert.equal(h.supervisor.snapshot().restarts.boot, 1);
+  });
+
+  it('a worker killed by a SIGKILL the primary did not send, as the cgroup counts one more OOM kill, is logged oomKilled', () => {
+    const h = started({ oomKillsAtStart: 4 });
+    const exited = (from: number) =>
+      h.of('log', from).find((l) => l.msg === 'worker exited unexpectedly')?.fields;
+    let from = h.actions.length;
+    h.exit(1, null, 'SIGKILL', 5);
+    assert.equal(exited(from)?.oomKilled, true);
+    // No new kill counted: a kill -9 from elsewhere.
+    h.advance();
+    from = h.actions.length;
+    h.exit(2, null, 'SIGKILL', 5);
+    assert.equal(exited(from)?.oomKilled, undefined);
+    // Another signal, or no count to read: never.
+    h.advance();
+    h.readyAll();
+    const [a, b] = [...h.live.keys()] as [number, number];
+    from = h.actions.length;
+    h.exit(a, null, 'SIGTERM', 6);
+    h.exit(b, null, 'SIGKILL', undefined);
+    assert.ok(h.of('log', from).every((l) => l.fields.oomKilled === undefined));
+    // No count at start: nothing to match a kill against.
+    const unknown = started();
+    const at = unknown.actions.length;
+    unknown.exit(1, null, 'SIGKILL', 9);
+    assert.equal(
+      unknown.of('log', at).find((l) => l.msg === 'worker exited unexpectedly')?.fields.oomKilled,
+      undefined,
+    );
+  });
+
+  it('two workers OOM-killed before either exit is seen are both told; a worker the primary killed (hung) takes no OOM kill', () => {
+    const h = started({ oomKillsAtStart: 0 });
+    const from = h.actions.length;
+    h.exit(1, null, 'SIGKILL', 2);
+    h.exit(2, null, 'SIGKILL', 2);
+    const exits = h.of('log', from).filter((l) => l.msg === 'worker exited unexpectedly');
+    assert.deepEqual(
+      exits.map((l) => l.fields.oomKilled),
+      [true, true],
+    );
+    // Killed as hung while an unrelated kill was counted: not an OOM kill, and that kill stays
+    // unmatched for a worker killed from outside next.
+    const hung = started({ oomKillsAtStart: 0 });
+    hung.clock = 2_000;
+    hung.send({ type: 'heartbeat', id: 1 });
+    hung.advance();
+    let at = hung.actions.length;
+    hung.exit(2, null, 'SIGKILL', 1);
+    const killed = hung.of('log', at).find((l) => l.msg === 'worker exited unexpectedly');
+    assert.deepEqual([killed?.fields.cause, killed?.fields.oomKilled], ['hung', undefined]);
+    at = hung.actions.length;
+    hung.exit(1, null, 'SIGKILL', 1);
+    assert.equal(
+      hung.of('log', at).find((l) => l.msg === 'worker exited unexpectedly')?.fields.oomKilled,
+      true,
+    );
   });
 
   it('kills a hung worker (no heartbeat) and replaces it', () => {

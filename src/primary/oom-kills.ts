@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { locate, parseCgroupLines, parseMountinfo } from '../cgroup-paths.js';
-import { type ReadFile, readOrUndefined } from '../read-file.js';
+import type { ReadFile } from '../read-file.js';
 
 /** Pure: the OOM kills counted for this process's memory cgroup, undefined where none can be read. */
 export function oomKillCount(read: ReadFile): number | undefined {
@@ -22,23 +22,4 @@ export function oomKillCount(read: ReadFile): number | undefined {
   const file = line.v2 ? 'memory.events' : 'memory.oom_control';
   const count = read(join(where.dir, file))?.match(/^oom_kill (\d+)$/m)?.[1];
   return count === undefined ? undefined : Number(count);
-}
-
-/** Tells, as each worker is found killed, whether the OOM killer has killed anything since the last time. */
-export class OomWatch {
-  #seen: number | undefined;
-  readonly #read: ReadFile;
-
-  constructor(read: ReadFile = readOrUndefined) {
-    this.#read = read;
-    this.#seen = oomKillCount(read);
-  }
-
-  /** True when the count grew since the watch started or last looked. */
-  killedSinceLastLook(): boolean {
-    const now = oomKillCount(this.#read);
-    const grew = now !== undefined && this.#seen !== undefined && now > this.#seen;
-    if (now !== undefined) this.#seen = now;
-    return grew;
-  }
 }

@@ -16,10 +16,11 @@ import {
   WORKER_SLOT_ENV,
   type WorkerStats,
 } from '../protocol.js';
+import { readOrUndefined } from '../read-file.js';
 import type { SignalQueue } from '../signal-queue.js';
 import { ResponseTotals, renderMetrics, type WorkerSample } from './metrics.js';
 import { enableRequestMigration } from './migrate-req.js';
-import { OomWatch } from './oom-kills.js';
+import { oomKillCount } from './oom-kills.js';
 import { Supervisor } from './supervisor.js';
 import { type Action, DEFAULT_BACKOFF, type SupervisorEvent } from './supervisor-events.js';
 
@@ -63,7 +64,6 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       workers: cpu.workers,
     });
   }
-  const oomKills = new OomWatch();
   const connections = ownConnectionLimit(config.http.maxConnections);
   if (connections.warning) log('warn', connections.warning, { maxConnections: connections.maxConnections });
   const bootConcurrency = cpu.workers * BOOTS_PER_CPU;
@@ -92,6 +92,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       shutdownDelayMs: config.shutdownDelayMs,
       crashLoopLimit: config.crashLoopLimit,
       backoff: DEFAULT_BACKOFF,
+      oomKillsAtStart: oomKillCount(readOrUndefined),
     },
     monotonicNow,
   );
@@ -264,8 +265,8 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       responseTotals.retire(id);
       for (const collection of pendingStats.values()) collection.settle();
       // Read only for a SIGKILL: the OOM killer sends nothing else.
-      const oomKilled = signal === 'SIGKILL' && oomKills.killedSinceLastLook();
-      dispatch({ type: 'exit', id, code, signal, ...(oomKilled ? { oomKilled } : {}) });
+      const oomKills = signal === 'SIGKILL' ? oomKillCount(readOrUndefined) : undefined;
+      dispatch({ type: 'exit', id, code, signal, oomKills });
     };
     // 'exit', not 'disconnect': the slot is free only once the process is gone.
     worker.on('exit', onGone);

@@ -25,6 +25,8 @@ export interface SupervisorOptions {
   readonly shutdownDelayMs: number;
   readonly crashLoopLimit: number;
   readonly backoff: { readonly initialMs: number; readonly maxMs: number; readonly resetAfterMs: number };
+  /** The memory cgroup's OOM-kill count at start (oom_kill), when it can be read. */
+  readonly oomKillsAtStart?: number | undefined;
 }
 
 /** Restart back-off: 100 ms doubling to 10 s per slot, forgotten after 10 s of good service. */
@@ -41,8 +43,8 @@ export type SupervisorEvent =
       readonly id: number;
       readonly code: number | null;
       readonly signal: string | null;
-      /** Killed by SIGKILL while the memory cgroup's OOM killer counted a kill. */
-      readonly oomKilled?: boolean;
+      /** For a SIGKILL: the memory cgroup's OOM-kill count as the exit was seen, when it can be read. */
+      readonly oomKills?: number | undefined;
     }
   | { readonly type: 'signal'; readonly signal: ControlSignal }
   /** Time passed: the primary's timer, set for Supervisor.nextTick(). */

@@ -49,6 +49,8 @@ export class Supervisor {
   readonly #respawns: RespawnSchedule;
   readonly #pauses: PauseWatch;
   readonly #restarts: Record<RestartCause, number> = { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 };
+  /** The memory cgroup's OOM kills accounted for: at start, plus those matched to an exit since. */
+  #oomKillsMatched: number | undefined;
   #actions: Action[] = [];
   private readonly options: SupervisorOptions;
   private readonly now: () => number;
@@ -61,6 +63,7 @@ export class Supervisor {
     this.options = options;
     this.now = now;
     this.#target = options.workers;
+    this.#oomKillsMatched = options.oomKillsAtStart;
     this.#workers = new WorkerTable(options, now, (action) => this.#actions.push(action));
     this.#respawns = new RespawnSchedule(options.backoff);
     // A quarter of the heartbeat timeout: a worker is declared hung only after a silence of
@@ -105,7 +108,7 @@ export class Supervisor {
         this.#onFatal(event.id, event.code, event.message);
         break;
       case 'exit':
-        this.#onExit(event.id, event.code, event.signal, event.oomKilled === true);
+        this.#onExit(event.id, event.code, event.signal, event.oomKills);
         break;
       case 'signal':
         this.#onSignal(event.signal);
@@ -186,9 +189,23 @@ export class Supervisor {
     this.#log('error', `worker cannot serve: ${message}`, { ...(w ? workerFields(w) : {}), code });
   }
 
-  #onExit(id: number, code: number | null, signal: string | null, oomKilled: boolean): void {
+  /**
+   * Whether an OOM kill the cgroup counted is not yet matched to a worker's exit: each SIGKILL
+   * the primary did not send takes one. One taken per exit, not the whole increase, so two
+   * workers killed before either exit is seen are both told; a kill of another process in the
+   * cgroup (a `docker exec` shell) can still be matched to the next worker killed from outside.
+   */
+  #takeOomKill(count: number | undefined): boolean {
+    if (count === undefined || this.#oomKillsMatched === undefined) return false;
+    if (count <= this.#oomKillsMatched) return false;
+    this.#oomKillsMatched++;
+    return true;
+  }
+
+  #onExit(id: number, code: number | null, signal: string | null, oomKills: number | undefined): void {
     const w = this.#workers.remove(id);
     if (!w) return;
+    const oomKilled = signal === 'SIGKILL' && !w.killSent && this.#takeOomKill(oomKills);
     const exit = { ...workerFields(w), code, signal, ...(oomKilled ? { oomKilled } : {}) };
 
     if (this.#phase === 'stopping') {
