@@ -77,6 +77,9 @@ describe("a worker killed by the memory cgroup's OOM killer (docker run --memory
       if (existsSync(`${dir}/memory.swap.max`)) writeFileSync(`${dir}/memory.swap.max`, '0');
     } else {
       writeFileSync(`${dir}/memory.limit_in_bytes`, String(limitBytes));
+      // Memory and swap together: on a host with swap the worker would swap rather than be killed.
+      if (existsSync(`${dir}/memory.memsw.limit_in_bytes`))
+        writeFileSync(`${dir}/memory.memsw.limit_in_bytes`, String(limitBytes));
     }
     return undefined;
   }
