@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { type HttpLimits, parseConfig } from '../src/config.js';
-import { cutStalledConnections } from '../src/worker/connections.js';
+import { watchConnections } from '../src/worker/connections.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer } from '../src/worker/server.js';
 import { type FuzzCase, fuzzCase, fuzzSeed } from './helpers/fuzz.js';
@@ -886,7 +886,7 @@ describe('stalled output', () => {
   it('is output that stops moving: a client that reads nothing is cut at the limit, a slow one that keeps reading is not', async () => {
     const server = createServer();
     const limitMs = 1_500;
-    cutStalledConnections(server, 100, limitMs, 60_000);
+    watchConnections(server, 100, limitMs, 60_000);
     // More than the kernel's buffers on both sides hold, so the worker keeps output waiting.
     const payload = Buffer.alloc(32 * 1024 * 1024, 'x');
     const accepted: Socket[] = [];

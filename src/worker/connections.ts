@@ -14,14 +14,6 @@ const IDLE_GRACE_MS = 500;
  */
 const DRAIN_STALL_MS = 2 * IDLE_GRACE_MS;
 
-/**
- * Destroys connections whose output has waited on the client without moving for `stallLimitMs`,
- * or DRAIN_STALL_MS once the listener is closed, checked every `checkEveryMs`. Node's headers
- * and request timeouts only cover reading a request: a client that pipelines requests and never
- * reads the responses pauses the parser (backpressure) and would hold its connection forever,
- * and `destroySoon()` after an error reply waits for a flush that never comes. A slow reader's
- * output moves, and is left alone.
- */
 export interface WatchedConnections {
   /** Every connection the server accepted that is not closed yet. */
   readonly open: ReadonlySet<Socket>;
@@ -31,7 +23,16 @@ export interface WatchedConnections {
   requestCame(socket: Socket): void;
 }
 
-export function cutStalledConnections(
+/**
+ * Destroys connections whose output has waited on the client without moving for `stallLimitMs`,
+ * or DRAIN_STALL_MS once the listener is closed, checked every `checkEveryMs`. Node's headers
+ * and request timeouts only cover reading a request: a client that pipelines requests and never
+ * reads the responses pauses the parser (backpressure) and would hold its connection forever,
+ * and `destroySoon()` after an error reply waits for a flush that never comes. A slow reader's
+ * output moves, and is left alone. Also closes a connection node:http keeps alive that sends no
+ * request within `idleLimitMs` of its last response (see idleSince).
+ */
+export function watchConnections(
   server: Server,
   checkEveryMs: number,
   stallLimitMs: number,

@@ -179,7 +179,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     // Before a first request it is node:http's headers timeout (408); after one, its keep-alive timeout.
     const onTimeout = (): void => {
       if (answered || ending) {
-        // Replies still waiting on the client are the stall limit's to judge (cutStalledConnections),
+        // Replies still waiting on the client are the stall limit's to judge (watchConnections),
         // as node:http's are, also on a connection that is closing (half-closed by the client,
         // `Connection: close`, draining): they were answered. The timer starts again with the
         // next write that completes.

@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
-import { cutStalledConnections, endWithTimeout } from './connections.js';
+import { endWithTimeout, watchConnections } from './connections.js';
 import { type HttpSocket, serveGreetingsFast } from './fast-path.js';
 import {
   alive,
@@ -249,7 +249,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     timeoutReply: clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string,
   });
   // node:http keeps an idle connection 1 s past its keep-alive timeout (as the fast path does).
-  const connections = cutStalledConnections(
+  const connections = watchConnections(
     server,
     checkEveryMs,
     limits.requestTimeoutMs,
