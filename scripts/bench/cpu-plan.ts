@@ -1,6 +1,7 @@
 /** Which CPUs the service and the load generator get, so they do not compete for the same cores. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { readOrUndefined } from '../../src/read-file.js';
 
 export interface CpuPlan {
   /** False on machines too small to split (under 4 CPUs) or without taskset. */
@@ -62,14 +63,9 @@ export function readCoreSiblings(cpus: readonly number[]): CoreSiblings {
   const siblings = new Map<number, readonly number[]>();
   for (const cpu of cpus) {
     const dir = `/sys/devices/system/cpu/cpu${cpu}/topology`;
-    for (const file of ['core_cpus_list', 'thread_siblings_list']) {
-      try {
-        siblings.set(cpu, parseCpuList(readFileSync(`${dir}/${file}`, 'utf8')));
-        break;
-      } catch {
-        // Not there (an older kernel has only the second; a container may hide both).
-      }
-    }
+    // An older kernel has only the second; a container may hide both.
+    const list = readOrUndefined(`${dir}/core_cpus_list`) ?? readOrUndefined(`${dir}/thread_siblings_list`);
+    if (list?.trim()) siblings.set(cpu, parseCpuList(list));
   }
   return siblings;
 }

@@ -34,7 +34,7 @@ export interface FastPathOptions {
  * node:http keeps an idle connection this long past its keep-alive timeout, so that a client
  * timing its reuse by the advertised `Keep-Alive: timeout` does not race the close.
  */
-const KEEP_ALIVE_BUFFER_MS = 1_000;
+export const KEEP_ALIVE_BUFFER_MS = 1_000;
 
 /** Prebuilt greeting responses, rebuilt when the second in their Date header changes. */
 class GreetingBytes {

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
 import { endWithTimeout, watchConnections } from './connections.js';
-import { type HttpSocket, serveGreetingsFast } from './fast-path.js';
+import { type HttpSocket, KEEP_ALIVE_BUFFER_MS, serveGreetingsFast } from './fast-path.js';
 import {
   alive,
   badRequest,
@@ -248,12 +248,11 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     closesConnection,
     timeoutReply: clientErrors.ERR_HTTP_REQUEST_TIMEOUT as string,
   });
-  // node:http keeps an idle connection 1 s past its keep-alive timeout (as the fast path does).
   const connections = watchConnections(
     server,
     checkEveryMs,
     limits.requestTimeoutMs,
-    limits.keepAliveTimeoutMs + 1_000 + limits.headersTimeoutMs,
+    limits.keepAliveTimeoutMs + KEEP_ALIVE_BUFFER_MS + limits.headersTimeoutMs,
   );
   const open = connections.open;
   // Draining closes idle connections after a grace; node:http's idle list leaves out a connection
