@@ -3,12 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { countCpuList, detectCpuLimit } from '../src/cpu-count.js';
+import { fileTree } from './helpers/file-tree.js';
 import { startService } from './helpers/service.js';
-
-/** A fixture tree: absolute path → file text; anything else does not exist. */
-function tree(files: Record<string, string>): (path: string) => string | undefined {
-  return (path) => files[path];
-}
 
 const status = (list: string): string =>
   `Name:\tnode\nCpus_allowed:\tff\nCpus_allowed_list:\t${list}\nVoluntary_ctxt_switches:\t3\n`;
@@ -38,7 +34,7 @@ describe('countCpuList', () => {
 describe('detectCpuLimit over fixture trees', () => {
   it('cgroup v1 with a 1.5-CPU quota: ceil gives 2 workers', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-15'),
         '/proc/self/cgroup': '12:cpu,cpuacct:/\n3:cpuset:/\n',
         '/proc/self/mountinfo': V1_MOUNTS,
@@ -57,7 +53,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('cgroup v1 inside Docker: the mount root is the container cgroup, --cpus 0.5 gives 1', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-1'),
         '/proc/self/cgroup': '4:cpu,cpuacct:/docker/0123abcd\n',
         '/proc/self/mountinfo': V1_DOCKER_MOUNTS,
@@ -73,7 +69,7 @@ describe('detectCpuLimit over fixture trees', () => {
   it('cgroup v2 paths are read as they are: a trailing space, a directory named "..slice", one outside the namespace', () => {
     const v2 = (cgroup: string, files: Record<string, string>) =>
       detectCpuLimit(
-        tree({
+        fileTree({
           '/proc/self/status': status('0-7'),
           '/proc/self/cgroup': `0::${cgroup}\n`,
           '/proc/self/mountinfo': V2_MOUNTS,
@@ -89,7 +85,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('a mount point with a space in its name (escaped as \\040 in mountinfo) is found', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-7'),
         '/proc/self/cgroup': '0::/app\n',
         '/proc/self/mountinfo': '30 23 0:27 / /mnt/cgroup\\040v2 rw - cgroup2 cgroup2 rw',
@@ -107,7 +103,7 @@ describe('detectCpuLimit over fixture trees', () => {
   ]) {
     it(`any fraction of a CPU counts as a worker (ceil): ${cpus} CPUs give 2, and the reason says ${cpus}`, () => {
       const limit = detectCpuLimit(
-        tree({
+        fileTree({
           '/proc/self/status': status('0-7'),
           '/proc/self/cgroup': '0::/app\n',
           '/proc/self/mountinfo': V2_MOUNTS,
@@ -126,7 +122,7 @@ describe('detectCpuLimit over fixture trees', () => {
   it('both hierarchies mounted (hybrid): the tighter quota wins, whichever is listed last', () => {
     const hybrid = (v1: string, v2: string) =>
       detectCpuLimit(
-        tree({
+        fileTree({
           '/proc/self/status': status('0-7'),
           '/proc/self/cgroup': '12:cpu,cpuacct:/\n0::/app\n',
           '/proc/self/mountinfo': `${V1_MOUNTS}\n30 23 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw`,
@@ -142,7 +138,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('cgroup v1 unlimited (-1) leaves the affinity count', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-3'),
         '/proc/self/cgroup': '4:cpu,cpuacct:/\n',
         '/proc/self/mountinfo': V1_MOUNTS,
@@ -158,7 +154,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('cgroup v2: the tightest cpu.max among the cgroup and its ancestors wins', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-31'),
         '/proc/self/cgroup': '0::/kubepods/pod1/ctr\n',
         '/proc/self/mountinfo': V2_MOUNTS,
@@ -177,7 +173,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('cgroup v2 unlimited (max) everywhere', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-7'),
         '/proc/self/cgroup': '0::/user.slice\n',
         '/proc/self/mountinfo': V2_MOUNTS,
@@ -190,7 +186,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('affinity tighter than the quota wins (--cpuset-cpus 0 with --cpus 2)', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0'),
         '/proc/self/cgroup': '0::/\n',
         '/proc/self/mountinfo': V2_MOUNTS,
@@ -204,7 +200,7 @@ describe('detectCpuLimit over fixture trees', () => {
 
   it('a tiny quota still gives one worker; nothing readable gives the host count', () => {
     const tiny = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/cgroup': '0::/\n',
         '/proc/self/mountinfo': V2_MOUNTS,
         '/sys/fs/cgroup/cpu.max': '1000 100000',
@@ -212,14 +208,14 @@ describe('detectCpuLimit over fixture trees', () => {
       4,
     );
     assert.equal(tiny.workers, 1);
-    assert.equal(detectCpuLimit(tree({}), 6).workers, 6);
-    assert.equal(detectCpuLimit(tree({}), 6).reason, '6 CPUs available; no CPU quota → 6 workers');
+    assert.equal(detectCpuLimit(fileTree({}), 6).workers, 6);
+    assert.equal(detectCpuLimit(fileTree({}), 6).reason, '6 CPUs available; no CPU quota → 6 workers');
   });
 
   it("the mount that shows the process's own cgroup is read, not the first one listed (another part of the tree bound before it)", () => {
     // v1: a sibling cgroup bound at /mnt/sibling before the controller's root.
     const v1 = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-1'),
         '/proc/self/cgroup': '4:cpu:/half\n',
         '/proc/self/mountinfo': [
@@ -240,7 +236,7 @@ describe('detectCpuLimit over fixture trees', () => {
     // v2 in a cgroup namespace, with the host's tree bound first (a monitoring agent's
     // -v /sys/fs/cgroup:/host/sys/fs/cgroup): its root leaves the namespace.
     const v2 = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/status': status('0-7'),
         '/proc/self/cgroup': '0::/\n',
         '/proc/self/mountinfo': [
@@ -259,7 +255,7 @@ describe('detectCpuLimit over fixture trees', () => {
   it('a quota that cannot be read is unknown, not absent: the reason says so and `problem` says why', () => {
     const v1 = (files: Record<string, string>, cgroup = '4:cpu,cpuacct:/\n', mounts = V1_MOUNTS) =>
       detectCpuLimit(
-        tree({
+        fileTree({
           '/proc/self/status': status('0-3'),
           '/proc/self/cgroup': cgroup,
           '/proc/self/mountinfo': mounts,
@@ -287,7 +283,7 @@ describe('detectCpuLimit over fixture trees', () => {
     );
     assert.equal(v1({ '/proc/self/mountinfo': '' }, '0::/\n', '').workers, 4);
     assert.equal(
-      detectCpuLimit(tree({ '/proc/self/cgroup': '0::/\n' }), 4).problem,
+      detectCpuLimit(fileTree({ '/proc/self/cgroup': '0::/\n' }), 4).problem,
       '/proc/self/mountinfo cannot be read',
     );
     const v2 = v1({ '/sys/fs/cgroup/app/cpu.max': '50000 0' }, '0::/app\n', V2_MOUNTS);
@@ -296,12 +292,12 @@ describe('detectCpuLimit over fixture trees', () => {
     // controller on v1 while v2 has no mount (it carries no cpu), no /proc/self/cgroup (no cgroups).
     assert.equal(v1({}, '0::/\n', V2_MOUNTS).problem, undefined);
     assert.equal(v1({ [Q]: '-1', [P]: '100000' }, '4:cpu,cpuacct:/\n0::/\n', V1_MOUNTS).problem, undefined);
-    assert.equal(detectCpuLimit(tree({}), 4).problem, undefined);
+    assert.equal(detectCpuLimit(fileTree({}), 4).problem, undefined);
   });
 
   it('an exact integer quota is not rounded up (--cpus 2 → 2)', () => {
     const limit = detectCpuLimit(
-      tree({
+      fileTree({
         '/proc/self/cgroup': '0::/\n',
         '/proc/self/mountinfo': V2_MOUNTS,
         '/sys/fs/cgroup/cpu.max': '200000 100000',

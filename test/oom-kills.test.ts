@@ -2,12 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { oomKillCount } from '../src/primary/oom-kills.js';
+import { fileTree } from './helpers/file-tree.js';
 import { startService } from './helpers/service.js';
-
-/** A fixture tree: absolute path → file text; anything else does not exist. */
-function tree(files: Record<string, string>): (path: string) => string | undefined {
-  return (path) => files[path];
-}
 
 const V1 = {
   '/proc/self/cgroup': '9:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n',
@@ -25,7 +21,7 @@ describe('oomKillCount over fixture trees', () => {
   it('reads "oom_kill N" from memory.oom_control (v1) or memory.events (v2) of the process\'s own cgroup', () => {
     assert.equal(
       oomKillCount(
-        tree({
+        fileTree({
           ...V1,
           '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 3\n',
         }),
@@ -34,7 +30,7 @@ describe('oomKillCount over fixture trees', () => {
     );
     assert.equal(
       oomKillCount(
-        tree({
+        fileTree({
           ...V2,
           '/sys/fs/cgroup/kubepods/pod1/ctr/memory.events':
             'low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n',
@@ -45,13 +41,13 @@ describe('oomKillCount over fixture trees', () => {
   });
 
   it('is undefined where it cannot be read: no file, no oom_kill line (older kernels), no mount, no /proc', () => {
-    assert.equal(oomKillCount(tree(V1)), undefined);
+    assert.equal(oomKillCount(fileTree(V1)), undefined);
     assert.equal(
-      oomKillCount(tree({ ...V1, '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill_disable 0\n' })),
+      oomKillCount(fileTree({ ...V1, '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill_disable 0\n' })),
       undefined,
     );
-    assert.equal(oomKillCount(tree({ ...V2, '/proc/self/mountinfo': '' })), undefined);
-    assert.equal(oomKillCount(tree({})), undefined);
+    assert.equal(oomKillCount(fileTree({ ...V2, '/proc/self/mountinfo': '' })), undefined);
+    assert.equal(oomKillCount(fileTree({})), undefined);
   });
 });
 

@@ -172,8 +172,8 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     Number(req.headers['content-length'] ?? 0) > limits.maxBodyBytes;
 
   /** A probe's 413 is counted no more than its 200 would be. */
-  function refuseBody(res: ServerResponse): void {
-    const probe = isProbe(res.req, requestPath(res.req));
+  function refuseBody(res: ServerResponse, path: string | undefined): void {
+    const probe = isProbe(res.req, path);
     if (!probe) stats.requests++;
     send(res, payloadTooLarge, !probe);
   }
@@ -184,7 +184,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
    */
   function withBody(req: IncomingMessage, res: ServerResponse, path: string): void {
     if (declaresTooMuch(req)) {
-      refuseBody(res);
+      refuseBody(res, path);
       return;
     }
     let received = 0;
@@ -193,7 +193,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
       if (received > limits.maxBodyBytes) {
         req.off('data', onData);
         req.off('end', onEnd);
-        refuseBody(res);
+        refuseBody(res, path);
       }
     };
     const onEnd = (): void => route(req, res, path);
@@ -295,12 +295,12 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
 
   // Node would send 100 Continue by itself, inviting a body we are about to refuse.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const path = requestPath(req);
     if (declaresTooMuch(req)) {
-      refuseBody(res);
+      refuseBody(res, path);
       return;
     }
     // Only HTTP/1.1 gets here; a request to refuse gets its 400 without a 100 first.
-    const path = requestPath(req);
     if (path !== undefined) {
       res.writeContinue();
       if (!isProbe(req, path)) stats.countResponse(100);
