@@ -3,7 +3,8 @@
  * /proc/self/mountinfo says where each hierarchy is mounted (cgroups(7), proc(5)). Pure, so
  * tests hand it fixture text.
  */
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import type { ReadFile } from './read-file.js';
 
 export interface Mount {
   readonly root: string;
@@ -108,4 +109,26 @@ export function locate(mounts: readonly Mount[], line: CgroupLine, controller: s
   // namespace root's do not govern it.
   if (line.path.split('/').includes('..')) return 'outside namespace';
   return { mountPoint: mount.mountPoint, dir: cgroupDir(mount, line.path) };
+}
+
+/** `dir` and each cgroup above it up to `top`, its mount point: the limits of each also bind `dir`. */
+export function* upToMount(dir: string, top: string): Generator<string> {
+  for (let d = dir; ; d = dirname(d)) {
+    yield d;
+    if (d === top || !d.startsWith(top) || d === dirname(d)) return;
+  }
+}
+
+/** Pure: where this process's memory cgroup is (the v1 hierarchy that lists memory, else v2), if found. */
+export function memoryCgroup(
+  read: ReadFile,
+): { readonly v2: boolean; readonly dir: string; readonly mountPoint: string } | undefined {
+  const cgroups = read('/proc/self/cgroup');
+  const mountinfo = read('/proc/self/mountinfo');
+  if (cgroups === undefined || mountinfo === undefined) return undefined;
+  const lines = parseCgroupLines(cgroups);
+  const line = lines.find((l) => !l.v2 && l.controllers.includes('memory')) ?? lines.find((l) => l.v2);
+  if (!line) return undefined;
+  const where = locate(parseMountinfo(mountinfo), line, 'memory');
+  return typeof where === 'string' ? undefined : { v2: line.v2, ...where };
 }

@@ -4,8 +4,8 @@
  * os.availableParallelism() ignores a cgroup v1 quota (it said 2 under --cpus 0.5 here).
  */
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
-import { locate, parseCgroupLines, parseMountinfo } from './cgroup-paths.js';
+import { join } from 'node:path';
+import { locate, parseCgroupLines, parseMountinfo, upToMount } from './cgroup-paths.js';
 import { type ReadFile, readOrUndefined } from './read-file.js';
 
 export type { ReadFile } from './read-file.js';
@@ -60,10 +60,9 @@ function tightestQuota(
   readOne: (dir: string) => Quota | undefined,
 ): Quota | undefined {
   let best: Quota | undefined;
-  for (let d = dir; ; d = dirname(d)) {
+  for (const d of upToMount(dir, top)) {
     const q = readOne(d);
     if (q && (!best || q.cpus < best.cpus)) best = q;
-    if (d === top || !d.startsWith(top) || d === dirname(d)) break;
   }
   return best;
 }

@@ -29,7 +29,7 @@ export type ControlSignal = (typeof CONTROL_SIGNALS)[number];
 /** What a worker measures about itself, sent when the primary collects metrics. */
 export interface WorkerStats {
   readonly requests: number;
-  /** Connections accepted and closed at once, unanswered: past MAX_CONNECTIONS (or the open-files limit). */
+  /** Connections accepted and closed at once, unanswered: past MAX_CONNECTIONS (or the open-files or memory limit). */
   readonly droppedConnections: number;
   /** Responses by status class, index 0 = 1xx … 4 = 5xx. */
   readonly responses: readonly number[];

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { oomKillCount } from '../src/primary/oom-kills.js';
 import { fileTree } from './helpers/file-tree.js';
+import { type MemoryCgroup, makeMemoryCgroup } from './helpers/memory-cgroup.js';
 import { startService } from './helpers/service.js';
 
 const V1 = {
@@ -52,44 +52,20 @@ describe('oomKillCount over fixture trees', () => {
 });
 
 describe("a worker killed by the memory cgroup's OOM killer (docker run --memory)", () => {
-  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
-  const base = v2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory';
-  const dir = `${base}/myservice-oom-${process.pid}`;
-  after(() => {
-    if (existsSync(dir)) rmdirSync(dir);
-  });
-
-  /** A cgroup of `limitBytes` with no swap, or why none can be made here. */
-  function makeCgroup(limitBytes: number): string | undefined {
-    if (v2 && !readFileSync(`${base}/cgroup.subtree_control`, 'utf8').split(/\s+/).includes('memory'))
-      return 'the cgroup v2 memory controller is not delegated here';
-    try {
-      mkdirSync(dir);
-    } catch (err) {
-      return `cannot create a cgroup under ${base} (${(err as NodeJS.ErrnoException).code}): needs root and a writable cgroup`;
-    }
-    if (v2) {
-      writeFileSync(`${dir}/memory.max`, String(limitBytes));
-      if (existsSync(`${dir}/memory.swap.max`)) writeFileSync(`${dir}/memory.swap.max`, '0');
-    } else {
-      writeFileSync(`${dir}/memory.limit_in_bytes`, String(limitBytes));
-      // Memory and swap together: on a host with swap the worker would swap rather than be killed.
-      if (existsSync(`${dir}/memory.memsw.limit_in_bytes`))
-        writeFileSync(`${dir}/memory.memsw.limit_in_bytes`, String(limitBytes));
-    }
-    return undefined;
-  }
+  let cgroup: MemoryCgroup | undefined;
+  after(() => cgroup?.remove());
 
   it('is logged with oomKilled: true, and replaced', async (t) => {
-    const skip = makeCgroup(192 * 1024 * 1024);
-    if (skip) {
-      t.skip(skip);
+    const made = makeMemoryCgroup('oom', 192 * 1024 * 1024);
+    if (typeof made === 'string') {
+      t.skip(made);
       return;
     }
+    cgroup = made;
     const fixture = new URL('fixtures/grow-in-worker.js', import.meta.url).href;
     const service = await startService({
       env: { WORKERS: '1', NODE_OPTIONS: `--import=${fixture}` },
-      wrap: `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
+      wrap: made.wrap,
     });
     try {
       const [victim] = service.liveWorkerPids() as [number];

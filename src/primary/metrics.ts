@@ -95,7 +95,7 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_connections_dropped_total',
     'counter',
-    'Connections each worker accepted and closed at once, unanswered: past MAX_CONNECTIONS, or past what the open-files limit can hold.',
+    'Connections each worker accepted and closed at once, unanswered: past MAX_CONNECTIONS, or past what the open-files or memory limit can hold.',
     workers.map((w) => [workerLabels(w), w.stats.droppedConnections]),
   );
   out.family(

@@ -5,21 +5,14 @@
  * memory.oom_control, both as "oom_kill N".
  */
 import { join } from 'node:path';
-import { locate, parseCgroupLines, parseMountinfo } from '../cgroup-paths.js';
+import { memoryCgroup } from '../cgroup-paths.js';
 import type { ReadFile } from '../read-file.js';
 
 /** Pure: the OOM kills counted for this process's memory cgroup, undefined where none can be read. */
 export function oomKillCount(read: ReadFile): number | undefined {
-  const cgroups = read('/proc/self/cgroup');
-  const mountinfo = read('/proc/self/mountinfo');
-  if (cgroups === undefined || mountinfo === undefined) return undefined;
-  const lines = parseCgroupLines(cgroups);
-  // The memory controller is on the v1 hierarchy that lists it, else on v2.
-  const line = lines.find((l) => !l.v2 && l.controllers.includes('memory')) ?? lines.find((l) => l.v2);
-  if (!line) return undefined;
-  const where = locate(parseMountinfo(mountinfo), line, 'memory');
-  if (typeof where === 'string') return undefined;
-  const file = line.v2 ? 'memory.events' : 'memory.oom_control';
+  const where = memoryCgroup(read);
+  if (!where) return undefined;
+  const file = where.v2 ? 'memory.events' : 'memory.oom_control';
   const count = read(join(where.dir, file))?.match(/^oom_kill (\d+)$/m)?.[1];
   return count === undefined ? undefined : Number(count);
 }

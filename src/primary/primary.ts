@@ -2,10 +2,10 @@
 import type { SendHandle } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config.js';
+import { ownConnectionLimit } from '../connection-limit.js';
 import { detectOwnCpuLimit } from '../cpu-count.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
-import { ownConnectionLimit } from '../open-files.js';
 import {
   isNativeHandle,
   isWorkerMessage,
@@ -64,8 +64,23 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
       workers: cpu.workers,
     });
   }
-  const connections = ownConnectionLimit(config.http.maxConnections);
-  if (connections.warning) log('warn', connections.warning, { maxConnections: connections.maxConnections });
+  /**
+   * Each worker's share of the memory limit shrinks as workers are added (SIGTTIN), so a worker
+   * is given the connection limit for the count configured when it starts; a limit not given
+   * before is warned of.
+   */
+  const warnedLimits = new Set<number>();
+  const workerEnvFor = (workers: number): Record<string, string> => {
+    const limit = ownConnectionLimit(config.http, workers);
+    if (!warnedLimits.has(limit.maxConnections)) {
+      warnedLimits.add(limit.maxConnections);
+      for (const warning of limit.warnings)
+        log('warn', warning, { maxConnections: limit.maxConnections, workers });
+    }
+    const http = { ...config.http, maxConnections: limit.maxConnections };
+    return { [WORKER_CONFIG_ENV]: JSON.stringify({ ...config, http }) };
+  };
+  workerEnvFor(count);
   const bootConcurrency = cpu.workers * BOOTS_PER_CPU;
   if (count > cpu.workers) {
     const batches = count > bootConcurrency ? `; ${bootConcurrency} boot at a time` : '';
@@ -80,7 +95,6 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
 
   // Must be set before the first fork; SCHED_NONE leaves accepting to the workers' own sockets.
   cluster.schedulingPolicy = config.balance === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
-  const workerEnv = { [WORKER_CONFIG_ENV]: JSON.stringify(config) };
 
   const supervisor = new Supervisor(
     {
@@ -183,7 +197,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     let worker: Worker;
     try {
       worker = cluster.fork({
-        ...workerEnv,
+        ...workerEnvFor(supervisor.snapshot().configured),
         [WORKER_SLOT_ENV]: String(slot),
         [WORKER_LISTENER_ENV]: listeners.has(slot) ? '1' : '',
       });

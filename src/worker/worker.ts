@@ -7,7 +7,6 @@ import { bindFailure } from '../bind-failure.js';
 import type { Config } from '../config.js';
 import { ExitCode } from '../exit-codes.js';
 import { errorFields, log } from '../log.js';
-import { ownConnectionLimit } from '../open-files.js';
 import { isNativeHandle, isPrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { closeGracefully } from './connections.js';
 import { RequestStats } from './request-stats.js';
@@ -76,8 +75,8 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
   const server = createGreetingServer({
     hostname: hostname(),
     pid: process.pid,
-    // The same limit the primary warned of, if any: this process inherited its open-files limit.
-    limits: { ...config.http, maxConnections: ownConnectionLimit(config.http.maxConnections).maxConnections },
+    // maxConnections is the primary's: MAX_CONNECTIONS, or less where its limits cannot hold it.
+    limits: config.http,
     stats,
     readiness: () => readiness,
     metrics,
