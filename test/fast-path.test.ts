@@ -10,6 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { closeGracefully } from '../src/worker/connections.js';
+import { MAX_HEADS_PER_READ } from '../src/worker/fast-path.js';
 import { recognizeGreetingRequest } from '../src/worker/request-head.js';
 import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
@@ -244,6 +245,11 @@ async function exchange(port: number, head: string): Promise<string> {
 }
 
 const request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+/**
+ * A request big enough that a read (64 KiB at most) holds fewer than MAX_HEADS_PER_READ of them,
+ * however a client's writes come together: past that, a read is a flood and not parsed.
+ */
+const paddedRequest = `GET / HTTP/1.1\r\nHost: h\r\nX-Pad: ${'p'.repeat(1_100)}\r\n\r\n`;
 
 /** A connection whose client reads nothing, and the server's side of it. */
 async function openNotReading(s: InProcess): Promise<{ conn: RawConnection; serverSide: Socket }> {
@@ -337,6 +343,37 @@ describe('the fast path against node:http (in process)', () => {
     assert.equal(s.parsedByNode, 1);
   });
 
+  it(`a read holding more than ${MAX_HEADS_PER_READ} request heads is closed unparsed; ${MAX_HEADS_PER_READ} pipelined in one write are all answered`, async () => {
+    const s = await listen();
+    const deep = await RawConnection.open(s.port);
+    try {
+      deep.write(request.repeat(MAX_HEADS_PER_READ + 1));
+      assert.ok(await deep.closedWithin(3_000), 'a flooding read was parsed');
+      assert.equal(s.parsedByNode, 0);
+    } finally {
+      deep.destroy();
+    }
+    // Once node:http has the connection, every read is checked too.
+    const later = await RawConnection.open(s.port);
+    try {
+      later.write('GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n');
+      assert.equal((await later.reply()).body, 'ok\n');
+      later.write(request.repeat(MAX_HEADS_PER_READ + 1));
+      assert.ok(await later.closedWithin(3_000), 'a flooding read was parsed');
+      assert.equal(s.parsedByNode, 1);
+    } finally {
+      later.destroy();
+    }
+    const conn = await RawConnection.open(s.port);
+    try {
+      conn.write(request.repeat(MAX_HEADS_PER_READ));
+      for (let i = 0; i < MAX_HEADS_PER_READ; i++) assert.equal((await conn.reply()).body, GREETING);
+      assert.equal(s.parsedByNode, 1 + MAX_HEADS_PER_READ);
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it('leaves pipelined and split requests to node:http, which answers them in order', async () => {
     const s = await listen();
     const conn = await RawConnection.open(s.port);
@@ -370,10 +407,10 @@ describe('the fast path against node:http (in process)', () => {
       // One request per write while the fast path has it, then in batches until the client's
       // own output backs up: the server has stopped reading.
       for (let i = 0; i < 2_000; i++) {
-        conn.socket.write(request);
+        conn.socket.write(paddedRequest);
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const batch = request.repeat(1_000);
+      const batch = paddedRequest.repeat(50);
       // Bounded: a server that kept reading would otherwise keep this loop going for ever.
       for (let i = 0; i < 10_000 && conn.socket.writableLength < 1024 * 1024; i++) {
         conn.socket.write(batch);

@@ -838,7 +838,8 @@ describe('slow and idle clients, with timeouts set small through the environment
     const s = service as Service;
     const conn = await RawConnection.open(s.port);
     conn.socket.pause();
-    const requests = Buffer.from(get().repeat(500), 'latin1');
+    // Padded so that no read (64 KiB) holds MAX_HEADS_PER_READ of them: this is the stall limit's case.
+    const requests = Buffer.from(get(`X-Pad: ${'p'.repeat(1_100)}`).repeat(50), 'latin1');
     // Keep writing until the server gives up: a pending write is what reports the reset here.
     const pump = (): void => {
       while (!conn.isClosed && conn.socket.write(requests));
@@ -865,7 +866,11 @@ describe('slow and idle clients, with timeouts set small through the environment
     conn.socket.pause();
     // A scrape's response holds no bytes until the primary's text comes, so node:http's own
     // brake on pipelining never engaged: the parser took requests until the worker was killed as hung.
-    const scrapes = Buffer.from(crlf(['GET /metrics HTTP/1.1', 'Host: test']).repeat(500), 'latin1');
+    // Padded so that no read holds MAX_HEADS_PER_READ of them: this is the scrapes' own limit.
+    const scrapes = Buffer.from(
+      crlf(['GET /metrics HTTP/1.1', 'Host: test', `X-Pad: ${'p'.repeat(1_100)}`]).repeat(50),
+      'latin1',
+    );
     const pump = (): void => {
       while (!conn.isClosed && conn.socket.write(scrapes));
     };
