@@ -359,7 +359,7 @@ export class Supervisor {
 
   #onTick(): void {
     const now = this.now();
-    for (const [w, overdue] of this.#workers.overdue()) {
+    for (const [w, overdue] of this.#workers.overdue(now)) {
       if (overdue === 'boot') {
         this.#log('error', 'worker did not become ready in time; killing it', {
           ...workerFields(w),

@@ -147,9 +147,11 @@ export class WorkerTable {
     return next;
   }
 
-  /** The workers whose deadline has passed, with the deadline each missed. */
-  overdue(): [WorkerRecord, Overdue][] {
-    const now = this.#now();
+  /**
+   * The workers whose deadline has passed at `now`, with the deadline each missed. The caller's
+   * `now`, so that what it logs of the wait (silentMs) is what was judged.
+   */
+  overdue(now: number): [WorkerRecord, Overdue][] {
     const late: [WorkerRecord, Overdue][] = [];
     for (const w of this.#workers.values()) {
       const due = this.#deadline(w);
