@@ -278,6 +278,47 @@ describe('parseArguments', () => {
     }
   });
 
+  it("takes each integer variable's documented bounds and refuses one past either, naming it", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('| variable |'),
+      readme.indexOf('\n\n', readme.indexOf('| variable |')),
+    );
+    const ranges = [
+      ...table.matchAll(
+        /^\| `([A-Z_]+)` \| [^|]+ \| (?:TCP port, )?(?:`auto` \(.*?\) or an integer from )?(\d+)(?:–| to )(\d+)\b/gm,
+      ),
+    ].map((m) => [m[1] as string, Number(m[2]), Number(m[3])] as const);
+    // Every variable but those that take words, or a bound set by another variable.
+    const notRanges = ['HOST', 'WEB_CONCURRENCY', 'BALANCE', 'REQUEST_TIMEOUT_MS', 'METRICS', 'LOG_LEVEL'];
+    assert.deepEqual(
+      ranges.map(([name]) => name),
+      VARIABLES.filter((name) => !notRanges.includes(name)),
+    );
+    // What a bound needs of its neighbours: the heartbeat timeout is at least twice the interval.
+    const beside: Record<string, Record<string, string>> = {
+      HEARTBEAT_INTERVAL_MS: { HEARTBEAT_TIMEOUT_MS: '600000' },
+      HEARTBEAT_TIMEOUT_MS: { HEARTBEAT_INTERVAL_MS: '50' },
+    };
+    for (const [name, min, max] of ranges) {
+      for (const ok of [min, max])
+        assert.doesNotThrow(() => parseConfig({ ...beside[name], [name]: String(ok) }), `${name}=${ok}`);
+      for (const bad of [min - 1, max + 1]) {
+        assert.throws(
+          () => parseConfig({ ...beside[name], [name]: String(bad) }),
+          (err: unknown) => err instanceof ConfigError && err.message.startsWith(`${name} must be`),
+          `${name}=${bad}`,
+        );
+      }
+    }
+  });
+
+  it('takes a host name of 253 characters, not 254 (RFC 1035)', () => {
+    const name = `${'a.'.repeat(126)}a`;
+    assert.equal(parseConfig({ HOST: name }).host, name);
+    assert.throws(() => parseConfig({ HOST: `${name}b` }), ConfigError);
+  });
+
   it('refuses anything else, naming it', () => {
     for (const args of [['--port', '8080'], ['8080'], ['--healthcheck', '-v'], ['--HEALTHCHECK']]) {
       assert.throws(

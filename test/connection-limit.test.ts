@@ -26,6 +26,11 @@ describe('connectionLimit: MAX_CONNECTIONS, or what the open-files and memory li
   it('under an open-files limit: that limit less 64 spare descriptors', () => {
     const limit = connectionLimit(http, { workers: 2, openFiles: 128 });
     assert.equal(limit.maxConnections, 64);
+    assert.deepEqual(connectionLimit(http, { workers: 2, openFiles: 10_064 }), {
+      maxConnections: 10_000,
+      warnings: [],
+    });
+    assert.equal(connectionLimit(http, { workers: 2, openFiles: 10_063 }).maxConnections, 9_999);
     assert.match(limit.warnings.join('\n'), /open-files limit of 128 .* each worker takes 64 connections/);
   });
 

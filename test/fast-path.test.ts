@@ -374,6 +374,26 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it('a Connection: close greeting larger than the socket buffers arrives whole before the close', async () => {
+    // More than the kernel's send buffer takes at once: the close must wait for the rest.
+    const size = 4 * 1024 * 1024;
+    const s = await listen({}, 'h'.repeat(size));
+    const conn = await RawConnection.open(s.port);
+    try {
+      conn.write('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+      // Its error would quote megabytes of greeting: the start says enough.
+      const reply = await conn.reply({ ms: 30_000 }).catch((err: Error) => {
+        throw new Error(err.message.slice(0, 300));
+      });
+      assert.equal(reply.body.length, Number(reply.headers.get('content-length')?.[0]));
+      assert.ok(reply.body.length > size);
+      assert.equal(s.parsedByNode, 0);
+      assert.ok(await conn.closedWithin(3_000));
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it('leaves pipelined and split requests to node:http, which answers them in order', async () => {
     const s = await listen();
     const conn = await RawConnection.open(s.port);

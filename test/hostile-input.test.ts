@@ -834,6 +834,32 @@ describe('slow and idle clients, with timeouts set small through the environment
     }
   });
 
+  it('a request pipelined behind a finished response is not cut at the idle bound while its body still comes', async () => {
+    // The idle bound is 200 ms + 1 s + 300 ms; the body takes 2.4 s, well within REQUEST_TIMEOUT_MS.
+    const own = await start({
+      WORKERS: '1',
+      KEEP_ALIVE_TIMEOUT_MS: '200',
+      HEADERS_TIMEOUT_MS: '300',
+      REQUEST_TIMEOUT_MS: '10000',
+    });
+    const conn = await RawConnection.open(own.port);
+    try {
+      conn.write(
+        `${crlf(['GET /healthz HTTP/1.1', 'Host: test'])}${crlf(['POST / HTTP/1.1', 'Host: test', 'Content-Length: 8'])}`,
+      );
+      assert.equal((await conn.reply()).status, 200);
+      // One byte every 300 ms: node:http's own timers see a request in progress.
+      for (let i = 0; i < 8; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        conn.write('x');
+      }
+      assert.equal((await conn.reply()).status, 405);
+    } finally {
+      conn.destroy();
+      await stop(own);
+    }
+  });
+
   it('a client that pipelines requests and never reads the responses is cut after REQUEST_TIMEOUT_MS of stalled output', async () => {
     const s = service as Service;
     const conn = await RawConnection.open(s.port);

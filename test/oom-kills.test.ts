@@ -42,6 +42,10 @@ describe('oomKillCount over fixture trees', () => {
 
   it('is undefined where it cannot be read: no file, no oom_kill line (older kernels), no mount, no /proc', () => {
     assert.equal(oomKillCount(fileTree(V1)), undefined);
+    // v2 also counts "oom" (the limit was hit, a kill or not): only "oom_kill" is read.
+    const events = '/sys/fs/cgroup/kubepods/pod1/ctr/memory.events';
+    assert.equal(oomKillCount(fileTree({ ...V2, [events]: 'low 0\nhigh 0\nmax 9\noom 5\noom_kill 2\n' })), 2);
+    assert.equal(oomKillCount(fileTree({ ...V2, [events]: 'low 0\nhigh 0\nmax 9\noom 5\n' })), undefined);
     assert.equal(
       oomKillCount(fileTree({ ...V1, '/sys/fs/cgroup/memory/memory.oom_control': 'oom_kill_disable 0\n' })),
       undefined,

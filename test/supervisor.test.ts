@@ -1165,3 +1165,102 @@ describe('Supervisor', () => {
     assert.equal(h.spawned().length, 3);
   });
 });
+
+describe('Supervisor: stop, roll and boot edge cases', () => {
+  it('SIGTERM while the only slot waits out its back-off, no worker alive, exits 0 at once', () => {
+    const h = started({ workers: 1 });
+    h.exit(1);
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    assert.equal(h.exitCode(), ExitCode.ok);
+  });
+
+  it("a roll's old worker killed at its drain deadline does not make a later clean stop exit 5", () => {
+    const h = started({ workers: 1 });
+    h.send({ type: 'signal', signal: 'SIGHUP' });
+    h.send({ type: 'ready', id: 2 });
+    for (let t = 0; t < 8_000 && !h.of('kill').some((a) => a.id === 1); t += 500) {
+      h.send({ type: 'heartbeat', id: 2 });
+      h.advance(500);
+    }
+    assert.ok(
+      h.of('kill').some((a) => a.id === 1),
+      'the old worker was never killed',
+    );
+    h.exit(1, null, 'SIGKILL');
+    h.send({ type: 'signal', signal: 'SIGTERM' });
+    h.exit(2, 0);
+    assert.equal(h.exitCode(), ExitCode.ok);
+  });
+
+  it('two workers failing to bind log one fatal line; a bind failure after SIGTERM changes nothing', () => {
+    const h = new Harness({ workers: 2 });
+    h.send({ type: 'start' });
+    h.send({ type: 'fatal', id: 1, code: 'EADDRINUSE', message: 'in use' });
+    h.send({ type: 'fatal', id: 2, code: 'EADDRINUSE', message: 'in use' });
+    assert.equal(h.of('log').filter((l) => l.level === 'fatal').length, 1);
+    const stopping = new Harness({ workers: 1 });
+    stopping.send({ type: 'start' });
+    stopping.send({ type: 'signal', signal: 'SIGTERM' });
+    stopping.send({ type: 'fatal', id: 1, code: 'EADDRINUSE', message: 'in use' });
+    stopping.exit(1, null, 'SIGKILL');
+    assert.equal(stopping.exitCode(), ExitCode.ok);
+  });
+
+  it('a worker killed at its boot timeout that reports ready in the race still counts as a boot failure', () => {
+    const h = new Harness({ workers: 1, crashLoopLimit: 1 });
+    h.send({ type: 'start' });
+    h.advance();
+    assert.ok(
+      h.of('kill').some((a) => a.id === 1),
+      'not killed at its boot timeout',
+    );
+    h.send({ type: 'ready', id: 1 });
+    assert.equal(h.supervisor.snapshot().workers[0]?.state, 'stopping');
+    h.exit(1, null, 'SIGKILL');
+    assert.equal(h.exitCode(), ExitCode.crashLoop);
+  });
+
+  it('slots waiting their turn to boot are no pause of the primary', () => {
+    const h = new Harness({ workers: 3, bootConcurrency: 1 });
+    h.send({ type: 'start' });
+    // As the primary does: it asks when to tick next after every event, and ticks then.
+    for (let t = 700; t <= 2_100; t += 700) {
+      h.supervisor.nextTick();
+      h.clock = t;
+      h.send({ type: 'tick' });
+    }
+    h.supervisor.nextTick();
+    h.send({ type: 'ready', id: 1 });
+    h.supervisor.nextTick();
+    h.send({ type: 'tick' });
+    assert.equal(h.of('log').filter((l) => l.msg.startsWith('the primary did not run')).length, 0);
+  });
+
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    it(`a worker killed by ${signal} before it was ready (the terminal's process group) is no boot failure`, () => {
+      const h = new Harness({ workers: 1, crashLoopLimit: 1 });
+      h.send({ type: 'start' });
+      h.exit(1, null, signal);
+      assert.equal(h.exitCode(), undefined);
+      assert.equal(h.supervisor.snapshot().restarts.boot, 0);
+    });
+  }
+
+  it('a slot SIGTTIN adds back starts with no back-off, whatever it failed before', () => {
+    const h = started({ workers: 2 });
+    let [id] = h.idsInSlot(1) as [number];
+    for (let i = 0; i < 3; i++) {
+      h.exit(id);
+      h.advance();
+      [id] = h.idsInSlot(1) as [number];
+      h.send({ type: 'ready', id });
+    }
+    h.send({ type: 'signal', signal: 'SIGTTOU' });
+    h.exit(id, 0);
+    h.send({ type: 'signal', signal: 'SIGTTIN' });
+    [id] = h.idsInSlot(1) as [number];
+    h.send({ type: 'ready', id });
+    h.exit(id);
+    assert.equal(h.of('log').at(-1)?.fields.restartInMs, DEFAULT_BACKOFF.initialMs);
+  });
+});
