@@ -885,6 +885,26 @@ describe('slow and idle clients, with timeouts set small through the environment
     }
   });
 
+  it('8 scrapes pipelined in one write are all answered; a 9th ahead of their answers cuts the connection', async () => {
+    const s = service as Service;
+    const scrape = crlf(['GET /metrics HTTP/1.1', 'Host: test']);
+    const eight = await RawConnection.open(s.port);
+    try {
+      eight.write(scrape.repeat(8));
+      for (let i = 0; i < 8; i++) assert.equal((await eight.reply()).status, 200);
+    } finally {
+      eight.destroy();
+    }
+    const nine = await RawConnection.open(s.port);
+    try {
+      nine.write(scrape.repeat(9));
+      assert.ok(await nine.closedWithin(REQUEST_MS), 'the connection is still open');
+      assert.ok(!/^HTTP\/1\.1 200/m.test(nine.received), 'a scrape was answered before the cut');
+    } finally {
+      nine.destroy();
+    }
+  });
+
   it('a client that pipelines scrapes and never reads is cut at once; the workers keep serving', async () => {
     const s = service as Service;
     const workers = s.liveWorkerPids().sort();
