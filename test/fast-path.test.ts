@@ -374,6 +374,24 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it('counts request lines, not blank lines: chunked bodies and bodies of blank lines are no flood', async () => {
+    const s = await listen();
+    const conn = await RawConnection.open(s.port);
+    try {
+      // Each chunked body ends in a blank line: 40 requests hold 80.
+      const chunked =
+        'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+      conn.write(chunked.repeat(40));
+      for (let i = 0; i < 40; i++) assert.equal((await conn.reply()).status, 405);
+      const blank = '\r\n\r\n'.repeat(MAX_HEADS_PER_READ + 1);
+      conn.write(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${blank.length}\r\n\r\n${blank}`);
+      assert.equal((await conn.reply()).status, 405);
+      assert.ok(!conn.isClosed);
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it('a Connection: close greeting larger than the socket buffers arrives whole before the close', async () => {
     // More than the kernel's send buffer takes at once: the close must wait for the rest.
     const size = 4 * 1024 * 1024;

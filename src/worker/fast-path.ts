@@ -7,7 +7,7 @@
  * malformed) the connection goes to node:http with that chunk put back, so every error, limit and
  * timeout is still node:http's, except that the headers timeout of a connection not answered yet
  * still counts from its opening, and that a read holding more than MAX_HEADS_PER_READ request
- * heads is never parsed.
+ * lines is never parsed.
  */
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -46,13 +46,17 @@ export const KEEP_ALIVE_BUFFER_MS = 1_000;
  */
 export const MAX_HEADS_PER_READ = 64;
 
-const HEAD_END = Buffer.from('\r\n\r\n');
+const VERSION = Buffer.from(' HTTP/1.');
 
-/** Whether `chunk` holds more than MAX_HEADS_PER_READ head ends (llhttp takes no bare-LF heads). */
+/**
+ * Whether `chunk` holds more than MAX_HEADS_PER_READ request lines: " HTTP/1.x" and the line end.
+ * Not blank lines, which a body has too (every chunked one ends in one, a form has one per part).
+ */
 function floods(chunk: Buffer): boolean {
   let heads = 0;
-  for (let at = chunk.indexOf(HEAD_END); at !== -1; at = chunk.indexOf(HEAD_END, at + 4)) {
-    if (++heads > MAX_HEADS_PER_READ) return true;
+  for (let at = chunk.indexOf(VERSION); at !== -1; at = chunk.indexOf(VERSION, at + VERSION.length)) {
+    const end = at + VERSION.length + 1;
+    if (chunk[end] === 0x0d && chunk[end + 1] === 0x0a && ++heads > MAX_HEADS_PER_READ) return true;
   }
   return false;
 }
