@@ -31,6 +31,8 @@ export interface WorkerStats {
   readonly requests: number;
   /** Connections accepted and closed at once, unanswered: past MAX_CONNECTIONS (or the open-files or memory limit). */
   readonly droppedConnections: number;
+  /** Connections it takes before it drops new ones: MAX_CONNECTIONS, or what its limits hold. */
+  readonly maxConnections: number;
   /** Responses by status class, index 0 = 1xx … 4 = 5xx. */
   readonly responses: readonly number[];
   readonly rssBytes: number;
@@ -77,7 +79,9 @@ export type PrimaryMessage =
    */
   | { readonly type: 'listener' }
   | { readonly type: 'collect-stats'; readonly requestId: number }
-  | { readonly type: 'metrics-response'; readonly requestId: number; readonly text: string | null };
+  | { readonly type: 'metrics-response'; readonly requestId: number; readonly text: string | null }
+  /** The connections each worker now takes: the worker count changed, and with it each one's share of a memory limit. */
+  | { readonly type: 'connection-limit'; readonly maxConnections: number };
 
 type Tagged = { readonly type: string } & Readonly<Record<string, unknown>>;
 
@@ -98,6 +102,7 @@ function isStats(v: unknown): boolean {
   return (
     isCount(s.requests) &&
     isCount(s.droppedConnections) &&
+    isCount(s.maxConnections) &&
     isClassCounts(s.responses) &&
     isMeasure(s.rssBytes) &&
     isMeasure(s.heapUsedBytes) &&
@@ -141,6 +146,8 @@ export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
       return isCount(value.requestId);
     case 'metrics-response':
       return isCount(value.requestId) && (value.text === null || typeof value.text === 'string');
+    case 'connection-limit':
+      return isCount(value.maxConnections) && (value.maxConnections as number) >= 1;
     default:
       return false;
   }

@@ -120,8 +120,42 @@ describe('memoryLimit over fixture trees', () => {
 });
 
 describe('a memory limit too small for MAX_CONNECTIONS (docker run --memory)', () => {
-  let cgroup: MemoryCgroup | undefined;
-  after(() => cgroup?.remove());
+  const cgroups: MemoryCgroup[] = [];
+  after(async () => {
+    for (const cgroup of cgroups) await cgroup.remove();
+  });
+
+  it("SIGTTIN and SIGTTOU change every worker's share, the running workers' too", async (t) => {
+    const made = makeMemoryCgroup('share', 384 * MiB);
+    if (typeof made === 'string') {
+      t.skip(made);
+      return;
+    }
+    cgroups.push(made);
+    const service = await startService({ env: { WORKERS: '2' }, wrap: made.wrap });
+    /** Scrapes until `workers` workers each report taking `expected` connections: one scrape a round trip. */
+    const shares = async (workers: number, expected: number): Promise<void> => {
+      const deadline = performance.now() + 10_000;
+      let seen: number[] = [];
+      while (!(seen.length === workers && seen.every((v) => v === expected))) {
+        assert.ok(performance.now() < deadline, `${workers} workers taking ${expected} each: saw ${seen}`);
+        const text = await request(`${service.url}/metrics`).then((res) => res.body.text());
+        seen = parseExposition(text)
+          .filter((sample) => sample.name === 'myservice_worker_max_connections')
+          .map((sample) => sample.value);
+      }
+    };
+    try {
+      // (384 - 48) / 2 - 64 = 104 MiB, or (384 - 48) / 3 - 64 = 48 MiB, over 52 KiB a connection.
+      await shares(2, 2_048);
+      service.signal('SIGTTIN');
+      await shares(3, 945);
+      service.signal('SIGTTOU');
+      await shares(2, 2_048);
+    } finally {
+      assert.equal((await service.stop()).code, 0);
+    }
+  });
 
   it('a client opening connections with big unfinished heads gets the extra ones dropped, not the worker OOM-killed', async (t) => {
     const made = makeMemoryCgroup('heads', 192 * MiB);
@@ -129,7 +163,7 @@ describe('a memory limit too small for MAX_CONNECTIONS (docker run --memory)', (
       t.skip(made);
       return;
     }
-    cgroup = made;
+    cgroups.push(made);
     // Unfinished heads stay open for HEADERS_TIMEOUT_MS: the attack is over long before.
     const service = await startService({
       env: { WORKERS: '1', HEADERS_TIMEOUT_MS: '20000' },

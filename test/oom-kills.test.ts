@@ -56,8 +56,10 @@ describe('oomKillCount over fixture trees', () => {
 });
 
 describe("a worker killed by the memory cgroup's OOM killer (docker run --memory)", () => {
-  let cgroup: MemoryCgroup | undefined;
-  after(() => cgroup?.remove());
+  const cgroups: MemoryCgroup[] = [];
+  after(async () => {
+    for (const cgroup of cgroups) await cgroup.remove();
+  });
 
   it('is logged with oomKilled: true, and replaced', async (t) => {
     const made = makeMemoryCgroup('oom', 192 * 1024 * 1024);
@@ -65,7 +67,7 @@ describe("a worker killed by the memory cgroup's OOM killer (docker run --memory
       t.skip(made);
       return;
     }
-    cgroup = made;
+    cgroups.push(made);
     const fixture = new URL('fixtures/grow-in-worker.js', import.meta.url).href;
     const service = await startService({
       env: { WORKERS: '1', NODE_OPTIONS: `--import=${fixture}` },

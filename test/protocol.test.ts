@@ -6,6 +6,7 @@ import { isNativeHandle, isPrimaryMessage, isWorkerMessage } from '../src/protoc
 const stats = {
   requests: 3,
   droppedConnections: 0,
+  maxConnections: 10_000,
   responses: [0, 3, 0, 0, 0],
   rssBytes: 1e8,
   heapUsedBytes: 1e7,
@@ -33,6 +34,7 @@ describe('isWorkerMessage', () => {
       { type: 'stats', requestId: -1, stats },
       { type: 'stats', requestId: 1, stats: { ...stats, rssBytes: Number.NaN } },
       { type: 'stats', requestId: 1, stats: { ...stats, droppedConnections: undefined } },
+      { type: 'stats', requestId: 1, stats: { ...stats, maxConnections: -1 } },
       { type: 'heartbeat' },
       { type: 'heartbeat', responses: [0, 1.5, 0, 0, 0] },
       { type: 'fatal', code: 'E' },
@@ -55,6 +57,7 @@ describe('isPrimaryMessage', () => {
       { type: 'collect-stats', requestId: 3 },
       { type: 'metrics-response', requestId: 3, text: null },
       { type: 'metrics-response', requestId: 3, text: '# HELP …' },
+      { type: 'connection-limit', maxConnections: 945 },
     ])
       assert.equal(isPrimaryMessage(m), true, JSON.stringify(m));
     for (const m of [
@@ -62,6 +65,7 @@ describe('isPrimaryMessage', () => {
       { type: 'drain', delayMs: 0 },
       { type: 'collect-stats' },
       { type: 'metrics-response', requestId: 3 },
+      { type: 'connection-limit', maxConnections: 0 },
       { type: 'heartbeat', responses: [0, 0, 0, 0, 0] },
       { type: 'need-listener' },
     ])

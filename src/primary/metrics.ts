@@ -99,6 +99,12 @@ export function renderMetrics(input: MetricsInput): string {
     workers.map((w) => [workerLabels(w), w.stats.droppedConnections]),
   );
   out.family(
+    'myservice_worker_max_connections',
+    'gauge',
+    'Connections each worker takes before it drops new ones: MAX_CONNECTIONS, or less where the open-files or memory limit cannot hold that many (a memory limit is shared by the workers configured).',
+    workers.map((w) => [workerLabels(w), w.stats.maxConnections]),
+  );
+  out.family(
     'myservice_http_responses_total',
     'counter',
     'Responses by status class since the primary started, exited workers included (up to their last report).',

@@ -65,22 +65,21 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     });
   }
   /**
-   * Each worker's share of the memory limit shrinks as workers are added (SIGTTIN), so a worker
-   * is given the connection limit for the count configured when it starts; a limit not given
-   * before is warned of.
+   * The connections each worker takes with `workers` sharing this process's limits; each warning
+   * logged once. A memory limit's share changes with the worker count (SIGTTIN, SIGTTOU): the
+   * workers that run are told, and new ones get it at fork.
    */
-  const warnedLimits = new Set<number>();
-  const workerEnvFor = (workers: number): Record<string, string> => {
+  const warned = new Set<string>();
+  const limitFor = (workers: number): number => {
     const limit = ownConnectionLimit(config.http, workers);
-    if (!warnedLimits.has(limit.maxConnections)) {
-      warnedLimits.add(limit.maxConnections);
-      for (const warning of limit.warnings)
-        log('warn', warning, { maxConnections: limit.maxConnections, workers });
+    for (const warning of limit.warnings) {
+      if (warned.has(warning)) continue;
+      warned.add(warning);
+      log('warn', warning, { maxConnections: limit.maxConnections, workers });
     }
-    const http = { ...config.http, maxConnections: limit.maxConnections };
-    return { [WORKER_CONFIG_ENV]: JSON.stringify({ ...config, http }) };
+    return limit.maxConnections;
   };
-  workerEnvFor(count);
+  let limitShared = { workers: count, maxConnections: limitFor(count) };
   const bootConcurrency = cpu.workers * BOOTS_PER_CPU;
   if (count > cpu.workers) {
     const batches = count > bootConcurrency ? `; ${bootConcurrency} boot at a time` : '';
@@ -157,7 +156,10 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   const responseTotals = new ResponseTotals();
 
   function dispatch(event: SupervisorEvent): void {
-    perform(supervisor.handle(event));
+    const actions = supervisor.handle(event);
+    // Before the actions: a worker SIGTTIN spawns must start with the new figure.
+    shareLimits(supervisor.snapshot().configured);
+    perform(actions);
     clearTimeout(timer);
     // The tick is judged after this turn's I/O is read: a primary stopped alone (SIGSTOP) runs its
     // overdue timer first, before the heartbeats that queued meanwhile, which a short stop (not
@@ -193,11 +195,23 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
     }
   }
 
+  function shareLimits(workers: number): void {
+    if (workers === limitShared.workers) return;
+    const maxConnections = limitFor(workers);
+    const changed = maxConnections !== limitShared.maxConnections;
+    limitShared = { workers, maxConnections };
+    if (!changed) return;
+    for (const worker of handles.values()) sendTo(worker, { type: 'connection-limit', maxConnections });
+  }
+
   function spawnWorker(id: number, slot: number): void {
     let worker: Worker;
     try {
       worker = cluster.fork({
-        ...workerEnvFor(supervisor.snapshot().configured),
+        [WORKER_CONFIG_ENV]: JSON.stringify({
+          ...config,
+          http: { ...config.http, maxConnections: limitShared.maxConnections },
+        }),
         [WORKER_SLOT_ENV]: String(slot),
         [WORKER_LISTENER_ENV]: listeners.has(slot) ? '1' : '',
       });

@@ -160,6 +160,11 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
         pendingMetrics.get(message.requestId)?.(message.text);
         pendingMetrics.delete(message.requestId);
         break;
+      case 'connection-limit':
+        // Connections already open stay; only new ones past the limit are dropped.
+        server.maxConnections = message.maxConnections;
+        stats.maxConnections = message.maxConnections;
+        break;
     }
   });
 

@@ -1,5 +1,6 @@
 /** A real memory cgroup for a test to start the service in (docker run --memory, without Docker). */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { setImmediate } from 'node:timers/promises';
 
 const V2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
 const BASE = V2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory';
@@ -8,8 +9,8 @@ export interface MemoryCgroup {
   readonly dir: string;
   /** A `wrap` for startService: the service starts inside the cgroup. */
   readonly wrap: string;
-  /** Removes the cgroup; every process in it must have exited. */
-  remove(): void;
+  /** Removes the cgroup once the processes in it are gone (an exited child can linger a moment). */
+  remove(): Promise<void>;
 }
 
 /** A cgroup of `limitBytes` with no swap, or why none can be made here (a reason to skip). */
@@ -34,8 +35,13 @@ export function makeMemoryCgroup(name: string, limitBytes: number): MemoryCgroup
   return {
     dir,
     wrap: `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
-    remove: () => {
-      if (existsSync(dir)) rmdirSync(dir);
+    remove: async () => {
+      if (!existsSync(dir)) return;
+      const deadline = performance.now() + 5_000;
+      while (readFileSync(`${dir}/cgroup.procs`, 'utf8').trim() !== '' && performance.now() < deadline) {
+        await setImmediate();
+      }
+      rmdirSync(dir);
     },
   };
 }
