@@ -125,7 +125,12 @@ export function closeGracefully(server: Server, drainTimeoutMs: number, onClosed
 
 /** A connection whose time ran out: count its 408, send it, and close once it is flushed. */
 export function endWithTimeout(socket: Socket, stats: RequestStats, reply: string): void {
-  stats.countResponse(408);
+  endWithReply(socket, stats, 408, reply);
+}
+
+/** Sends a raw reply (replies.ts), counted, then closes the connection once it is written. */
+export function endWithReply(socket: Socket, stats: RequestStats, status: number, reply: string): void {
+  stats.countResponse(status);
   socket.end(withDate(reply));
   socket.destroySoon();
 }

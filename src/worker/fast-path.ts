@@ -12,7 +12,8 @@
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HttpLimits } from '../config.js';
-import { endWithTimeout } from './connections.js';
+import { endWithReply, endWithTimeout } from './connections.js';
+import { tooManyPipelined } from './replies.js';
 import { type FastRequest, recognizeGreetingRequest } from './request-head.js';
 import type { RequestStats } from './request-stats.js';
 
@@ -67,15 +68,21 @@ function floods(chunk: Buffer): boolean {
  * through JavaScript instead of straight into its parser, about 1.3x the CPU per request it serves
  * (measured on /healthz); the greeting's fast path reads through JavaScript anyway.
  */
-function guardPipelining(socket: Socket): void {
+function guardPipelining(socket: Socket, stats: RequestStats): void {
   const listeners = socket.listeners('data') as ((chunk: Buffer) => void)[];
   const nodeOnData = listeners.at(-1);
   if (nodeOnData === undefined) return;
   socket.removeListener('data', nodeOnData);
+  let cut = false;
   // Adding a 'data' listener makes node:http stop reading the socket in C++ (its unconsume).
   socket.on('data', (chunk: Buffer) => {
-    if (floods(chunk)) socket.destroy();
-    else nodeOnData(chunk);
+    if (cut) return;
+    if (!floods(chunk)) {
+      nodeOnData(chunk);
+      return;
+    }
+    cut = true;
+    refuseFlood(socket, stats);
   });
   // A paused net.Socket still reads ahead into JS up to its high-water mark. When node:http pauses
   // a client that does not read its answers, what it sends next must wait in the kernel, as it
@@ -89,6 +96,15 @@ function guardPipelining(socket: Socket): void {
       handle.readStop();
     }
   });
+}
+
+/**
+ * 429 and close, where nothing is being answered on the connection: a client pipelining deeper than
+ * MAX_HEADS_PER_READ learns why. With a response under way a reply would be cut into it: closed.
+ */
+function refuseFlood(socket: Socket, stats: RequestStats): void {
+  if ((socket as HttpSocket)._httpMessage || socket.writableLength > 0) socket.destroy();
+  else endWithReply(socket, stats, 429, tooManyPipelined);
 }
 
 /** libuv's stream handle behind a net.Socket, as net.Socket itself drives it. */
@@ -145,7 +161,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
   server.removeListener('connection', nodeListener);
   const handOverToNode = (socket: Socket): void => {
     nodeListener.call(server, socket);
-    guardPipelining(socket);
+    guardPipelining(socket, stats);
   };
   const bytes = new GreetingBytes(options.body, options.headers, limits.keepAliveTimeoutMs);
   /**

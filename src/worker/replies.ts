@@ -73,6 +73,8 @@ export const clientErrors: Readonly<Record<string, string>> = {
   ERR_HTTP_REQUEST_TIMEOUT: rawReply(408, 'Request Timeout'),
 };
 export const badRequest = rawReply(400, 'Bad Request');
+/** More pipelined requests in one read than the fast path lets node:http parse (MAX_HEADS_PER_READ). */
+export const tooManyPipelined = rawReply(429, 'Too Many Requests');
 
 /** A raw reply with the current Date after its status line; error paths only, so built per call. */
 export function withDate(reply: string): string {
