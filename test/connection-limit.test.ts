@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { parseConfig } from '../src/config.js';
 import { connectionLimit, connectionMemory, MIN_CONNECTIONS } from '../src/connection-limit.js';
 import { memoryLimit } from '../src/memory-limit.js';
 import { fileTree } from './helpers/file-tree.js';
-import { type MemoryCgroup, makeMemoryCgroup } from './helpers/memory-cgroup.js';
+import { memoryCgroupsForSuite } from './helpers/memory-cgroup.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { pollUntil, startService } from './helpers/service.js';
 
@@ -120,18 +120,11 @@ describe('memoryLimit over fixture trees', () => {
 });
 
 describe('a memory limit too small for MAX_CONNECTIONS (docker run --memory)', () => {
-  const cgroups: MemoryCgroup[] = [];
-  after(async () => {
-    for (const cgroup of cgroups) await cgroup.remove();
-  });
+  const memoryCgroup = memoryCgroupsForSuite();
 
   it("SIGTTIN and SIGTTOU change every worker's share, the running workers' too", async (t) => {
-    const made = makeMemoryCgroup('share', 384 * MiB);
-    if (typeof made === 'string') {
-      t.skip(made);
-      return;
-    }
-    cgroups.push(made);
+    const made = memoryCgroup(t, 'share', 384 * MiB);
+    if (!made) return;
     const service = await startService({ env: { WORKERS: '2' }, wrap: made.wrap });
     /** Scrapes until `workers` workers each report taking `expected` connections: one scrape a round trip. */
     const shares = async (workers: number, expected: number): Promise<void> => {
@@ -158,12 +151,8 @@ describe('a memory limit too small for MAX_CONNECTIONS (docker run --memory)', (
   });
 
   it('a client opening connections with big unfinished heads gets the extra ones dropped, not the worker OOM-killed', async (t) => {
-    const made = makeMemoryCgroup('heads', 192 * MiB);
-    if (typeof made === 'string') {
-      t.skip(made);
-      return;
-    }
-    cgroups.push(made);
+    const made = memoryCgroup(t, 'heads', 192 * MiB);
+    if (!made) return;
     // Unfinished heads stay open for HEADERS_TIMEOUT_MS: the attack is over long before.
     const service = await startService({
       env: { WORKERS: '1', HEADERS_TIMEOUT_MS: '20000' },

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { oomKillCount } from '../src/primary/oom-kills.js';
 import { fileTree } from './helpers/file-tree.js';
-import { type MemoryCgroup, makeMemoryCgroup } from './helpers/memory-cgroup.js';
+import { memoryCgroupsForSuite } from './helpers/memory-cgroup.js';
 import { startService } from './helpers/service.js';
 
 const V1 = {
@@ -56,18 +56,11 @@ describe('oomKillCount over fixture trees', () => {
 });
 
 describe("a worker killed by the memory cgroup's OOM killer (docker run --memory)", () => {
-  const cgroups: MemoryCgroup[] = [];
-  after(async () => {
-    for (const cgroup of cgroups) await cgroup.remove();
-  });
+  const memoryCgroup = memoryCgroupsForSuite();
 
   it('is logged with oomKilled: true, and replaced', async (t) => {
-    const made = makeMemoryCgroup('oom', 192 * 1024 * 1024);
-    if (typeof made === 'string') {
-      t.skip(made);
-      return;
-    }
-    cgroups.push(made);
+    const made = memoryCgroup(t, 'oom', 192 * 1024 * 1024);
+    if (!made) return;
     const fixture = new URL('fixtures/grow-in-worker.js', import.meta.url).href;
     const service = await startService({
       env: { WORKERS: '1', NODE_OPTIONS: `--import=${fixture}` },

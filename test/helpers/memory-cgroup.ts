@@ -1,5 +1,6 @@
 /** A real memory cgroup for a test to start the service in (docker run --memory, without Docker). */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { after, type TestContext } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
 
 const V2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
@@ -43,5 +44,29 @@ export function makeMemoryCgroup(name: string, limitBytes: number): MemoryCgroup
       }
       rmdirSync(dir);
     },
+  };
+}
+
+/**
+ * For a describe block: `make(t, name, limitBytes)` gives a memory cgroup, or skips the test with
+ * the reason none can be made here (undefined); every cgroup made is removed after the block.
+ */
+export function memoryCgroupsForSuite(): (
+  t: TestContext,
+  name: string,
+  limitBytes: number,
+) => MemoryCgroup | undefined {
+  const made: MemoryCgroup[] = [];
+  after(async () => {
+    for (const cgroup of made) await cgroup.remove();
+  });
+  return (t, name, limitBytes) => {
+    const cgroup = makeMemoryCgroup(name, limitBytes);
+    if (typeof cgroup === 'string') {
+      t.skip(cgroup);
+      return undefined;
+    }
+    made.push(cgroup);
+    return cgroup;
   };
 }
