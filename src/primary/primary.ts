@@ -158,7 +158,7 @@ export function runPrimary(config: Config, signals: SignalQueue): void {
   function dispatch(event: SupervisorEvent): void {
     const actions = supervisor.handle(event);
     // Before the actions: a worker SIGTTIN spawns must start with the new figure.
-    shareLimits(supervisor.snapshot().configured);
+    shareLimits(supervisor.configured);
     perform(actions);
     clearTimeout(timer);
     // The tick is judged after this turn's I/O is read: a primary stopped alone (SIGSTOP) runs its

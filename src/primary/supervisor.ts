@@ -352,6 +352,11 @@ export class Supervisor {
     }
   }
 
+  /** The workers configured: the start count, as SIGTTIN and SIGTTOU changed it. */
+  get configured(): number {
+    return this.#target;
+  }
+
   /** How often the primary must tick at least, and how late an event may come (see PauseWatch). */
   get watchMs(): number {
     return this.#pauses.watchMs;
