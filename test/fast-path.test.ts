@@ -523,6 +523,44 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it('ignores a line end a client leaves after each request (RFC 9112 2.2): no unasked 408 at the headers timeout; a second one in a row meets it', async () => {
+    const s = await listen({
+      HEADERS_TIMEOUT_MS: '300',
+      REQUEST_TIMEOUT_MS: '1000',
+      KEEP_ALIVE_TIMEOUT_MS: '5000',
+    });
+    const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
+    const conn = await RawConnection.open(s.port);
+    const serverSide = await accepted;
+    /** Writes `data` and waits until the worker has read it: one write, one read. */
+    const send = async (data: string): Promise<void> => {
+      const read = once(serverSide, 'data');
+      conn.write(data);
+      await read;
+    };
+    try {
+      for (let i = 0; i < 2; i++) {
+        await send(request);
+        assert.equal((await conn.reply()).status, 200);
+        await send('\r\n');
+      }
+      // Idle now, well past HEADERS_TIMEOUT_MS and node:http's checks of it, within keep-alive.
+      assert.equal(await conn.closedWithin(1_200), false, `closed; unread: ${conn.unread.slice(0, 120)}`);
+      assert.equal(conn.unread, '', 'bytes nobody asked for');
+      await send(request);
+      assert.equal((await conn.reply()).status, 200);
+      assert.equal(s.parsedByNode, 0, 'a line end was handed to node:http');
+      assert.equal(s.stats.responses[3], 0, 'a 4xx was counted');
+      // One ignored per answer: a client that keeps sending line ends and no request is cut.
+      await send('\r\n');
+      await send('\r\n');
+      assert.equal((await conn.reply()).status, 408);
+      assert.ok(await conn.closedWithin(CLOSE_MS), 'not closed after its 408');
+    } finally {
+      conn.destroy();
+    }
+  });
+
   /** How a connection whose replies backed up goes on, and whether it closes once they are read. */
   const afterBackUp: [string, (conn: RawConnection, s: InProcess) => void, boolean][] = [
     ['the client goes quiet', () => {}, false],

@@ -4,7 +4,8 @@
  * which a fixed greeting does not need. A plain `GET /` is answered here with prebuilt bytes,
  * identical to what node:http sends. At the first chunk that is anything else (another path or
  * method, a body, Expect, Upgrade, a request split over two reads, pipelining, anything
- * malformed) the connection goes to node:http with that chunk put back, so every error, limit and
+ * malformed; not a line end or two left after an answer, which is skipped as node:http skips it)
+ * the connection goes to node:http with that chunk put back, so every error, limit and
  * timeout is still node:http's, except that the headers timeout of a connection not answered yet
  * still counts from its opening, and that a read holding more than MAX_HEADS_PER_READ request
  * lines is never parsed.
@@ -48,6 +49,17 @@ export const KEEP_ALIVE_BUFFER_MS = 1_000;
 export const MAX_HEADS_PER_READ = 64;
 
 const VERSION = Buffer.from(' HTTP/1.');
+
+/**
+ * A chunk of at most two line ends and nothing else: what a client that ends a request with an
+ * extra CRLF sends after it. RFC 9112 (2.2) asks a server to ignore at least one such empty line
+ * before a request line, as llhttp does.
+ */
+function isStrayLineEnds(chunk: Buffer): boolean {
+  if (chunk.length > 4) return false;
+  for (const byte of chunk) if (byte !== 0x0d && byte !== 0x0a) return false;
+  return true;
+}
 
 /**
  * Whether `chunk` holds more than MAX_HEADS_PER_READ request lines: " HTTP/1.x" and the line end.
@@ -219,6 +231,12 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     let ending = false;
     /** A reply waits in the worker past the high-water mark: the next request goes to node:http. */
     let backedUp = false;
+    /**
+     * One chunk of stray line ends after each answer is ignored. Handed over, it would make
+     * node:http take the idle connection for a new one that sent no request yet: an unasked 408
+     * at the headers timeout. Only one, so a client trickling line ends meets that timeout still.
+     */
+    let mayIgnoreLineEnds = false;
     owned.set(socket, (now) => {
       ending = true;
       if (now) socket.destroy();
@@ -231,11 +249,16 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
           ? recognize(chunk.toString('latin1'))
           : undefined;
       if (kind === undefined) {
+        if (mayIgnoreLineEnds && isStrayLineEnds(chunk)) {
+          mayIgnoreLineEnds = false;
+          return;
+        }
         handOver(chunk);
         return;
       }
       stats.requests++;
       stats.countResponse(200);
+      mayIgnoreLineEnds = true;
       if (!answered) {
         answered = true;
         socket.setTimeout(limits.keepAliveTimeoutMs + KEEP_ALIVE_BUFFER_MS);
