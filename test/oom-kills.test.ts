@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { request } from 'undici';
 import { oomKillCount } from '../src/primary/oom-kills.js';
 import { fileTree } from './helpers/file-tree.js';
 import { memoryCgroupsForSuite } from './helpers/memory-cgroup.js';
+import { parseExposition, total } from './helpers/prometheus.js';
 import { startService } from './helpers/service.js';
 
 const V1 = {
@@ -12,6 +14,15 @@ const V1 = {
     '41 31 0:36 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct',
   ].join('\n'),
 };
+/** /metrics's OOM kills and restarts by crash, as the replacement worker answers them. */
+async function killsAndCrashes(url: string): Promise<[number, number]> {
+  const scrape = parseExposition(await (await request(`${url}/metrics`)).body.text());
+  return [
+    total(scrape, 'myservice_worker_oom_kills_total'),
+    total(scrape, 'myservice_worker_restarts_total', { cause: 'crash' }),
+  ];
+}
+
 const V2 = {
   '/proc/self/cgroup': '0::/kubepods/pod1/ctr\n',
   '/proc/self/mountinfo': '30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw',
@@ -77,6 +88,7 @@ describe("a worker killed by the memory cgroup's OOM killer (docker run --memory
       assert.equal(exit.workerPid, victim, service.dump());
       assert.deepEqual([exit.signal, exit.oomKilled, exit.cause], ['SIGKILL', true, 'crash']);
       await service.waitForLog((l) => l.msg === 'worker ready' && l.workerPid !== victim, 'its replacement');
+      assert.deepEqual(await killsAndCrashes(service.url), [1, 1]);
     } finally {
       assert.equal((await service.stop()).code, 0);
     }
@@ -90,6 +102,8 @@ describe("a worker killed by the memory cgroup's OOM killer (docker run --memory
       const exit = await service.waitForLog((l) => l.msg === 'worker exited unexpectedly');
       assert.equal(exit.signal, 'SIGKILL');
       assert.equal(exit.oomKilled, undefined);
+      await service.waitForLog((l) => l.msg === 'worker ready' && l.workerPid !== victim, 'its replacement');
+      assert.deepEqual(await killsAndCrashes(service.url), [0, 1]);
     } finally {
       assert.equal((await service.stop()).code, 0);
     }

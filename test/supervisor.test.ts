@@ -201,6 +201,8 @@ describe('Supervisor', () => {
     h.exit(a, null, 'SIGTERM', 6);
     h.exit(b, null, 'SIGKILL', undefined);
     assert.ok(h.of('log', from).every((l) => l.fields.oomKilled === undefined));
+    // For /metrics: the one OOM kill, among 4 restarts by crash.
+    assert.deepEqual([h.supervisor.snapshot().oomKills, h.supervisor.snapshot().restarts.crash], [1, 4]);
     // No count at start: nothing to match a kill against.
     const unknown = started();
     const at = unknown.actions.length;
@@ -221,6 +223,7 @@ describe('Supervisor', () => {
       exits.map((l) => l.fields.oomKilled),
       [true, true],
     );
+    assert.equal(h.supervisor.snapshot().oomKills, 2);
     // Killed as hung while an unrelated kill was counted: not an OOM kill, and that kill stays
     // unmatched for a worker killed from outside next.
     const hung = started({ oomKillsAtStart: 0 });
@@ -237,6 +240,7 @@ describe('Supervisor', () => {
       hung.of('log', at).find((l) => l.msg === 'worker exited unexpectedly')?.fields.oomKilled,
       true,
     );
+    assert.equal(hung.supervisor.snapshot().oomKills, 1);
   });
 
   it('kills a hung worker (no heartbeat) and replaces it', () => {

@@ -116,6 +116,12 @@ export function renderMetrics(input: MetricsInput): string {
     'Workers replaced since start, by cause (crash, hung, boot failure, rolling restart); scale: workers added by SIGTTIN or removed by SIGTTOU.',
     CAUSES.map((c) => [`{cause="${c}"}`, input.supervisor.restarts[c]]),
   );
+  out.family(
+    'myservice_worker_oom_kills_total',
+    'counter',
+    "Workers killed by the memory cgroup's OOM killer since start (docker run --memory, a Kubernetes memory limit); each is also a restart by crash or boot failure.",
+    [['', input.supervisor.oomKills]],
+  );
   out.family('myservice_workers_configured', 'gauge', 'Workers the primary aims to run.', [
     ['', input.supervisor.configured],
   ]);

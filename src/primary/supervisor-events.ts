@@ -73,4 +73,6 @@ export interface SupervisorSnapshot {
     readonly state: WorkerState;
   }[];
   readonly restarts: Readonly<Record<RestartCause, number>>;
+  /** Worker exits taken for the memory cgroup's OOM killer, also counted in restarts. */
+  readonly oomKills: number;
 }

@@ -49,6 +49,7 @@ export class Supervisor {
   readonly #respawns: RespawnSchedule;
   readonly #pauses: PauseWatch;
   readonly #restarts: Record<RestartCause, number> = { crash: 0, hung: 0, boot: 0, roll: 0, scale: 0 };
+  #oomKills = 0;
   /** The memory cgroup's OOM kills accounted for: at start, plus those matched to an exit since. */
   #oomKillsMatched: number | undefined;
   #actions: Action[] = [];
@@ -140,6 +141,7 @@ export class Supervisor {
       configured: this.#target,
       workers: [...this.#workers.values()].map(({ id, slot, pid, state }) => ({ id, slot, pid, state })),
       restarts: { ...this.#restarts },
+      oomKills: this.#oomKills,
     };
   }
 
@@ -206,6 +208,7 @@ export class Supervisor {
     const w = this.#workers.remove(id);
     if (!w) return;
     const oomKilled = signal === 'SIGKILL' && !w.killSent && this.#takeOomKill(oomKills);
+    if (oomKilled) this.#oomKills++;
     const exit = { ...workerFields(w), code, signal, ...(oomKilled ? { oomKilled } : {}) };
 
     if (this.#phase === 'stopping') {
