@@ -15,7 +15,7 @@ import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisrup
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { IService } from 'kubernetes-models/v1/Service';
-import { type Config, parseConfig } from '../src/config.js';
+import { type Config, parseConfig, VARIABLES } from '../src/config.js';
 import {
   bytes,
   loadManifests,
@@ -138,8 +138,13 @@ describe('Kubernetes manifests (scripts/deploy/k8s)', () => {
     ]);
   });
 
-  it('the container environment is a valid service config, with WORKERS=auto', () => {
+  it('the container environment is a valid service config of variables the service reads, with WORKERS=auto', () => {
     assert.doesNotThrow(config, 'the service would exit 2 (config error) in every pod');
+    // The parser ignores names it does not know, as any process's environment has many: a
+    // misspelt one (SHUTDOWN_DELAY) would leave its default in force without a word.
+    const known: readonly string[] = VARIABLES;
+    for (const { name } of container().env ?? [])
+      assert.ok(known.includes(name), `${name} is no variable of the service`);
     assert.equal(config().workers, 'auto', 'the CPU limit is meant to set the worker count');
   });
 
