@@ -16,6 +16,7 @@ import { RequestStats } from '../src/worker/request-stats.js';
 import { createGreetingServer, type Readiness } from '../src/worker/server.js';
 import { mulberry32 } from './helpers/fuzz.js';
 import { RawConnection } from './helpers/raw-http.js';
+import { pollUntil } from './helpers/service.js';
 
 const GREETING = 'Hello, Docker world from test-host (pid 4242).\n';
 const CLOSE_MS = 1_000;
@@ -344,6 +345,7 @@ describe('the fast path against node:http (in process)', () => {
   });
 
   it(`a read holding more than ${MAX_HEADS_PER_READ} request lines is not parsed: 429 and close; ${MAX_HEADS_PER_READ} pipelined in one write are all answered`, async () => {
+    assert.equal(MAX_HEADS_PER_READ, 64, "the README's figure");
     const s = await listen();
     /** Sends a flooding read on `conn`: the answer is a 429 and the close, and nothing is parsed. */
     const flood = async (conn: RawConnection, parsedBefore: number): Promise<void> => {
@@ -370,18 +372,48 @@ describe('the fast path against node:http (in process)', () => {
       later.destroy();
     }
     assert.equal(s.stats.responses[3], 2);
+    // A write of many reads: the first is refused, and nothing after it is parsed or answered.
+    const huge = await RawConnection.open(s.port);
+    try {
+      huge.write(request.repeat(10_000));
+      assert.equal((await huge.reply()).status, 429);
+      assert.ok(await huge.closedWithin(3_000), 'still open after the 429');
+      assert.equal(huge.unread, '', 'more than one reply');
+    } finally {
+      huge.destroy();
+    }
+    assert.deepEqual([s.stats.responses[3], s.parsedByNode], [3, 1]);
     const conn = await RawConnection.open(s.port);
     try {
       conn.write(request.repeat(MAX_HEADS_PER_READ));
       for (let i = 0; i < MAX_HEADS_PER_READ; i++) assert.equal((await conn.reply()).body, GREETING);
       assert.equal(s.parsedByNode, 1 + MAX_HEADS_PER_READ);
+      assert.equal(s.stats.responses[3], 3);
     } finally {
       conn.destroy();
     }
   });
 
-  it('counts request lines, not blank lines: chunked bodies and bodies of blank lines are no flood', async () => {
-    const s = await listen();
+  it('a flooding read while replies wait on the client closes the connection: no 429 is cut into them', async () => {
+    const size = 512 * 1024;
+    const s = await listen({}, 'h'.repeat(size));
+    const { conn, serverSide } = await openNotReading(s);
+    try {
+      await fillUntilBackedUp(conn, serverSide);
+      // node:http takes the next read, since replies wait in the worker: this one floods.
+      conn.write(request.repeat(MAX_HEADS_PER_READ + 1));
+      conn.socket.resume();
+      assert.ok(await conn.closedWithin(5_000), 'not closed');
+      assert.ok(!conn.received.includes('HTTP/1.1 429'), 'a 429 after the replies under way');
+      assert.equal(s.stats.responses[3], 0);
+      assert.equal(s.parsedByNode, 0);
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('counts request lines, not blank lines: chunked bodies, bodies of blank lines and of logged request lines are no flood', async () => {
+    const s = await listen({ MAX_BODY_BYTES: '65536' });
     const conn = await RawConnection.open(s.port);
     try {
       // Each chunked body ends in a blank line: 40 requests hold 80.
@@ -391,6 +423,10 @@ describe('the fast path against node:http (in process)', () => {
       for (let i = 0; i < 40; i++) assert.equal((await conn.reply()).status, 405);
       const blank = '\r\n\r\n'.repeat(MAX_HEADS_PER_READ + 1);
       conn.write(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${blank.length}\r\n\r\n${blank}`);
+      assert.equal((await conn.reply()).status, 405);
+      // An access log's lines name the version too, but end in a quote, not a line end.
+      const logged = '"GET / HTTP/1.1" 200 40\n'.repeat(MAX_HEADS_PER_READ + 1);
+      conn.write(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${logged.length}\r\n\r\n${logged}`);
       assert.equal((await conn.reply()).status, 405);
       assert.ok(!conn.isClosed);
     } finally {
@@ -444,20 +480,23 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
-  it('stops reading from a client that sends requests and never reads the answers: unread bytes stay in the kernel, not in the worker', async () => {
+  it('stops reading from a client that sends requests and never reads the answers: unread bytes stay in the kernel, not in the worker; once it reads, every request is answered', async () => {
     const s = await listen();
     const { conn, serverSide } = await openNotReading(s);
+    let sent = 0;
     try {
       // One request per write while the fast path has it, then in batches until the client's
       // own output backs up: the server has stopped reading.
       for (let i = 0; i < 2_000; i++) {
         conn.socket.write(paddedRequest);
+        sent++;
         await new Promise((resolve) => setImmediate(resolve));
       }
       const batch = paddedRequest.repeat(50);
       // Bounded: a server that kept reading would otherwise keep this loop going for ever.
       for (let i = 0; i < 10_000 && conn.socket.writableLength < 1024 * 1024; i++) {
         conn.socket.write(batch);
+        sent += 50;
         await new Promise((resolve) => setImmediate(resolve));
       }
       assert.ok(conn.socket.writableLength >= 1024 * 1024, "the client's output never backed up");
@@ -467,6 +506,15 @@ describe('the fast path against node:http (in process)', () => {
         `${serverSide.readableLength} bytes buffered in the worker`,
       );
       assert.ok(s.parsedByNode > 0, 'node:http never took the connection over');
+      // The client catches up: the worker reads again (node:http resumes the socket it paused).
+      conn.socket.resume();
+      await pollUntil(() => s.stats.requests === sent, `all ${sent} requests answered`, 30_000);
+      await pollUntil(
+        () => serverSide.writableLength === 0 && conn.socket.bytesRead === serverSide.bytesWritten,
+        'every reply read',
+        10_000,
+      );
+      assert.equal(conn.received.split('HTTP/1.1 200 OK\r\n').length - 1, sent);
     } finally {
       conn.destroy();
     }
@@ -523,26 +571,33 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
-  it('ignores a line end a client leaves after each request (RFC 9112 2.2): no unasked 408 at the headers timeout; a second one in a row meets it', async () => {
+  it('ignores a line end or two a client leaves after each request (RFC 9112 2.2): no unasked 408 at the headers timeout; more, or a second read in a row, meet it', async () => {
     const s = await listen({
       HEADERS_TIMEOUT_MS: '300',
       REQUEST_TIMEOUT_MS: '1000',
       KEEP_ALIVE_TIMEOUT_MS: '5000',
     });
-    const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
-    const conn = await RawConnection.open(s.port);
-    const serverSide = await accepted;
-    /** Writes `data` and waits until the worker has read it: one write, one read. */
-    const send = async (data: string): Promise<void> => {
-      const read = once(serverSide, 'data');
-      conn.write(data);
-      await read;
+    /** A connection, and a write that waits until the worker has read it: one write, one read. */
+    const open = async (): Promise<[RawConnection, (data: string) => Promise<void>]> => {
+      const accepted = new Promise<Socket>((resolve) => s.server.once('connection', resolve));
+      const conn = await RawConnection.open(s.port);
+      const serverSide = await accepted;
+      return [
+        conn,
+        async (data) => {
+          const read = once(serverSide, 'data');
+          conn.write(data);
+          await read;
+        },
+      ];
     };
+    const [conn, send] = await open();
+    let three: RawConnection | undefined;
     try {
-      for (let i = 0; i < 2; i++) {
+      for (const lineEnds of ['\r\n', '\r\n\r\n']) {
         await send(request);
         assert.equal((await conn.reply()).status, 200);
-        await send('\r\n');
+        await send(lineEnds);
       }
       // Idle now, well past HEADERS_TIMEOUT_MS and node:http's checks of it, within keep-alive.
       assert.equal(await conn.closedWithin(1_200), false, `closed; unread: ${conn.unread.slice(0, 120)}`);
@@ -556,8 +611,16 @@ describe('the fast path against node:http (in process)', () => {
       await send('\r\n');
       assert.equal((await conn.reply()).status, 408);
       assert.ok(await conn.closedWithin(CLOSE_MS), 'not closed after its 408');
+      // Three line ends are no stray end of a request: node:http's, and its 408.
+      const [other, sendThree] = await open();
+      three = other;
+      await sendThree(request);
+      assert.equal((await three.reply()).status, 200);
+      await sendThree('\r\n'.repeat(3));
+      assert.equal((await three.reply()).status, 408);
     } finally {
       conn.destroy();
+      three?.destroy();
     }
   });
 
