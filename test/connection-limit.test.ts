@@ -31,6 +31,8 @@ describe('connectionLimit: MAX_CONNECTIONS, or what the open-files and memory li
       warnings: [],
     });
     assert.equal(connectionLimit(http, { workers: 2, openFiles: 10_063 }).maxConnections, 9_999);
+    // Fewer descriptors than the spares: still one connection, never none or a negative limit.
+    assert.equal(connectionLimit(http, { workers: 2, openFiles: 50 }).maxConnections, 1);
     assert.match(limit.warnings.join('\n'), /open-files limit of 128 .* each worker takes 64 connections/);
   });
 
@@ -50,10 +52,13 @@ describe('connectionLimit: MAX_CONNECTIONS, or what the open-files and memory li
         .maxConnections,
       3_803,
     );
-    // A limit that leaves no room still lets each worker take a few.
-    assert.equal(
-      connectionLimit(http, { workers: 2, memoryBytes: 128 * MiB }).maxConnections,
-      MIN_CONNECTIONS,
+    // A limit that leaves no room still lets each worker take a few: 100, as the README says.
+    assert.equal(MIN_CONNECTIONS, 100);
+    assert.equal(connectionLimit(http, { workers: 2, memoryBytes: 128 * MiB }).maxConnections, 100);
+    // A MAX_CONNECTIONS the share holds exactly is not cut, and not warned of.
+    assert.deepEqual(
+      connectionLimit({ ...http, maxConnections: 2_048 }, { workers: 2, memoryBytes: 384 * MiB }),
+      { maxConnections: 2_048, warnings: [] },
     );
     // The tighter of the two wins, and only a limit that cuts MAX_CONNECTIONS is warned of.
     const both = connectionLimit(http, { workers: 2, openFiles: 1_088, memoryBytes: 384 * MiB });
@@ -101,6 +106,31 @@ describe('memoryLimit over fixture trees', () => {
       ),
       384 * MiB,
     );
+    // Nothing above the mount point is a cgroup: a file there is not read.
+    assert.equal(
+      memoryLimit(
+        fileTree({
+          ...V1,
+          [`${v1}/abc/memory.limit_in_bytes`]: '402653184\n',
+          '/sys/fs/cgroup/memory.limit_in_bytes': '1048576\n',
+        }),
+      ),
+      384 * MiB,
+    );
+    // A mount of a cgroup below the process's own (root /docker/abc/sub) does not show it.
+    assert.equal(
+      memoryLimit(
+        fileTree({
+          ...V1,
+          '/proc/self/mountinfo': [
+            '40 31 0:35 /docker /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory',
+            '41 31 0:35 /docker/abc/sub /sub ro - cgroup cgroup rw,memory',
+          ].join('\n'),
+          [`${v1}/abc/memory.limit_in_bytes`]: '402653184\n',
+        }),
+      ),
+      384 * MiB,
+    );
   });
 
   it("is undefined where there is none (v2's max, v1's page-counter maximum) or it cannot be read", () => {
@@ -119,33 +149,69 @@ describe('memoryLimit over fixture trees', () => {
   });
 });
 
+/** Scrapes until `workers` workers each report taking `expected` connections: one scrape a round trip. */
+async function shares(url: string, workers: number, expected: number): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  let seen: number[] = [];
+  while (!(seen.length === workers && seen.every((v) => v === expected))) {
+    assert.ok(performance.now() < deadline, `${workers} workers taking ${expected} each: saw ${seen}`);
+    const text = await request(`${url}/metrics`).then((res) => res.body.text());
+    seen = parseExposition(text)
+      .filter((sample) => sample.name === 'myservice_worker_max_connections')
+      .map((sample) => sample.value);
+  }
+}
+
 describe('a memory limit too small for MAX_CONNECTIONS (docker run --memory)', () => {
   const memoryCgroup = memoryCgroupsForSuite();
 
-  it("SIGTTIN and SIGTTOU change every worker's share, the running workers' too", async (t) => {
+  it("SIGTTIN and SIGTTOU change every worker's share, the running workers' too; each figure is warned of once", async (t) => {
     const made = memoryCgroup(t, 'share', 384 * MiB);
     if (!made) return;
     const service = await startService({ env: { WORKERS: '2' }, wrap: made.wrap });
-    /** Scrapes until `workers` workers each report taking `expected` connections: one scrape a round trip. */
-    const shares = async (workers: number, expected: number): Promise<void> => {
-      const deadline = performance.now() + 10_000;
-      let seen: number[] = [];
-      while (!(seen.length === workers && seen.every((v) => v === expected))) {
-        assert.ok(performance.now() < deadline, `${workers} workers taking ${expected} each: saw ${seen}`);
-        const text = await request(`${service.url}/metrics`).then((res) => res.body.text());
-        seen = parseExposition(text)
-          .filter((sample) => sample.name === 'myservice_worker_max_connections')
-          .map((sample) => sample.value);
-      }
-    };
     try {
       // (384 - 48) / 2 - 64 = 104 MiB, or (384 - 48) / 3 - 64 = 48 MiB, over 52 KiB a connection.
-      await shares(2, 2_048);
+      await shares(service.url, 2, 2_048);
       service.signal('SIGTTIN');
-      await shares(3, 945);
+      await shares(service.url, 3, 945);
       service.signal('SIGTTOU');
-      await shares(2, 2_048);
+      await shares(service.url, 2, 2_048);
+      const warnings = (workers: number): number =>
+        service.logs.filter((l) => l.level === 40 && l.msg.includes(`can hold for ${workers} workers`))
+          .length;
+      assert.deepEqual([warnings(2), warnings(3)], [1, 1], service.dump());
     } finally {
+      assert.equal((await service.stop()).code, 0);
+    }
+  });
+
+  it('a worker left alone by SIGTTOU takes the connections of its larger share, not only reports them', async (t) => {
+    const made = memoryCgroup(t, 'takes', 192 * MiB);
+    if (!made) return;
+    const service = await startService({ env: { WORKERS: '2' }, wrap: made.wrap });
+    const sockets: Socket[] = [];
+    try {
+      // (192 - 48) / 2 - 64 = 8 MiB: 157 connections each; alone, 80 MiB: 1,575.
+      await shares(service.url, 2, 157);
+      service.signal('SIGTTOU');
+      await shares(service.url, 1, 1_575);
+      let answered = 0;
+      for (let i = 0; i < 400; i++) {
+        const socket = connect(service.port, '127.0.0.1', () =>
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+        );
+        socket.on('error', () => {});
+        sockets.push(socket);
+        // A dropped connection closes unanswered.
+        const greeted = await new Promise<boolean>((resolve) => {
+          socket.once('data', () => resolve(true));
+          socket.once('close', () => resolve(false));
+        });
+        if (greeted) answered++;
+      }
+      assert.equal(answered, 400);
+    } finally {
+      for (const s of sockets) s.destroy();
       assert.equal((await service.stop()).code, 0);
     }
   });
