@@ -246,8 +246,8 @@ describe('metrics aggregated across workers', () => {
     const workerAsks = askedByWorkers() - askedBefore;
     assert.ok(workerAsks >= 1 && workerAsks <= 2 * 2, `the workers asked ${workerAsks} times for 20 scrapes`);
     // The primary collects once for the asks it reads together, each collection answered by both
-    // workers: at most 2 answers an ask (2 to 4 when each worker asked once; without sharing, 40).
-    // The primary's own sharing, alone, is the next test's.
+    // workers: at most 2 answers an ask, which a primary that did not share would give too; its
+    // own sharing is the next test's.
     const answers = asked() - before;
     assert.ok(answers >= 2 && answers <= 2 * workerAsks, `${answers} stats answers for ${workerAsks} asks`);
   });

@@ -241,6 +241,12 @@ describe('Supervisor', () => {
       true,
     );
     assert.equal(hung.supervisor.snapshot().oomKills, 1);
+    // OOM-killed while the service stops: counted, though no restart follows.
+    const stopping = started({ oomKillsAtStart: 0 });
+    stopping.send({ type: 'signal', signal: 'SIGTERM' });
+    stopping.exit(1, null, 'SIGKILL', 1);
+    const { oomKills, restarts } = stopping.supervisor.snapshot();
+    assert.deepEqual([oomKills, restarts.crash + restarts.boot], [1, 0]);
   });
 
   it('kills a hung worker (no heartbeat) and replaces it', () => {

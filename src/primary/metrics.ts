@@ -119,7 +119,7 @@ export function renderMetrics(input: MetricsInput): string {
   out.family(
     'myservice_worker_oom_kills_total',
     'counter',
-    "Workers killed by the memory cgroup's OOM killer since start (docker run --memory, a Kubernetes memory limit); each is also a restart by crash or boot failure.",
+    "Worker exits taken for the memory cgroup's OOM killer since start (docker run --memory, a Kubernetes memory limit); most also count as a restart by crash or boot, not those of a worker draining or stopping.",
     [['', input.supervisor.oomKills]],
   );
   out.family('myservice_workers_configured', 'gauge', 'Workers the primary aims to run.', [

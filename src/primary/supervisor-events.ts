@@ -73,6 +73,6 @@ export interface SupervisorSnapshot {
     readonly state: WorkerState;
   }[];
   readonly restarts: Readonly<Record<RestartCause, number>>;
-  /** Worker exits taken for the memory cgroup's OOM killer, also counted in restarts. */
+  /** Worker exits taken for the memory cgroup's OOM killer; most also count in restarts. */
   readonly oomKills: number;
 }

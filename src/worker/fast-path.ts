@@ -4,7 +4,7 @@
  * which a fixed greeting does not need. A plain `GET /` is answered here with prebuilt bytes,
  * identical to what node:http sends. At the first chunk that is anything else (another path or
  * method, a body, Expect, Upgrade, a request split over two reads, pipelining, anything
- * malformed; not a line end or two left after an answer, which is skipped as node:http skips it)
+ * malformed; not up to 4 bytes of line ends left after an answer, skipped as node:http skips them)
  * the connection goes to node:http with that chunk put back, so every error, limit and
  * timeout is still node:http's, except that the headers timeout of a connection not answered yet
  * still counts from its opening, and that a read holding more than MAX_HEADS_PER_READ request
@@ -51,12 +51,15 @@ export const MAX_HEADS_PER_READ = 64;
 const VERSION = Buffer.from(' HTTP/1.');
 
 /**
- * A chunk of at most two line ends and nothing else: what a client that ends a request with an
- * extra CRLF sends after it. RFC 9112 (2.2) asks a server to ignore at least one such empty line
- * before a request line, as llhttp does.
+ * Bytes of line ends (CR or LF) skipped after each answer: an extra CRLF or two that a client
+ * ends a request with, in one read or split. RFC 9112 (2.2) asks a server to ignore at least one
+ * such empty line before a request line, as llhttp does.
  */
-function isStrayLineEnds(chunk: Buffer): boolean {
-  if (chunk.length > 4) return false;
+const STRAY_LINE_END_BYTES = 4;
+
+/** Whether `chunk` is only line ends, and no more than `most` bytes of them. */
+function isStrayLineEnds(chunk: Buffer, most: number): boolean {
+  if (chunk.length > most) return false;
   for (const byte of chunk) if (byte !== 0x0d && byte !== 0x0a) return false;
   return true;
 }
@@ -232,11 +235,11 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
     /** A reply waits in the worker past the high-water mark: the next request goes to node:http. */
     let backedUp = false;
     /**
-     * One chunk of stray line ends after each answer is ignored. Handed over, it would make
+     * Stray line-end bytes still to skip after the last answer. Handed over, they would make
      * node:http take the idle connection for a new one that sent no request yet: an unasked 408
-     * at the headers timeout. Only one, so a client trickling line ends meets that timeout still.
+     * at the headers timeout. Only a few, so a client trickling line ends meets that timeout still.
      */
-    let mayIgnoreLineEnds = false;
+    let strayBytesLeft = 0;
     owned.set(socket, (now) => {
       ending = true;
       if (now) socket.destroy();
@@ -249,8 +252,8 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
           ? recognize(chunk.toString('latin1'))
           : undefined;
       if (kind === undefined) {
-        if (mayIgnoreLineEnds && isStrayLineEnds(chunk)) {
-          mayIgnoreLineEnds = false;
+        if (isStrayLineEnds(chunk, strayBytesLeft)) {
+          strayBytesLeft -= chunk.length;
           return;
         }
         handOver(chunk);
@@ -258,7 +261,7 @@ export function serveGreetingsFast(server: Server, options: FastPathOptions): vo
       }
       stats.requests++;
       stats.countResponse(200);
-      mayIgnoreLineEnds = true;
+      strayBytesLeft = STRAY_LINE_END_BYTES;
       if (!answered) {
         answered = true;
         socket.setTimeout(limits.keepAliveTimeoutMs + KEEP_ALIVE_BUFFER_MS);
