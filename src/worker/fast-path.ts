@@ -40,11 +40,11 @@ export interface FastPathOptions {
 export const KEEP_ALIVE_BUFFER_MS = 1_000;
 
 /**
- * Requests one read may hold for node:http, counted by their request lines. Its parser answers every request of a read before
- * the event loop turns, holding each one's request and response objects until written, and only
- * then pauses a client that does not read: a read of 64 KiB holds some 2,400 `GET /`, and 1,000
- * connections flooding so got both workers of a 384 MiB cgroup OOM-killed. No browser or proxy
- * pipelines this deep.
+ * Requests one read may hold for node:http, counted by their request lines. Its parser answers
+ * every request of a read before the event loop turns, holding each one's request and response
+ * objects until written, and only then pauses a client that does not read: a read of 64 KiB holds
+ * some 2,400 `GET /`, and 1,000 connections flooding so got both workers of a 384 MiB cgroup
+ * OOM-killed. No browser or proxy pipelines this deep.
  */
 export const MAX_HEADS_PER_READ = 64;
 
@@ -79,9 +79,10 @@ function floods(chunk: Buffer): boolean {
 
 /**
  * Puts a check in front of node:http's reading of `socket`, just handed to it: a read that
- * floods is not parsed but refused (refuseFlood), and nothing after it is read. The price: node:http reads the socket
- * through JavaScript instead of straight into its parser, about 1.3x the CPU per request it serves
- * (measured on /healthz); the greeting's fast path reads through JavaScript anyway.
+ * floods is not parsed but refused (refuseFlood), and nothing after it is read. The price:
+ * node:http reads the socket through JavaScript instead of straight into its parser, about 1.3x
+ * the CPU per request it serves (measured on /healthz); the greeting's fast path reads through
+ * JavaScript anyway.
  */
 function guardPipelining(socket: Socket, stats: RequestStats): void {
   const listeners = socket.listeners('data') as ((chunk: Buffer) => void)[];
