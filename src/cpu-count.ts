@@ -6,6 +6,7 @@
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { locate, parseCgroupLines, parseMountinfo, upToMount } from './cgroup-paths.js';
+import { affinityList, parseCpuList } from './cpu-list.js';
 import { type ReadFile, readOrUndefined } from './read-file.js';
 
 export type { ReadFile } from './read-file.js';
@@ -22,27 +23,10 @@ export interface CpuLimit {
   readonly reason: string;
 }
 
-/** Counts the CPUs in a list such as "0-3,8,10-11" (Cpus_allowed_list, cpuset.cpus). */
-export function countCpuList(list: string): number | undefined {
-  let count = 0;
-  for (const part of list.trim().split(',')) {
-    if (part === '') continue;
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m) return undefined;
-    const first = Number(m[1]);
-    const last = m[2] === undefined ? first : Number(m[2]);
-    if (last < first) return undefined;
-    count += last - first + 1;
-  }
-  return count > 0 ? count : undefined;
-}
-
 function affinityOf(read: ReadFile): { count: number; list: string } | undefined {
-  const status = read('/proc/self/status');
-  const list = status && /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1];
-  if (!list) return undefined;
-  const count = countCpuList(list);
-  return count === undefined ? undefined : { count, list };
+  const list = affinityList(read);
+  const count = list === undefined ? undefined : parseCpuList(list)?.length;
+  return list === undefined || count === undefined ? undefined : { count, list };
 }
 
 interface Quota {

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { findExecutable, run } from '../scripts/bench/commands.js';
 import {
+  cpusOf,
   formatCpuList,
   oversubscriptionWarning,
-  parseCpuList,
   planCpus,
   quotaWarning,
   sharedCoreWarning,
@@ -265,9 +265,9 @@ describe('load generator output', () => {
 
 describe('CPU plan', () => {
   it('reads and writes kernel CPU lists', () => {
-    assert.deepEqual(parseCpuList('0-3,8,10-11\n'), [0, 1, 2, 3, 8, 10, 11]);
+    assert.deepEqual(cpusOf('0-3,8,10-11\n'), [0, 1, 2, 3, 8, 10, 11]);
     assert.equal(formatCpuList([0, 1, 2, 3, 8, 10, 11]), '0-3,8,10-11');
-    assert.throws(() => parseCpuList('3-1'), /not a CPU list/);
+    assert.throws(() => cpusOf('3-1'), /not a CPU list/);
   });
 
   it('splits 16 CPUs in halves, leaves 2 unpinned, and pins nothing without taskset', () => {
@@ -283,10 +283,10 @@ describe('CPU plan', () => {
 
   it('with two threads per core, splits by core: both threads of a core on one side, and no warning', () => {
     // A common 16-vCPU cloud layout: CPU n and n + 8 are the two threads of core n.
-    const cpus = parseCpuList('0-15');
+    const cpus = cpusOf('0-15');
     const siblings = new Map(cpus.map((c) => [c, [c % 8, (c % 8) + 8]]));
     const plan = planCpus({ allowed: cpus, taskset: true, siblings });
-    assert.deepEqual([plan.service, plan.load], [parseCpuList('0-3,8-11'), parseCpuList('4-7,12-15')]);
+    assert.deepEqual([plan.service, plan.load], [cpusOf('0-3,8-11'), cpusOf('4-7,12-15')]);
     assert.equal(plan.reason, '16 CPUs on 8 cores split in halves, the threads of a core on one side');
     assert.equal(sharedCoreWarning(plan, siblings), undefined);
     // Split by number, as before, the halves shared every core.
@@ -314,10 +314,7 @@ describe('CPU plan', () => {
       ],
     );
     const single = new Map(cpus.map((c) => [c, [c]]));
-    assert.deepEqual(
-      planCpus({ allowed: cpus, taskset: true, siblings: single }).service,
-      parseCpuList('0-7'),
-    );
+    assert.deepEqual(planCpus({ allowed: cpus, taskset: true, siblings: single }).service, cpusOf('0-7'));
     // Four threads of one core cannot be split by core: by number, and the warning says why.
     const oneCore = new Map([0, 1, 2, 3].map((c) => [c, [0, 1, 2, 3]]));
     const plain = planCpus({ allowed: [0, 1, 2, 3], taskset: true, siblings: oneCore });
@@ -341,7 +338,7 @@ describe('CPU plan', () => {
   });
 
   it('more WORKERS than service CPUs is warned about: those rows measure oversubscription', () => {
-    const plan = planCpus({ allowed: parseCpuList('0-7'), taskset: true });
+    const plan = planCpus({ allowed: cpusOf('0-7'), taskset: true });
     assert.equal(
       oversubscriptionWarning(plan, [1, 2, 4, 8]),
       'WORKERS=8 on 4 service CPUs: more workers than CPUs measure oversubscription, not scaling',
@@ -352,7 +349,7 @@ describe('CPU plan', () => {
   });
 
   it('a CPU quota below the CPUs pinned is said: service and load generator share it, pinned apart or not', () => {
-    const pinned = planCpus({ allowed: parseCpuList('0-15') as number[], taskset: true });
+    const pinned = planCpus({ allowed: cpusOf('0-15') as number[], taskset: true });
     assert.match(
       quotaWarning(pinned, 2) ?? '',
       /^a CPU quota of 2 CPUs covers the service and the load generator together \(16 CPUs pinned\)/,

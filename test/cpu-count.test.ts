@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { countCpuList, detectCpuLimit } from '../src/cpu-count.js';
+import { detectCpuLimit } from '../src/cpu-count.js';
+import { parseCpuList } from '../src/cpu-list.js';
 import { fileTree } from './helpers/file-tree.js';
 import { startService } from './helpers/service.js';
 
@@ -21,13 +22,17 @@ const V1_DOCKER_MOUNTS =
 
 const V2_MOUNTS = '30 23 0:27 / /sys/fs/cgroup rw,nosuid,nodev,noexec - cgroup2 cgroup2 rw,nsdelegate';
 
-describe('countCpuList', () => {
-  it('counts ranges and single CPUs', () => {
-    assert.equal(countCpuList('0-3,8,10-11'), 7);
-    assert.equal(countCpuList('0'), 1);
-    assert.equal(countCpuList('0-1\n'), 2);
-    assert.equal(countCpuList('3-1'), undefined);
-    assert.equal(countCpuList('x'), undefined);
+describe('parseCpuList', () => {
+  it('reads ranges and single CPUs, sorted and distinct', () => {
+    assert.deepEqual(parseCpuList('0-3,8,10-11'), [0, 1, 2, 3, 8, 10, 11]);
+    assert.deepEqual(parseCpuList('0'), [0]);
+    assert.deepEqual(parseCpuList('0-1\n'), [0, 1]);
+    assert.deepEqual(parseCpuList('4,0-1,1'), [0, 1, 4]);
+  });
+
+  it('is undefined for text that is not a list, names no CPU, or a range no kernel has', () => {
+    for (const text of ['3-1', 'x', '0-', '0,,1', '', '\n', '0-99999999'])
+      assert.equal(parseCpuList(text), undefined, text);
   });
 });
 

@@ -1,6 +1,6 @@
 /** Which CPUs the service and the load generator get, so they do not compete for the same cores. */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { affinityList, parseCpuList } from '../../src/cpu-list.js';
 import { readOrUndefined } from '../../src/read-file.js';
 
 export interface CpuPlan {
@@ -11,17 +11,11 @@ export interface CpuPlan {
   readonly reason: string;
 }
 
-/** Parses a kernel CPU list ("0-3,8,10-11") into sorted, distinct CPU numbers. */
-export function parseCpuList(text: string): number[] {
-  const cpus = new Set<number>();
-  for (const part of text.trim().split(',')) {
-    const match = /^(\d+)(?:-(\d+))?$/.exec(part);
-    const from = Number(match?.[1]);
-    const to = Number(match?.[2] ?? match?.[1]);
-    if (!match || to < from) throw new Error(`not a CPU list: "${text}"`);
-    for (let cpu = from; cpu <= to; cpu++) cpus.add(cpu);
-  }
-  return [...cpus].sort((x, y) => x - y);
+/** The CPUs in a kernel CPU list; throws on text that is not one. */
+export function cpusOf(text: string): number[] {
+  const cpus = parseCpuList(text);
+  if (!cpus) throw new Error(`not a CPU list: "${text}"`);
+  return cpus;
 }
 
 /** Formats CPUs the way taskset -c reads them, ranges collapsed. */
@@ -38,9 +32,8 @@ export function formatCpuList(cpus: readonly number[]): string {
 
 /** The CPUs this process may run on (its affinity mask, which taskset/cpusets narrow). */
 export function allowedCpus(): number[] {
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1];
-  return list ? parseCpuList(list) : [0];
+  const list = affinityList(readOrUndefined);
+  return (list && parseCpuList(list)) || [0];
 }
 
 export function hasTaskset(): boolean {
@@ -65,7 +58,8 @@ export function readCoreSiblings(cpus: readonly number[]): CoreSiblings {
     const dir = `/sys/devices/system/cpu/cpu${cpu}/topology`;
     // An older kernel has only the second; a container may hide both.
     const list = readOrUndefined(`${dir}/core_cpus_list`) ?? readOrUndefined(`${dir}/thread_siblings_list`);
-    if (list?.trim()) siblings.set(cpu, parseCpuList(list));
+    const cpusOfCore = list && parseCpuList(list);
+    if (cpusOfCore) siblings.set(cpu, cpusOfCore);
   }
   return siblings;
 }

@@ -1,6 +1,6 @@
 /** The bench's command line, validated once; each error names the option and the value given. */
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
-import { formatCpuList, parseCpuList } from './cpu-plan.js';
+import { cpusOf, formatCpuList } from './cpu-plan.js';
 import { AB_CONCURRENCY } from './profiles.js';
 import type { CompareTool } from './targets.js';
 
@@ -79,7 +79,7 @@ function workerList(value: string | undefined): number[] | undefined {
 function cpuList(name: string, value: string | undefined): number[] | undefined {
   if (value === undefined) return undefined;
   try {
-    return parseCpuList(value);
+    return cpusOf(value);
   } catch {
     throw new OptionError(`--${name} must be a CPU list such as "0-3,8", got "${value}"`);
   }
