@@ -18,8 +18,8 @@ function delaySeconds(intervalNs: number): number {
 export class RequestStats {
   requests = 0;
   droppedConnections = 0;
-  /** The server's maxConnections, as reported (the primary may change it). */
-  maxConnections = 0;
+  /** The server whose maxConnections is reported: read at each snapshot, as the primary may change it. */
+  limitOf: { readonly maxConnections: number } | undefined;
   /** Responses by status class: index 0 = 1xx … 4 = 5xx. */
   readonly responses = [0, 0, 0, 0, 0];
   #loopDelay: ELDHistogram | undefined;
@@ -41,7 +41,7 @@ export class RequestStats {
     return {
       requests: this.requests,
       droppedConnections: this.droppedConnections,
-      maxConnections: this.maxConnections,
+      maxConnections: this.limitOf?.maxConnections ?? 0,
       responses: [...this.responses],
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,

@@ -318,7 +318,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
   // which with every worker full is an endless IPC ping-pong at full CPU (internal/cluster/child.js
   // onconnection); dropMaxConnection makes the worker accept and close it, as under reuseport.
   server.maxConnections = limits.maxConnections;
-  stats.maxConnections = limits.maxConnections;
+  stats.limitOf = server;
   (server as Server & { dropMaxConnection: boolean }).dropMaxConnection = true;
   server.on('drop', () => {
     stats.droppedConnections++;

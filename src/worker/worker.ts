@@ -163,7 +163,6 @@ export function runWorker(config: Config, slot: number, inheritListener: boolean
       case 'connection-limit':
         // Connections already open stay; only new ones past the limit are dropped.
         server.maxConnections = message.maxConnections;
-        stats.maxConnections = message.maxConnections;
         break;
     }
   });
