@@ -277,6 +277,29 @@ async function fillUntilBackedUp(conn: RawConnection, serverSide: Socket, most =
   return answered;
 }
 
+/** A greeting of 512 KiB: the kernel's socket buffers fill in a few replies. */
+const BIG = 512 * 1024;
+/** The length of each reply's body under a BIG hostname. */
+const BIG_BODY = BIG + GREETING.length - 'test-host'.length;
+
+/**
+ * A service with a BIG greeting and a connection whose client stopped reading, filled until a reply
+ * waits in the worker (fillUntilBackedUp); the caller destroys conn.
+ */
+async function backedUp(
+  env: Record<string, string> = {},
+  most?: number,
+): Promise<{ s: InProcess; conn: RawConnection; serverSide: Socket; answered: number }> {
+  const s = await listen(env, 'h'.repeat(BIG));
+  const { conn, serverSide } = await openNotReading(s);
+  try {
+    return { s, conn, serverSide, answered: await fillUntilBackedUp(conn, serverSide, most) };
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  }
+}
+
 describe('the fast path against node:http (in process)', () => {
   // A byte past ASCII in a header value: node:http takes it, the fast path does not.
   const toNode = 'X-Via: caf\xe9\r\n';
@@ -395,11 +418,8 @@ describe('the fast path against node:http (in process)', () => {
   });
 
   it('a flooding read while replies wait on the client closes the connection: no 429 is cut into them', async () => {
-    const size = 512 * 1024;
-    const s = await listen({}, 'h'.repeat(size));
-    const { conn, serverSide } = await openNotReading(s);
+    const { s, conn } = await backedUp();
     try {
-      await fillUntilBackedUp(conn, serverSide);
       // node:http takes the next read, since replies wait in the worker: this one floods.
       conn.write(request.repeat(MAX_HEADS_PER_READ + 1));
       conn.socket.resume();
@@ -523,15 +543,12 @@ describe('the fast path against node:http (in process)', () => {
   it('hands a client that does not read its answers to node:http once replies back up in the worker', async () => {
     // A 512 KiB greeting fills the kernel's socket buffers in a few replies: at most the
     // server's send buffer and the client's receive buffer at their largest (sysctl).
-    const size = 512 * 1024;
     const largest = (name: string) =>
       Number(readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim().split(/\s+/)[2]);
-    const enough = Math.ceil((largest('tcp_wmem') + largest('tcp_rmem')) / size) + 4;
-    const s = await listen({}, 'h'.repeat(size));
-    const { conn, serverSide } = await openNotReading(s);
+    const enough = Math.ceil((largest('tcp_wmem') + largest('tcp_rmem')) / BIG) + 4;
+    // Until a reply is left waiting in the worker, and the fast path let go.
+    const { s, conn, answered } = await backedUp({}, enough);
     try {
-      // Until a reply is left waiting in the worker, and the fast path let go.
-      const answered = await fillUntilBackedUp(conn, serverSide, enough);
       assert.equal(s.parsedByNode, 0);
       // The next request is node:http's, which parses it and queues its reply behind the others.
       const parsed = once(s.server, 'request', { signal: AbortSignal.timeout(3_000) });
@@ -541,7 +558,7 @@ describe('the fast path against node:http (in process)', () => {
       conn.socket.resume();
       for (let i = 0; i <= answered; i++) {
         const reply = await conn.reply();
-        assert.equal(reply.body.length, size + GREETING.length - 'test-host'.length, `reply ${i}`);
+        assert.equal(reply.body.length, BIG_BODY, `reply ${i}`);
       }
       assert.equal(s.stats.requests, answered + 1);
     } finally {
@@ -550,14 +567,12 @@ describe('the fast path against node:http (in process)', () => {
   });
 
   it('keeps the keep-alive timeout of a connection whose replies backed up and that then goes idle: no 408 from node:http', async () => {
-    const size = 512 * 1024;
-    const s = await listen(
-      { HEADERS_TIMEOUT_MS: '300', REQUEST_TIMEOUT_MS: '1000', KEEP_ALIVE_TIMEOUT_MS: '5000' },
-      'h'.repeat(size),
-    );
-    const { conn, serverSide } = await openNotReading(s);
+    const { s, conn, answered } = await backedUp({
+      HEADERS_TIMEOUT_MS: '300',
+      REQUEST_TIMEOUT_MS: '1000',
+      KEEP_ALIVE_TIMEOUT_MS: '5000',
+    });
     try {
-      const answered = await fillUntilBackedUp(conn, serverSide);
       conn.socket.resume();
       for (let i = 0; i < answered; i++) await conn.reply();
       // Idle now, well past HEADERS_TIMEOUT_MS and node:http's checks of it, within keep-alive.
@@ -640,14 +655,12 @@ describe('the fast path against node:http (in process)', () => {
   ];
   for (const [name, then, closes] of afterBackUp) {
     it(`replies that back up are not cut at the keep-alive timeout when ${name}: unread replies are the stall limit's (REQUEST_TIMEOUT_MS)`, async () => {
-      const size = 512 * 1024;
-      const s = await listen(
-        { HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '8000', KEEP_ALIVE_TIMEOUT_MS: '200' },
-        'h'.repeat(size),
-      );
-      const { conn, serverSide } = await openNotReading(s);
+      const { s, conn, serverSide, answered } = await backedUp({
+        HEADERS_TIMEOUT_MS: '1000',
+        REQUEST_TIMEOUT_MS: '8000',
+        KEEP_ALIVE_TIMEOUT_MS: '200',
+      });
       try {
-        const answered = await fillUntilBackedUp(conn, serverSide);
         then(conn, s);
         // The socket timer (keep-alive timeout plus Node's 1 s buffer) fires after 2.4 s: Node lets
         // its first expiry pass while writes are still moving. The stall limit is 8 s. Seen from the
@@ -668,11 +681,8 @@ describe('the fast path against node:http (in process)', () => {
   }
 
   it('replies that still wait on a slow reader when the worker drains are sent before the connection closes, not dropped with it', async () => {
-    const size = 512 * 1024;
-    const s = await listen({}, 'h'.repeat(size));
-    const { conn, serverSide } = await openNotReading(s);
+    const { s, conn, answered } = await backedUp();
     try {
-      const answered = await fillUntilBackedUp(conn, serverSide);
       // The next request is node:http's; its reply is ended but waits behind the others.
       const parsed = once(s.server, 'request', { signal: AbortSignal.timeout(3_000) });
       conn.write(`GET / HTTP/1.1\r\nHost: h\r\n${toNode}\r\n`);
@@ -683,7 +693,7 @@ describe('the fast path against node:http (in process)', () => {
       conn.socket.resume();
       for (let i = 0; i <= answered; i++) {
         const reply = await conn.reply();
-        assert.equal(reply.body.length, size + GREETING.length - 'test-host'.length, `reply ${i}`);
+        assert.equal(reply.body.length, BIG_BODY, `reply ${i}`);
       }
       assert.ok(await conn.closedWithin(CLOSE_MS), 'not closed once its replies were read');
     } finally {
@@ -692,12 +702,12 @@ describe('the fast path against node:http (in process)', () => {
   });
 
   it('while draining, a client that has stopped reading its replies is cut once its output stops moving: it does not hold the drain until the deadline', async () => {
-    const size = 512 * 1024;
     // Checks every 250 ms (HEADERS_TIMEOUT_MS / 4); outside a drain the stall limit is a minute.
-    const s = await listen({ HEADERS_TIMEOUT_MS: '1000', REQUEST_TIMEOUT_MS: '60000' }, 'h'.repeat(size));
-    const { conn, serverSide } = await openNotReading(s);
+    const { s, conn, serverSide } = await backedUp({
+      HEADERS_TIMEOUT_MS: '1000',
+      REQUEST_TIMEOUT_MS: '60000',
+    });
     try {
-      await fillUntilBackedUp(conn, serverSide);
       const drained = new Promise<void>((resolve) => closeGracefully(s.server, 60_000, resolve));
       // Within the drain grace and a few checks; the wait's bound is far below the minute.
       const cut = once(serverSide, 'close', { signal: AbortSignal.timeout(10_000) });
