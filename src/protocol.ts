@@ -31,6 +31,11 @@ export interface WorkerStats {
   readonly requests: number;
   /** Connections accepted and closed at once, unanswered: past MAX_CONNECTIONS (or the open-files or memory limit). */
   readonly droppedConnections: number;
+  /**
+   * Connections closed for pipelining too deep: a read of more than MAX_HEADS_PER_READ request
+   * lines, or more than MAX_WAITING_SCRAPES scrapes waiting for their answers.
+   */
+  readonly pipeliningFloods: number;
   /** Connections it takes before it drops new ones: MAX_CONNECTIONS, or what its limits hold. */
   readonly maxConnections: number;
   /** Responses by status class, index 0 = 1xx … 4 = 5xx. */
@@ -102,6 +107,7 @@ function isStats(v: unknown): boolean {
   return (
     isCount(s.requests) &&
     isCount(s.droppedConnections) &&
+    isCount(s.pipeliningFloods) &&
     isCount(s.maxConnections) &&
     isClassCounts(s.responses) &&
     isMeasure(s.rssBytes) &&

@@ -885,9 +885,15 @@ describe('slow and idle clients, with timeouts set small through the environment
     }
   });
 
-  it('8 scrapes pipelined in one write are all answered; a 9th ahead of their answers cuts the connection', async () => {
+  it('8 scrapes pipelined in one write are all answered; a 9th ahead of their answers cuts the connection, counted in /metrics', async () => {
     const s = service as Service;
     const scrape = crlf(['GET /metrics HTTP/1.1', 'Host: test']);
+    const floods = async (): Promise<number> =>
+      total(
+        parseExposition(await (await request(`${s.url}/metrics`)).body.text()),
+        'myservice_pipelining_floods_total',
+      );
+    const before = await floods();
     const eight = await RawConnection.open(s.port);
     try {
       eight.write(scrape.repeat(8));
@@ -903,6 +909,7 @@ describe('slow and idle clients, with timeouts set small through the environment
     } finally {
       nine.destroy();
     }
+    assert.equal((await floods()) - before, 1);
   });
 
   it('a client that pipelines scrapes and never reads is cut at once; the workers keep serving', async () => {

@@ -6,6 +6,7 @@ import { isNativeHandle, isPrimaryMessage, isWorkerMessage } from '../src/protoc
 const stats = {
   requests: 3,
   droppedConnections: 0,
+  pipeliningFloods: 0,
   maxConnections: 10_000,
   responses: [0, 3, 0, 0, 0],
   rssBytes: 1e8,
@@ -34,6 +35,7 @@ describe('isWorkerMessage', () => {
       { type: 'stats', requestId: -1, stats },
       { type: 'stats', requestId: 1, stats: { ...stats, rssBytes: Number.NaN } },
       { type: 'stats', requestId: 1, stats: { ...stats, droppedConnections: undefined } },
+      { type: 'stats', requestId: 1, stats: { ...stats, pipeliningFloods: 1.5 } },
       { type: 'stats', requestId: 1, stats: { ...stats, maxConnections: -1 } },
       { type: 'heartbeat' },
       { type: 'heartbeat', responses: [0, 1.5, 0, 0, 0] },

@@ -99,6 +99,12 @@ export function renderMetrics(input: MetricsInput): string {
     workers.map((w) => [workerLabels(w), w.stats.droppedConnections]),
   );
   out.family(
+    'myservice_pipelining_floods_total',
+    'counter',
+    'Connections each worker closed for pipelining too deep: a read holding more than 64 request lines (answered 429 unless a response was under way), or more than 8 scrapes waiting for their answers.',
+    workers.map((w) => [workerLabels(w), w.stats.pipeliningFloods]),
+  );
+  out.family(
     'myservice_worker_max_connections',
     'gauge',
     'Connections each worker takes before it drops new ones: MAX_CONNECTIONS, or less where the open-files or memory limit cannot hold that many (a memory limit is shared by the workers configured).',

@@ -119,6 +119,7 @@ function guardPipelining(socket: Socket, stats: RequestStats): void {
  * MAX_HEADS_PER_READ learns why. With a response under way a reply would be cut into it: closed.
  */
 function refuseFlood(socket: Socket, stats: RequestStats): void {
+  stats.pipeliningFloods++;
   if ((socket as HttpSocket)._httpMessage || socket.writableLength > 0) socket.destroy();
   else endWithReply(socket, stats, 429, tooManyPipelined);
 }

@@ -18,6 +18,8 @@ function delaySeconds(intervalNs: number): number {
 export class RequestStats {
   requests = 0;
   droppedConnections = 0;
+  /** Connections closed for pipelining too deep (a flooding read, too many scrapes waiting). */
+  pipeliningFloods = 0;
   /** The server whose maxConnections is reported: read at each snapshot, as the primary may change it. */
   limitOf: { readonly maxConnections: number } | undefined;
   /** Responses by status class: index 0 = 1xx … 4 = 5xx. */
@@ -41,6 +43,7 @@ export class RequestStats {
     return {
       requests: this.requests,
       droppedConnections: this.droppedConnections,
+      pipeliningFloods: this.pipeliningFloods,
       maxConnections: this.limitOf?.maxConnections ?? 0,
       responses: [...this.responses],
       rssBytes: memory.rss,

@@ -135,6 +135,7 @@ export function createGreetingServer(options: GreetingServerOptions): Server {
     const socket = req.socket;
     const waiting = waitingScrapes.get(socket) ?? 0;
     if (waiting >= MAX_WAITING_SCRAPES) {
+      stats.pipeliningFloods++;
       socket.destroy();
       return;
     }
