@@ -31,6 +31,13 @@ describe('bindFailure', () => {
         5000,
         'listen EACCES: permission denied 127.0.0.1:5000; port 5000 is not permitted to this user',
       ],
+      // 1024 is the first port that needs no privilege: refused there, it is not for being below 1024.
+      [
+        'listen EACCES: permission denied 127.0.0.1:1024',
+        '127.0.0.1',
+        1024,
+        'listen EACCES: permission denied 127.0.0.1:1024; port 1024 is not permitted to this user',
+      ],
       [
         'bind EADDRINUSE null:5000',
         undefined,

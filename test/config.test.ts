@@ -105,6 +105,15 @@ describe('parseConfig', () => {
     [{ PORT: '0' }, 'PORT must be an integer from 1 to 65535, got "0"'],
     [{ PORT: '70000' }, 'PORT must be an integer from 1 to 65535, got "70000"'],
     [{ PORT: '50x' }, 'PORT must be an integer from 1 to 65535, got "50x"'],
+    // Decimal digits only: Number() would read these as 5000, 1000, 80 and 8080.
+    ...['0x1388', '1e3', '+80', '8080.0'].map((port): [Record<string, string>, string] => [
+      { PORT: port },
+      `PORT must be an integer from 1 to 65535, got "${port}"`,
+    ]),
+    ...['+2', '0x2', '2e0'].map((workers): [Record<string, string>, string] => [
+      { WORKERS: workers },
+      `WORKERS must be "auto" or an integer from 1 to 1024, got "${workers}"`,
+    ]),
     [{ BALANCE: 'random' }, 'BALANCE must be one of "reuseport", "round-robin", got "random"'],
     [{ HOST: 'not a host' }, 'HOST must be an IP address or a hostname, got "not a host"'],
     [{ HOST: '[::1' }, 'HOST must be an IP address or a hostname, got "[::1"'],

@@ -718,6 +718,43 @@ describe('the fast path against node:http (in process)', () => {
     }
   });
 
+  it('a drain gives idle connections 500 ms to send a last request (half the drain deadline when that is under 1 s), then closes them', async (t) => {
+    for (const [drainMs, graceMs] of [
+      [8_000, 500],
+      [600, 300],
+    ] as const) {
+      const s = await listen();
+      const idle = await RawConnection.open(s.port);
+      try {
+        idle.write(request);
+        await idle.reply();
+        s.readiness = 'draining';
+        let closings = 0;
+        const closeIdle = s.server.closeIdleConnections.bind(s.server);
+        s.server.closeIdleConnections = () => {
+          closings++;
+          closeIdle();
+        };
+        // Only the grace's timer: node:http's own timers and the sockets run as usual.
+        t.mock.timers.enable({ apis: ['setTimeout'] });
+        closeGracefully(s.server, drainMs, () => {});
+        t.mock.timers.tick(graceMs - 1);
+        assert.equal(closings, 0, `DRAIN_TIMEOUT_MS=${drainMs}: idle connections closed before the grace`);
+        t.mock.timers.tick(1);
+        assert.equal(
+          closings,
+          1,
+          `DRAIN_TIMEOUT_MS=${drainMs}: idle connections not closed after ${graceMs} ms`,
+        );
+        t.mock.timers.reset();
+        assert.ok(await idle.closedWithin(CLOSE_MS), 'the idle connection stayed open');
+      } finally {
+        t.mock.timers.reset();
+        idle.destroy();
+      }
+    }
+  });
+
   it("while draining, a kept-alive connection's next greeting carries Connection: close, and the connection closes", async () => {
     const s = await listen();
     const conn = await RawConnection.open(s.port);

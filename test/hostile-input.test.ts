@@ -10,12 +10,11 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { request } from 'undici';
-import { type HttpLimits, parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/config.js';
 import { watchConnections } from '../src/worker/connections.js';
-import { RequestStats } from '../src/worker/request-stats.js';
-import { createGreetingServer } from '../src/worker/server.js';
 import { type FuzzCase, fuzzCase, fuzzSeed } from './helpers/fuzz.js';
 import { GREETING, pidOfGreeting } from './helpers/greeting.js';
+import { closeInProcess, listenInProcess } from './helpers/in-process.js';
 import { parseExposition, total } from './helpers/prometheus.js';
 import { RawConnection, type RawReply } from './helpers/raw-http.js';
 import { isAlive, type Service, startService } from './helpers/service.js';
@@ -42,29 +41,6 @@ async function stop(service: Service | undefined): Promise<void> {
 after(async () => {
   for (const service of [...services]) await stop(service);
 });
-
-async function listenInProcess(
-  limits: HttpLimits,
-  metrics?: () => Promise<string | null>,
-): Promise<{ server: Server; port: number }> {
-  const server = createGreetingServer({
-    hostname: 'test-host',
-    pid: 4242,
-    limits,
-    stats: new RequestStats(),
-    readiness: () => 'ready',
-    metrics,
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port };
-}
-async function closeInProcess(server: Server | undefined): Promise<void> {
-  if (!server?.listening) return;
-  server.close();
-  server.closeAllConnections();
-  await once(server, 'close');
-}
 
 async function greet(url: string): Promise<number> {
   const res = await request(url, { reset: true });
@@ -318,6 +294,12 @@ const CASES: readonly Case[] = [
       ['a byte past ASCII', crlf(['GET /nope HTTP/1.1', 'Host: caf\xe9'])],
       // Latin-1 decodes 0xA0 as U+00A0, which String#trim strips: not whitespace in HTTP.
       ['no-break space bytes (0xA0) around the value', crlf(['GET / HTTP/1.1', 'Host: \xa0evil\xa0'])],
+      // Refused at the head, the request's body is not read: the error llhttp then finds in it
+      // adds nothing to the answer already sent.
+      [
+        'an invalid value and an invalid chunked body in the same write (one 400, nothing after it)',
+        `${crlf(['POST / HTTP/1.1', 'Host: a b', 'Transfer-Encoding: chunked'])}zz\r\n`,
+      ],
       [
         'an invalid value with Expect: 100-continue (no 100 Continue)',
         crlf(['GET / HTTP/1.1', 'Host: a b', 'Expect: 100-continue', 'Content-Length: 4']),
@@ -513,13 +495,15 @@ async function check(port: number, c: Case): Promise<void> {
 describe('hostile input: the greeting server in this process, default limits', () => {
   let server: Server | undefined;
   let port = 0;
-  before(async () => ({ server, port } = await listenInProcess(DEFAULTS)));
+  before(async () => ({ server, port } = await listenInProcess({ limits: DEFAULTS })));
   after(() => closeInProcess(server));
 
   for (const c of CASES) it(c.name, () => check(port, c));
 
   it('KEEP_ALIVE_TIMEOUT_MS=0 turns keep-alive off: every response closes its connection', async () => {
-    const { server: noKeepAlive, port: p } = await listenInProcess({ ...DEFAULTS, keepAliveTimeoutMs: 0 });
+    const { server: noKeepAlive, port: p } = await listenInProcess({
+      limits: { ...DEFAULTS, keepAliveTimeoutMs: 0 },
+    });
     try {
       await check(p, { name: 'GET /', send: get(), status: 200, close: true, body: GREETING });
       await check(p, {
@@ -535,7 +519,10 @@ describe('hostile input: the greeting server in this process, default limits', (
 
   it('a bad request after one whose answer is still pending: the 400 comes after that answer, then the close', async () => {
     const scrape = pendingScrape();
-    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, scrape.metrics);
+    const { server: withMetrics, port: p } = await listenInProcess({
+      limits: DEFAULTS,
+      metrics: scrape.metrics,
+    });
     const conn = await RawConnection.open(p);
     try {
       const parseError = once(withMetrics, 'clientError');
@@ -561,7 +548,10 @@ describe('hostile input: the greeting server in this process, default limits', (
 
   it('a client that half-closes after asking /metrics (printf … | nc -N) gets the answer, then the close', async () => {
     const scrape = pendingScrape();
-    const { server: withMetrics, port: p } = await listenInProcess(DEFAULTS, scrape.metrics);
+    const { server: withMetrics, port: p } = await listenInProcess({
+      limits: DEFAULTS,
+      metrics: scrape.metrics,
+    });
     const accepted = once(withMetrics, 'connection') as Promise<[Socket]>;
     const conn = await RawConnection.open(p);
     try {
@@ -616,7 +606,9 @@ describe('hostile input: the greeting server in this process, default limits', (
     );
 
   it('HEADERS_TIMEOUT_MS counts from the opening also after the fast path hands over: a client that waits, then trickles its headers, gets 408 in time; one answered in time is kept', async () => {
-    const { server: slow, port: p } = await listenInProcess({ ...DEFAULTS, headersTimeoutMs: HEADERS_MS });
+    const { server: slow, port: p } = await listenInProcess({
+      limits: { ...DEFAULTS, headersTimeoutMs: HEADERS_MS },
+    });
     // Handed over at once and answered by node:http: its deadline passes before the other's.
     const served = await RawConnection.open(p);
     try {
@@ -633,7 +625,7 @@ describe('hostile input: the greeting server in this process, default limits', (
 
   it('HEADERS_TIMEOUT_MS counts from the opening with keep-alive off too (connections go to node:http at once)', async () => {
     const limits = { ...DEFAULTS, headersTimeoutMs: HEADERS_MS, keepAliveTimeoutMs: 0 };
-    const { server: slow, port: p } = await listenInProcess(limits);
+    const { server: slow, port: p } = await listenInProcess({ limits });
     try {
       inTime(await trickleAfterWait(p, HEADERS_MS));
     } finally {

@@ -1,18 +1,16 @@
 /** Issue 6: health, readiness and metrics that see every worker. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, request } from 'undici';
-import { parseConfig } from '../src/config.js';
 import { errorFields } from '../src/log.js';
 import { ResponseTotals, renderMetrics } from '../src/primary/metrics.js';
 import { LOOP_DELAY_RESOLUTION_MS, RequestStats } from '../src/worker/request-stats.js';
-import { createGreetingServer, type Readiness } from '../src/worker/server.js';
+import type { Readiness } from '../src/worker/server.js';
 import { pidOfGreeting } from './helpers/greeting.js';
+import { closeInProcess, listenInProcess } from './helpers/in-process.js';
 import { greetingPid } from './helpers/load.js';
 import { parseExposition, type Sample, total } from './helpers/prometheus.js';
 import { RawConnection } from './helpers/raw-http.js';
@@ -28,16 +26,8 @@ async function get(url: string): Promise<{ status: number; headers: Record<strin
 describe('health and readiness of one worker (in process)', () => {
   it('/healthz is 200 in every state; /readyz is 503 while starting or draining, 200 when ready or retiring (the service goes on)', async () => {
     let state: Readiness = 'starting';
-    const server = createGreetingServer({
-      hostname: 'test',
-      pid: process.pid,
-      limits: parseConfig({}).http,
-      stats: new RequestStats(),
-      readiness: () => state,
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { server, port } = await listenInProcess({ readiness: () => state });
+    const base = `http://127.0.0.1:${port}`;
     try {
       // The last column: whether a response closes its connection (kept-alive clients move on).
       const expected: [Readiness, number, string, boolean][] = [
@@ -61,7 +51,78 @@ describe('health and readiness of one worker (in process)', () => {
       }
       assert.equal((await get(`${base}/metrics`)).status, 404, 'no /metrics without an aggregator');
     } finally {
-      server.close();
+      await closeInProcess(server);
+    }
+  });
+});
+
+describe('/metrics on one worker (in process)', () => {
+  const scrape = 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n';
+  it('a scrape carries Cache-Control: no-store like every probe, and Connection: close while the worker retires or drains', async () => {
+    let state: Readiness = 'ready';
+    const { server, port } = await listenInProcess({
+      metrics: async () => 'metric 1\n',
+      readiness: () => state,
+    });
+    try {
+      for (const [s, closes] of [
+        ['ready', false],
+        ['retiring', true],
+        ['draining', true],
+      ] as const) {
+        state = s;
+        const conn = await RawConnection.open(port);
+        try {
+          conn.write(scrape);
+          const reply = await conn.reply();
+          assert.deepEqual([reply.status, reply.body], [200, 'metric 1\n'], s);
+          assert.deepEqual(reply.headers.get('cache-control'), ['no-store'], s);
+          assert.deepEqual(reply.headers.get('connection'), [closes ? 'close' : 'keep-alive'], s);
+          if (closes) assert.ok(await conn.closedWithin(1_000), `${s}: the connection stayed open`);
+        } finally {
+          conn.destroy();
+        }
+      }
+    } finally {
+      await closeInProcess(server);
+    }
+  });
+
+  it('a kept-alive connection scrapes as often as it likes: an answered scrape no longer counts among the 8 that may wait', async () => {
+    const { server, stats, port } = await listenInProcess({ metrics: async () => 'metric 1\n' });
+    // Prometheus keeps its connection to a target alive from one scrape to the next.
+    const conn = await RawConnection.open(port);
+    try {
+      for (let i = 1; i <= 20; i++) {
+        conn.write(scrape);
+        const reply = await conn.reply().catch((err: Error) => assert.fail(`scrape ${i}: ${err.message}`));
+        assert.equal(reply.status, 200, `scrape ${i}`);
+      }
+      assert.equal(stats.pipeliningFloods, 0);
+    } finally {
+      conn.destroy();
+      await closeInProcess(server);
+    }
+  });
+
+  it('a scrape whose text does not come (the primary too late, or failing) gets 503, counted neither as a request nor as a response', async () => {
+    for (const [what, metrics] of [
+      ['late', async () => null],
+      ['failing', () => Promise.reject(new Error('no text'))],
+    ] as const) {
+      const { server, stats, port } = await listenInProcess({ metrics });
+      const conn = await RawConnection.open(port);
+      try {
+        conn.write(scrape);
+        const reply = await conn.reply();
+        assert.deepEqual([reply.status, reply.body], [503, 'metrics unavailable\n'], what);
+        assert.deepEqual(reply.headers.get('cache-control'), ['no-store'], what);
+        assert.equal(stats.requests, 0, what);
+        assert.deepEqual(stats.responses, [0, 0, 0, 0, 0], what);
+      } finally {
+        conn.destroy();
+        await closeInProcess(server);
+      }
     }
   });
 });
@@ -500,17 +561,7 @@ describe('metrics aggregated across workers', () => {
   });
 
   it('every request the handler answers counts once in requests_total: 400, 404, 405, 413 and 417 alike; what the parser refuses counts only as a response', async () => {
-    const stats = new RequestStats();
-    const server = createGreetingServer({
-      hostname: 'test',
-      pid: process.pid,
-      limits: parseConfig({}).http,
-      stats,
-      readiness: () => 'ready',
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as AddressInfo;
+    const { server, stats, port } = await listenInProcess();
     try {
       const cases: [string, number][] = [
         ['GET / HTTP/1.1\r\n\r\n', 400], // HTTP/1.1 without Host
@@ -541,7 +592,7 @@ describe('metrics aggregated across workers', () => {
       assert.equal(stats.requests, cases.length);
       assert.deepEqual(stats.responses, [0, 0, 0, cases.length + refused.length, 0]);
     } finally {
-      server.close();
+      await closeInProcess(server);
     }
   });
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import {
   type LogLine,
   MAIN,
   pollUntil,
+  type Service,
   servicesStoppedAfterEach,
 } from './helpers/service.js';
 
@@ -92,6 +93,17 @@ for (const balance of ['reuseport', 'round-robin'] as Balance[]) {
   });
 }
 
+/**
+ * SIGTTOU, with the worker it drains held by a request still arriving: its slot's listening socket
+ * is closed while the worker lives on, not at its exit.
+ */
+async function scaleDownWhileHeld(service: Service): Promise<void> {
+  service.signal('SIGTTOU');
+  const draining = await service.waitForLog((l) => l.msg === 'worker draining');
+  await pollUntil(() => listeningSockets(service.port).length === 1, 'one listener left');
+  assert.ok(isAlive(draining.pid), 'the socket closed only when its worker exited');
+}
+
 describe("BALANCE=reuseport: each slot's listening socket", () => {
   it("SIGHUP rolls hand each slot's listening socket to its replacement (no listener closes); a killed worker's slot opens a new one", async () => {
     const service = await start({ env: { WORKERS: '2', BALANCE: 'reuseport' } });
@@ -140,10 +152,7 @@ describe("BALANCE=reuseport: each slot's listening socket", () => {
       assert.equal(byPid.size, 2, 'a connection on each worker');
       for (const connection of byPid.values())
         connection.write('POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nab');
-      service.signal('SIGTTOU');
-      const draining = await service.waitForLog((l) => l.msg === 'worker draining');
-      await pollUntil(() => listeningSockets(service.port).length === 1, 'one listener left');
-      assert.ok(isAlive(draining.pid), 'the socket closed only when its worker exited');
+      await scaleDownWhileHeld(service);
     } finally {
       for (const c of opened) c.socket.destroy();
     }
@@ -162,6 +171,40 @@ describe("BALANCE=reuseport: each slot's listening socket", () => {
     await service.waitForMsgCount('worker stopped', 1);
     assert.equal(listeningSockets(service.port).length, 1, service.dump());
     assert.equal(socketFds(service.pid, listeningSockets(service.port)).length, 1);
+  });
+
+  it("a worker's listening socket that reaches the primary after the worker was told to drain, while it still drains, is closed at once, not kept until its exit", async () => {
+    const fixture = new URL('fixtures/late-ready.js', import.meta.url).href;
+    const service = await start({
+      env: {
+        WORKERS: '1',
+        BALANCE: 'reuseport',
+        DRAIN_TIMEOUT_MS: '60000',
+        NODE_OPTIONS: `--import=${fixture}`,
+        LATE_READY_FORKS: '2',
+        LATE_READY_UNTIL: 'drain',
+      },
+    });
+    const [first] = service.liveWorkerPids();
+    // The second worker listens, but its ready comes only once SIGTTOU has told it to drain.
+    service.signal('SIGTTIN');
+    await pollUntil(() => listeningSockets(service.port).length === 2, 'the second worker listening');
+    // A connection on it with a request still arriving holds it, draining, after it closes its
+    // own copy of the socket.
+    const opened: RawConnection[] = [];
+    try {
+      let held: RawConnection | undefined;
+      for (let i = 0; i < 40 && !held; i++) {
+        const { connection, pid } = await keptAlive(service.port);
+        opened.push(connection);
+        if (pid !== first) held = connection;
+      }
+      assert.ok(held, 'a connection on the second worker');
+      held.write('POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nab');
+      await scaleDownWhileHeld(service);
+    } finally {
+      for (const c of opened) c.socket.destroy();
+    }
   });
 });
 
@@ -231,6 +274,35 @@ describe('net.ipv4.tcp_migrate_req (reuseport)', () => {
       lines.map((l) => l.msg),
       ['net.ipv4.tcp_migrate_req=1: queued connections move to another worker when one stops'],
     );
+  });
+
+  it('0 where it may be set (a network namespace of its own, as root): the service sets it to 1 and says so', async (t) => {
+    // A new network namespace starts with tcp_migrate_req=0, and leaves the host's alone.
+    try {
+      execFileSync('unshare', ['-n', 'true'], { stdio: 'ignore' });
+    } catch {
+      t.skip('no network namespace can be made here (unshare -n): not root');
+      return;
+    }
+    const service = await start({
+      env: { WORKERS: '1', BALANCE: 'reuseport' },
+      wrap: `exec unshare -n /bin/sh -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"`,
+    });
+    const lines = service.logs.filter((l) => l.msg.includes('tcp_migrate_req'));
+    assert.deepEqual(
+      lines.map((l) => l.msg),
+      [
+        'set net.ipv4.tcp_migrate_req=1 in this network namespace: queued connections move to another worker when one stops',
+      ],
+    );
+    const set = execFileSync(
+      'nsenter',
+      ['-t', String(service.pid), '-n', 'cat', '/proc/sys/net/ipv4/tcp_migrate_req'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(set.trim(), '1');
   });
 });
 
@@ -515,6 +587,34 @@ describe('signals sent to the whole process group act once, through the primary'
     assert.equal(service.logs.filter((l) => /did not become ready/.test(l.msg)).length, 0, service.dump());
   });
 
+  it('control signals caught before the supervisor runs are handed to it in the order they came, then each as it comes', async () => {
+    // At WORKERS=1, SIGTTOU then SIGTTIN during start-up must leave 2 workers, not 1. In a process
+    // of its own: the queue catches SIGTERM and SIGINT for good. Neither signal-number order nor
+    // its reverse.
+    const queue = new URL('../src/signal-queue.js', import.meta.url).href;
+    const script = `
+      import { SignalQueue } from ${JSON.stringify(queue)};
+      const signals = new SignalQueue();
+      // Signal handlers keep no process alive while it waits for one.
+      const alive = setInterval(() => {}, 1_000);
+      for (const signal of ['SIGTTOU', 'SIGHUP', 'SIGTTIN']) {
+        // Added after the queue's own listener: called once the queue has seen the signal.
+        const seen = new Promise((resolve) => process.once(signal, resolve));
+        process.kill(process.pid, signal);
+        await seen;
+      }
+      const got = [];
+      signals.forward((signal) => got.push(signal));
+      const seen = new Promise((resolve) => process.once('SIGHUP', resolve));
+      process.kill(process.pid, 'SIGHUP');
+      await seen;
+      clearInterval(alive);
+      process.stdout.write(JSON.stringify(got));
+    `;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+    assert.deepEqual(JSON.parse(stdout), ['SIGTTOU', 'SIGHUP', 'SIGTTIN', 'SIGHUP']);
+  });
+
   it('signals are caught from the start: a SIGTERM before the first log line stops the service, exit 0', async () => {
     // As PID 1 in a container, a signal with no handler is dropped: a `docker stop` during
     // start-up waited out its 10 s. The kernel's mask of caught signals shows the handlers.
@@ -644,6 +744,26 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
     const { code, stdout } = await healthcheck((trickle.address() as { port: number }).port);
     assert.equal(code, 1, stdout);
     assert.match(stdout, /no answer within 2000 ms/);
+  });
+
+  it('a control signal while the check waits for its answer ends it as unhealthy (1)', async (t) => {
+    // Takes the connection and never answers: the check is waiting when the signal comes.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket)).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    t.after(() => {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    });
+    const check = spawn(process.execPath, [MAIN, '--healthcheck'], {
+      env: { PATH: process.env.PATH ?? '', PORT: String((silent.address() as { port: number }).port) },
+      stdio: 'ignore',
+    });
+    const exited = once(check, 'exit');
+    await once(silent, 'connection');
+    check.kill('SIGTERM');
+    const [code, signal] = await exited;
+    assert.deepEqual({ code, signal }, { code: 1, signal: null });
   });
 
   it('an invalid configuration is unhealthy (1), not 2, which Docker reserves', async () => {

@@ -1273,4 +1273,56 @@ describe('Supervisor: stop, roll and boot edge cases', () => {
     h.exit(id);
     assert.equal(h.of('log').at(-1)?.fields.restartInMs, DEFAULT_BACKOFF.initialMs);
   });
+
+  for (const killed of ['hung', 'boot-timeout'] as const)
+    it(`SIGTTOU removing the slot of a worker being killed (${killed}) makes its exit a planned stop: worker stopped, no failure`, () => {
+      // Slot 1's worker is killed at its deadline; slot 0's serves and beats.
+      const h = new Harness({
+        workers: 2,
+        crashLoopLimit: 1,
+        bootTimeoutMs: killed === 'hung' ? 5_000 : 1_000,
+      });
+      h.send({ type: 'start' });
+      h.send({ type: 'ready', id: 1 });
+      if (killed === 'hung') {
+        h.send({ type: 'ready', id: 2 });
+        h.clock = OPTIONS.heartbeatTimeoutMs - 1;
+        h.send({ type: 'heartbeat', id: 1 });
+      }
+      assert.deepEqual(
+        h.advance().filter((a) => a.type === 'kill'),
+        [{ type: 'kill', id: 2 }],
+      );
+      h.send({ type: 'signal', signal: 'SIGTTOU' });
+      const from = h.actions.length;
+      h.exit(2, null, 'SIGKILL');
+      const logs = h.of('log', from);
+      assert.deepEqual(
+        logs.map((l) => [l.level, l.msg, l.fields.reason]),
+        [['warn', 'worker stopped', 'scale']],
+      );
+      h.advance(60_000);
+      assert.deepEqual(h.spawned().length, 2, 'the removed slot is not refilled');
+      assert.deepEqual(h.supervisor.snapshot().restarts, { crash: 0, hung: 0, boot: 0, roll: 0, scale: 1 });
+    });
+
+  it("the whole service frozen (docker pause) for less than the heartbeat timeout, between two workers' heartbeats, kills no worker", () => {
+    // The primary ticks at least every quarter of the timeout: a freeze long enough to make a
+    // worker's silence reach the timeout (its heartbeats, every half of it at most, were due
+    // during the freeze) always makes the next tick late enough to tell of it.
+    const h = started();
+    const [a, b] = [...h.live.keys()] as [number, number];
+    h.supervisor.nextTick();
+    h.clock = 1_000;
+    h.send({ type: 'heartbeat', id: b }); // a's last heartbeat was at 0, its next due at 1.5 s
+    h.supervisor.nextTick();
+    // Frozen from here for 2.4 s: the first event after it is the primary's overdue tick.
+    h.clock = 3_400;
+    assert.deepEqual(
+      h.send({ type: 'tick' }).filter((x) => x.type === 'kill'),
+      [],
+      `worker ${a} taken for hung`,
+    );
+    assert.ok(h.of('log').some((l) => l.msg.startsWith('the primary did not run')));
+  });
 });
