@@ -96,6 +96,18 @@ describe('CPU of a process tree between two readings', () => {
     assert.equal(workerChange(10, before, before), undefined);
   });
 
+  it("a worker gone by the end that had reaped children of its own: its whole time at the start, theirs included, is not the run's", () => {
+    // 12 had 40 ticks of its own and 10 of a child it had reaped; it spends 5 more, exits and is
+    // reaped by 10, whose reaped time grows by 12's whole life: 40 + 10 + 5.
+    const start = new Map([
+      [10, reading(100)],
+      [12, reading(40, 10)],
+    ]);
+    const cpu = accountCpu(start, new Map([[10, reading(100, 55)]]), 100);
+    assert.ok(Math.abs(cpu.total - 0.05) < 1e-12, `${cpu.total}`);
+    assert.ok(Math.abs(cpu.exited - 0.05) < 1e-12, `${cpu.exited}`);
+  });
+
   it('on a real tree: a child that burns CPU and is reaped between the readings is counted', async () => {
     // sh waits for a line, runs a child that burns 300 ms of its own CPU time (not of the wall
     // clock, which a loaded machine stretches) and reaps it, says so, then sleeps.
@@ -166,6 +178,16 @@ describe('CPU in nanoseconds where a process kept its threads', () => {
     // Up to 2 ticks over is the truncation of utime and stime in each reading, not a lost thread.
     const truncated = with10(threaded(101, { 10: 1_000_000_001 }));
     assert.equal(accountCpu(before, truncated, 100).nanosecondsOnly, true);
+    // Exactly 2 ticks over is past what truncation explains: the ticks count.
+    const twoOver = accountCpu(before, with10(threaded(102, { 10: 1_000_000_000 })), 100);
+    assert.equal(twoOver.nanosecondsOnly, false);
+    assert.ok(Math.abs(twoOver.total - 0.02) < 1e-12, `${twoOver.total}`);
+    // A thread that exited between the readings is missing from the second list: its time is in
+    // the ticks alone, even when the threads still there account for the ticks within 2.
+    const twoThreads = new Map([[10, threaded(100, { 10: 1_000_000_000, 20: 5_000_000 })]]);
+    const threadGone = accountCpu(twoThreads, new Map([[10, threaded(101, { 10: 1_003_000_000 })]]), 100);
+    assert.equal(threadGone.nanosecondsOnly, false);
+    assert.ok(Math.abs(threadGone.total - 0.01) < 1e-12, `${threadGone.total}`);
     // No schedstat at all (a kernel without CONFIG_SCHED_INFO): ticks, as before.
     const plain = new Map([[10, reading(100)]]);
     assert.equal(accountCpu(plain, new Map([[10, reading(103)]]), 100).nanosecondsOnly, false);

@@ -19,7 +19,7 @@ import { renderSvg } from '../scripts/bench/chart-svg.js';
 import { removeScratchDir, run } from '../scripts/bench/commands.js';
 import { findCompared } from '../scripts/bench/compare-tools.js';
 import { launch } from '../scripts/bench/launch.js';
-import { failedRequests, NO_FAILURES } from '../scripts/bench/load-output.js';
+import { failedRequests, type LoadResult, NO_FAILURES } from '../scripts/bench/load-output.js';
 import { measure, type RunSample } from '../scripts/bench/measure.js';
 import { OptionError } from '../scripts/bench/options.js';
 import { type OutputFiles, prepareOutputs, writeWhole } from '../scripts/bench/output-files.js';
@@ -32,7 +32,7 @@ import {
 } from '../scripts/bench/profiles.js';
 import type { BenchReport } from '../scripts/bench/report.js';
 import { renderText } from '../scripts/bench/report-text.js';
-import { comparisons, type Summary, summarize } from '../scripts/bench/summary.js';
+import { comparisons, ratios, type Summary, summarize } from '../scripts/bench/summary.js';
 import {
   defaultTargetId,
   type RunningTarget,
@@ -118,6 +118,44 @@ describe('the default configuration', () => {
     const pairs = comparisons(targetSpecs([1, 2, 4], ['pm2', 'metrics-off'])).map((p) => p.join(' vs '));
     assert.ok(pairs.includes('reuseport-4 vs pm2-4'), pairs.join(', '));
     assert.ok(pairs.includes('reuseport-4 vs metrics-off-4'), pairs.join(', '));
+  });
+});
+
+describe('the text report and the chart', () => {
+  const MiB = 1_048_576;
+  const base = report('reuseport-2', 2);
+  const summaries = [
+    summaryOf('single', 'ab', {
+      requestsPerSecond: 1000,
+      cpuMicrosPerRequest: 100,
+      peakRssWorkerBytes: 30 * MiB,
+    }),
+    summaryOf('reuseport-2', 'ab', {
+      requestsPerSecond: 1500,
+      cpuMicrosPerRequest: 120,
+      peakRssPrimaryBytes: 50 * MiB,
+      peakRssWorkerBytes: 100 * MiB,
+    }),
+    summaryOf('round-robin-2', 'ab', { requestsPerSecond: 750, cpuMicrosPerRequest: 240 }),
+  ];
+  const shown: BenchReport = { ...base, summaries, ratios: ratios(summaries, comparisons(base.targets)) };
+
+  it('each row: its own RSS columns, and its req/s and CPU against the single process', () => {
+    const text = renderText(shown);
+    assert.match(
+      text,
+      /^reuseport ×2 \(default\)\s+1,500\s+—\s+—\s+0\s+0\s+120\.0\s+—\s+50\.0\s+100\.0\s+—\s+1\s+1\.50x\s+1\.20x$/m,
+    );
+    assert.match(text, /^reuseport ×2 \(default\) vs round-robin ×2\s+2\.00x\s+0\.50x$/m);
+  });
+
+  it('the chart: req/s and CPU µs/req panels, bars scaled to the largest value in each', () => {
+    const svg = renderSvg(shown);
+    const widths = [...svg.matchAll(/<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"/g)].map((m) => m[1]);
+    // 260 px is the longest bar: 1,500 req/s, and 240 µs.
+    assert.deepEqual(widths, ['173.3', '260.0', '130.0', '108.3', '130.0', '260.0']);
+    const labels = [...svg.matchAll(/>([\d.,]+)<\/text>/g)].map((m) => m[1]);
+    assert.deepEqual(labels, ['1,000', '1,500', '750', '100.0', '120.0', '240.0']);
   });
 });
 
@@ -327,6 +365,28 @@ describe('a run in error', () => {
     assert.equal(s?.requestsPerSecond, 1100);
     assert.equal(s?.cpuMicrosPerRequest, 110);
     assert.equal(s?.failed, 950);
+  });
+
+  it('failures by cause and Length are summed over every round, errors included; spread is a median of the runs that count; peak RSS the highest', () => {
+    const withFigures = (s: RunSample, rss: [number, number], spread: number, length: number): RunSample => ({
+      ...s,
+      load: { ...(s.load as LoadResult), lengthMismatches: length },
+      processes: [
+        { pid: 1, role: 'primary', cpuSeconds: 0, contextSwitches: 0, peakRssBytes: rss[0] },
+        { pid: 2, role: 'worker', cpuSeconds: 0, contextSwitches: 0, peakRssBytes: rss[1] },
+      ],
+      imbalance: spread,
+    });
+    const [s] = summarize([
+      withFigures(sample(1, 1000, 100), [50, 90], 1, 3),
+      withFigures(sample(2, 1200, 120), [40, 110], 1.2, 0),
+      withFigures(sample(3, 9000, 0, '950 of 1000 failed'), [30, 70], 2, 5),
+    ]);
+    assert.equal(s?.failures.receive, 950);
+    assert.equal(s?.lengthMismatches, 8);
+    assert.ok(Math.abs((s?.imbalance ?? 0) - 1.1) < 1e-12, `${s?.imbalance}`);
+    assert.equal(s?.peakRssPrimaryBytes, 50);
+    assert.equal(s?.peakRssWorkerBytes, 110);
   });
 
   it('alone: no figure in the table, the ratios or the chart, "—" for its CPU', () => {

@@ -100,6 +100,9 @@ test('npm run bench -- --quick', {
       // Every request wakes some server's event loop at least once per connection it opens.
       const switches = s.contextSwitchesPerRequest ?? 0;
       assert.ok(switches > 0 && switches < 100, `${target} × ${profile}: ${switches} switches/request`);
+      // The single process has no primary: its one process is the one that serves.
+      assert.equal(s.peakRssPrimaryBytes === undefined, target === 'single', `${target} × ${profile}`);
+      assert.ok((s.peakRssWorkerBytes ?? 0) > 0, `${target} × ${profile}`);
       const { connect, receive, exceptions, non2xx } = s.failures;
       assert.deepEqual(
         { connect, receive, exceptions, non2xx },

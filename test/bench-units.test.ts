@@ -25,7 +25,7 @@ import {
   withUnexplainedLength,
 } from '../scripts/bench/load-output.js';
 import { OptionError, parseOptions } from '../scripts/bench/options.js';
-import { readContextSwitches } from '../scripts/bench/proc-stats.js';
+import { readContextSwitches, readPeakRssBytes } from '../scripts/bench/proc-stats.js';
 import {
   profiles as buildProfiles,
   descriptorProblem,
@@ -205,6 +205,28 @@ describe('load generator output', () => {
     assert.equal(failedRequests(r), 0);
   });
 
+  it("the profiles: the post's ab, the same kept alive, and wrk with its timeout past the run's end", () => {
+    const all = buildProfiles({
+      abRequests: 10_000,
+      abConcurrency: 4,
+      wrkSeconds: 5,
+      wrkConnections: 50,
+      wrkThreads: 1,
+    });
+    assert.deepEqual(
+      all.map((p) => [p.id, p.tool, p.command]),
+      [
+        ['ab', 'ab', 'ab -c 4 -n 10000'],
+        ['ab-k', 'ab', 'ab -k -c 4 -n 10000'],
+        ['wrk', 'wrk', 'wrk -t 1 -c 50 -d 5s --timeout 15s'],
+      ],
+    );
+    const [ab, abKeepAlive, wrk] = all.map((p) => p.argv('http://127.0.0.1:1/', '/tmp/p.csv').join(' '));
+    assert.doesNotMatch(ab ?? '', / -k /);
+    assert.match(abKeepAlive ?? '', / -k .*http:\/\/127\.0\.0\.1:1\/$/);
+    assert.match(wrk ?? '', / --latency http:\/\/127\.0\.0\.1:1\/$/);
+  });
+
   it('wrk threads divide the connections (wrk drops the remainder), at most the CPUs given', () => {
     assert.deepEqual(
       [
@@ -276,6 +298,18 @@ describe('CPU plan', () => {
     assert.equal(big.pinned, true);
     assert.deepEqual([big.service, big.load], [cpus.slice(0, 8), cpus.slice(8)]);
     assert.equal(planCpus({ allowed: [0, 1], taskset: true }).pinned, false);
+    // Halves from 4 CPUs; an odd count gives the service the larger one.
+    assert.equal(planCpus({ allowed: [0, 1, 2], taskset: true }).pinned, false);
+    const four = planCpus({ allowed: [0, 1, 2, 3], taskset: true });
+    assert.deepEqual([four.pinned, four.service, four.load], [true, [0, 1], [2, 3]]);
+    const five = planCpus({ allowed: [0, 1, 2, 3, 4], taskset: true });
+    assert.deepEqual(
+      [five.service, five.load],
+      [
+        [0, 1, 2],
+        [3, 4],
+      ],
+    );
     assert.equal(planCpus({ allowed: cpus, taskset: false }).pinned, false);
     const given = planCpus({ allowed: cpus, taskset: true, serviceOverride: [2], loadOverride: [3] });
     assert.deepEqual([given.pinned, given.service, given.load], [true, [2], [3]]);
@@ -428,6 +462,9 @@ describe('configurations', () => {
     for (const other of ['round-robin-2', 'pm2-2', 'minimal-2', 'metrics-off-2', 'nginx-2'])
       assert.ok(pairs.includes(`reuseport-2 vs ${other}`), `no reuseport-2 vs ${other} in ${pairs}`);
     assert.ok(!pairs.includes('metrics-off-2 vs round-robin-2'), pairs.join(', '));
+    // Every row, alternatives included, has its ×single columns.
+    for (const s of specs.filter((x) => x.id !== 'single'))
+      assert.ok(pairs.includes(`${s.id} vs single`), `no ${s.id} vs single in ${pairs}`);
   });
 
   it('rejects what ab, taskset or the tools would fail on later, naming the option', () => {
@@ -461,6 +498,14 @@ describe('configurations', () => {
     assert.equal(parseOptions(['--threads', '5']).threads, 5);
     assert.equal(parseOptions(['--report', 'a.json', '--out', 'o']).report, 'a.json');
     assert.equal(parseOptions(['--requests', '4']).requests, 4);
+    // Each bound is inclusive; rounds default to 3, and to 1 for the quick run.
+    assert.equal(parseOptions(['--rounds', '100']).rounds, 100);
+    rejects(['--rounds', '101'], /^--rounds must be an integer from 1 to 100, got "101"$/);
+    rejects(['--rounds', '0'], /^--rounds must be an integer from 1 to 100, got "0"$/);
+    assert.equal(parseOptions(['--seconds', '3600']).seconds, 3600);
+    assert.equal(parseOptions([]).rounds, 3);
+    assert.equal(parseOptions(['--quick']).rounds, 1);
+    assert.equal(parseOptions(['--quick', '--rounds', '2']).rounds, 2);
     // Everything after the first "=" is the path.
     assert.deepEqual(parseOptions(['--compare', 'pm2=/opt/a=b/pm2-runtime']).compare, [
       { tool: 'pm2', path: '/opt/a=b/pm2-runtime' },
@@ -576,6 +621,17 @@ describe('summaries', () => {
     tally.failed(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
     tally.failed('no code');
     assert.deepEqual(tally.result(), { ok: 1, failed: 4, errors: { ECONNRESET: 2, 'no code': 1 } });
+  });
+
+  it("peak RSS is read in bytes from VmHWM's kB (1024 bytes); a process gone reads undefined", () => {
+    // The peak only grows (nothing resets it here), so the reading lies between two of its own.
+    const vmHwm = () => Number(/^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+    const before = vmHwm();
+    const bytes = readPeakRssBytes(process.pid) ?? Number.NaN;
+    const after = vmHwm();
+    assert.equal(bytes % 1024, 0, `${bytes}`);
+    assert.ok(before * 1024 <= bytes && bytes <= after * 1024, `${before} kB ≤ ${bytes} B ≤ ${after} kB`);
+    assert.equal(readPeakRssBytes(2 ** 22 + 1), undefined);
   });
 
   it('memory is shown in MiB (2^20 bytes)', () => {

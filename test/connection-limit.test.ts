@@ -6,6 +6,7 @@ import { request } from 'undici';
 import { parseConfig } from '../src/config.js';
 import { connectionLimit, connectionMemory, MIN_CONNECTIONS } from '../src/connection-limit.js';
 import { memoryLimit } from '../src/memory-limit.js';
+import { openFilesLimit } from '../src/open-files.js';
 import { fileTree } from './helpers/file-tree.js';
 import { memoryCgroupsForSuite } from './helpers/memory-cgroup.js';
 import { parseExposition, total } from './helpers/prometheus.js';
@@ -64,6 +65,20 @@ describe('connectionLimit: MAX_CONNECTIONS, or what the open-files and memory li
     const both = connectionLimit(http, { workers: 2, openFiles: 1_088, memoryBytes: 384 * MiB });
     assert.equal(both.maxConnections, 1_024);
     assert.equal(both.warnings.length, 1);
+  });
+});
+
+describe('openFilesLimit', () => {
+  it('is the soft limit, the one that refuses a descriptor, not the hard one', () => {
+    const limits =
+      'Limit                     Soft Limit           Hard Limit           Units     \n' +
+      'Max processes             63704                63704                processes \n' +
+      'Max open files            4096                 524288               files     \n';
+    assert.equal(openFilesLimit(limits), 4096);
+    assert.equal(
+      openFilesLimit('Max open files            unlimited            1048576              files\n'),
+      undefined,
+    );
   });
 });
 

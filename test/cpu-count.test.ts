@@ -31,7 +31,7 @@ describe('parseCpuList', () => {
   });
 
   it('is undefined for text that is not a list, names no CPU, or a range no kernel has', () => {
-    for (const text of ['3-1', 'x', '0-', '0,,1', '', '\n', '0-99999999'])
+    for (const text of ['3-1', '0,3-1', 'x', '0-', '0,,1', '', '\n', '0-99999999'])
       assert.equal(parseCpuList(text), undefined, text);
   });
 });
@@ -174,6 +174,36 @@ describe('detectCpuLimit over fixture trees', () => {
       limit.reason,
       'affinity 0-31 = 32 CPUs; cgroup v2 cpu.max 250000/100000 = 2.5 CPUs → 3 workers',
     );
+  });
+
+  it("a parent's quota tighter than the process's own cgroup's wins (a pod's limit over its container's), v2 and v1", () => {
+    const v2 = detectCpuLimit(
+      fileTree({
+        '/proc/self/status': status('0-31'),
+        '/proc/self/cgroup': '0::/kubepods/pod1/ctr\n',
+        '/proc/self/mountinfo': V2_MOUNTS,
+        '/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max': '400000 100000\n',
+        '/sys/fs/cgroup/kubepods/pod1/cpu.max': '150000 100000\n',
+        '/sys/fs/cgroup/kubepods/cpu.max': '800000 100000\n',
+      }),
+      32,
+    );
+    assert.equal(v2.workers, 2);
+    assert.equal(v2.quota, 1.5);
+    const v1 = detectCpuLimit(
+      fileTree({
+        '/proc/self/status': status('0-15'),
+        '/proc/self/cgroup': '12:cpu,cpuacct:/kubepods/ctr\n',
+        '/proc/self/mountinfo': V1_MOUNTS,
+        '/sys/fs/cgroup/cpu,cpuacct/kubepods/ctr/cpu.cfs_quota_us': '300000\n',
+        '/sys/fs/cgroup/cpu,cpuacct/kubepods/ctr/cpu.cfs_period_us': '100000\n',
+        '/sys/fs/cgroup/cpu,cpuacct/kubepods/cpu.cfs_quota_us': '50000\n',
+        '/sys/fs/cgroup/cpu,cpuacct/kubepods/cpu.cfs_period_us': '100000\n',
+      }),
+      16,
+    );
+    assert.equal(v1.workers, 1);
+    assert.equal(v1.quota, 0.5);
   });
 
   it('cgroup v2 unlimited (max) everywhere', () => {

@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, request } from 'undici';
-import { errorFields } from '../src/log.js';
+import { errorFields, log, setLogLevel } from '../src/log.js';
 import { ResponseTotals, renderMetrics } from '../src/primary/metrics.js';
 import { LOOP_DELAY_RESOLUTION_MS, RequestStats } from '../src/worker/request-stats.js';
 import type { Readiness } from '../src/worker/server.js';
@@ -638,6 +638,72 @@ describe('metrics aggregated across workers', () => {
     assert.deepEqual([byState('starting'), byState('listening'), byState('stopping')], [1, 2, 1]);
   });
 
+  it("renderMetrics: each family's TYPE, each restart under its own cause, and the same text whatever order the workers answered in", () => {
+    const stats = (n: number) => ({
+      requests: n,
+      droppedConnections: n + 1,
+      pipeliningFloods: n + 2,
+      maxConnections: 10_000,
+      responses: [0, n, 0, 0, 0],
+      rssBytes: 1e8,
+      heapUsedBytes: 1e7,
+      loopDelayP50Seconds: 0.001,
+      loopDelayP99Seconds: 0.002,
+    });
+    const input = (order: readonly number[]) => ({
+      supervisor: {
+        phase: 'running' as const,
+        configured: 2,
+        workers: [],
+        restarts: { crash: 1, hung: 2, boot: 3, roll: 4, scale: 5 },
+        oomKills: 6,
+      },
+      workers: order.map((slot) => ({ slot, pid: 100 + slot, stats: stats(10 * slot) })),
+      responses: [1, 2, 3, 4, 5],
+      primaryStartSeconds: 1,
+      primaryRssBytes: 2,
+    });
+    const text = renderMetrics(input([0, 1]));
+    assert.equal(renderMetrics(input([1, 0])), text);
+    const types = Object.fromEntries(
+      [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map(([, name, type]) => [name, type]),
+    );
+    const counters = [
+      'myservice_http_requests_total',
+      'myservice_connections_dropped_total',
+      'myservice_pipelining_floods_total',
+      'myservice_http_responses_total',
+      'myservice_worker_restarts_total',
+      'myservice_worker_oom_kills_total',
+    ];
+    const gauges = [
+      'myservice_worker_max_connections',
+      'myservice_workers_configured',
+      'myservice_workers',
+      'myservice_worker_resident_memory_bytes',
+      'myservice_worker_heap_used_bytes',
+      'myservice_worker_event_loop_delay_seconds',
+      'process_start_time_seconds',
+      'process_resident_memory_bytes',
+    ];
+    assert.deepEqual(types, {
+      ...Object.fromEntries(counters.map((name) => [name, 'counter'])),
+      ...Object.fromEntries(gauges.map((name) => [name, 'gauge'])),
+    });
+    const p = parseExposition(text);
+    const causes = ['crash', 'hung', 'boot', 'roll', 'scale'];
+    assert.deepEqual(
+      causes.map((cause) => total(p, 'myservice_worker_restarts_total', { cause })),
+      [1, 2, 3, 4, 5],
+    );
+    assert.equal(total(p, 'myservice_worker_oom_kills_total'), 6);
+    const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+    assert.deepEqual(
+      classes.map((code) => total(p, 'myservice_http_responses_total', { code })),
+      [1, 2, 3, 4, 5],
+    );
+  });
+
   it('renderMetrics gives a valid exposition for a service with no worker', () => {
     const text = renderMetrics({
       supervisor: {
@@ -727,6 +793,32 @@ describe('logs', () => {
       ['Error', 'listen EADDRINUSE', 'EADDRINUSE', 'string'],
     );
     assert.deepEqual(errorFields('boom'), { err: { type: 'string', message: 'boom' } });
+  });
+
+  it("lines carry pino's numeric levels (what pino-pretty renders), and LOG_LEVEL drops only the levels below it", () => {
+    const written: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((chunk: string) => {
+      written.push(chunk);
+      return true;
+    }) as typeof process.stdout.write;
+    const levels = () =>
+      written.splice(0).map((line) => (JSON.parse(line) as { level: number; msg: string }).level);
+    const all = ['debug', 'info', 'warn', 'error', 'fatal'] as const;
+    try {
+      setLogLevel('debug');
+      for (const level of all) log(level, `a ${level} line`);
+      const atDebug = levels();
+      setLogLevel('warn');
+      for (const level of all) log(level, `a ${level} line`);
+      const atWarn = levels();
+      process.stdout.write = write;
+      assert.deepEqual(atDebug, [20, 30, 40, 50, 60]);
+      assert.deepEqual(atWarn, [40, 50, 60]);
+    } finally {
+      process.stdout.write = write;
+      setLogLevel('info');
+    }
   });
 
   it('LOG_LEVEL reaches the workers: at warn, a start and a stop log nothing below warn from any process', async () => {

@@ -37,6 +37,11 @@ describe('isWorkerMessage', () => {
       { type: 'stats', requestId: 1, stats: { ...stats, droppedConnections: undefined } },
       { type: 'stats', requestId: 1, stats: { ...stats, pipeliningFloods: 1.5 } },
       { type: 'stats', requestId: 1, stats: { ...stats, maxConnections: -1 } },
+      // Every field is rendered as it came: one missing would be an `undefined` that breaks the whole scrape.
+      { type: 'stats', requestId: 1, stats: { ...stats, requests: undefined } },
+      { type: 'stats', requestId: 1, stats: { ...stats, heapUsedBytes: undefined } },
+      { type: 'stats', requestId: 1, stats: { ...stats, loopDelayP99Seconds: undefined } },
+      { type: 'stats', requestId: 1, stats: { ...stats, rssBytes: -1 } },
       { type: 'heartbeat' },
       { type: 'heartbeat', responses: [0, 1.5, 0, 0, 0] },
       { type: 'fatal', code: 'E' },
@@ -68,6 +73,10 @@ describe('isPrimaryMessage', () => {
       { type: 'collect-stats' },
       { type: 'metrics-response', requestId: 3 },
       { type: 'connection-limit', maxConnections: 0 },
+      { type: 'connection-limit', maxConnections: 1.5 },
+      { type: 'connection-limit', maxConnections: Number.POSITIVE_INFINITY },
+      { type: 'drain', delayMs: -1, serviceStops: true },
+      { type: 'drain', delayMs: Number.POSITIVE_INFINITY, serviceStops: true },
       { type: 'heartbeat', responses: [0, 0, 0, 0, 0] },
       { type: 'need-listener' },
     ])

@@ -26,6 +26,15 @@ import {
 const start = servicesStoppedAfterEach();
 const run = promisify(execFile);
 
+describe('exit codes', () => {
+  it("are the README's numbers, which scripts and orchestrators match on", () => {
+    assert.deepEqual(
+      { ...ExitCode },
+      { ok: 0, internal: 1, config: 2, bind: 3, crashLoop: 4, forcedStop: 5 },
+    );
+  });
+});
+
 /** The port's listening sockets by inode, with their backlogs (ss's Send-Q for a listener). */
 function listeningSockets(port: number): { inode: number; backlog: number }[] {
   const stdout = execFileSync('ss', ['-ltneH', `sport = :${port}`], { encoding: 'utf8' });
