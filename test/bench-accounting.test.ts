@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it, type TestContext } from 'node:test';
-import { accountCpu, workerChange } from '../scripts/bench/cpu-account.js';
+import { accountCpu, losesSwitches, workerChange } from '../scripts/bench/cpu-account.js';
 import { CLOCK_TICKS_PER_SECOND, type CpuReading, readTreeCpu } from '../scripts/bench/proc-stats.js';
 
 const reading = (own: number, reaped = 0, startTicks = 1, zombie = false): CpuReading => ({
@@ -94,6 +94,19 @@ describe('CPU of a process tree between two readings', () => {
     const passing = new Map([...before, [10, reading(100, 30)]]);
     assert.deepEqual(workerChange(10, before, passing), { exited: [], started: [], passing: true });
     assert.equal(workerChange(10, before, before), undefined);
+  });
+
+  it('switches per request are left out when a worker exited or came and went (its switches left with it), not when one only started', () => {
+    const started = new Map([...before, [14, reading(5, 0, 77)]]);
+    const exited = new Map([
+      [10, reading(100, 45)],
+      [11, reading(50)],
+    ]);
+    const passing = new Map([...before, [10, reading(100, 30)]]);
+    assert.deepEqual(
+      [before, started, exited, passing].map((after) => losesSwitches(workerChange(10, before, after))),
+      [false, false, true, true],
+    );
   });
 
   it("a worker gone by the end that had reaped children of its own: its whole time at the start, theirs included, is not the run's", () => {

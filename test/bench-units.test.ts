@@ -24,6 +24,7 @@ import {
   unusableRun,
   withUnexplainedLength,
 } from '../scripts/bench/load-output.js';
+import { greetingLengths, type ProcessSample } from '../scripts/bench/measure.js';
 import { OptionError, parseOptions } from '../scripts/bench/options.js';
 import { readContextSwitches, readPeakRssBytes } from '../scripts/bench/proc-stats.js';
 import {
@@ -108,6 +109,21 @@ describe('load generator output', () => {
     // them; a timeout is a late answer, among them.
     assert.equal(r.attempted, 123456 + 1 + 2 + 3);
     assert.equal(failedRequests(r), 17);
+  });
+
+  it("the greeting lengths that tell Length failures apart are the workers' alone: the primary never answers", () => {
+    const process = (pid: number, role: 'primary' | 'worker'): ProcessSample => ({
+      pid,
+      role,
+      cpuSeconds: 0,
+      contextSwitches: 0,
+      peakRssBytes: undefined,
+    });
+    // "Hello, Docker world from h (pid 12).\n" is 37 bytes; pid 7's greeting would be 36.
+    assert.deepEqual(
+      greetingLengths([process(7, 'primary'), process(12, 'worker'), process(13, 'worker')], 'h'),
+      [37, 37],
+    );
   });
 
   it('Length mismatches are failures when every greeting had one length, beyond Receive errors and non-2xx', () => {

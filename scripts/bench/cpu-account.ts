@@ -93,6 +93,14 @@ export interface WorkerChange {
 }
 
 /**
+ * Pure: whether a run's context switches are short of its requests' — a process gone by the end
+ * (or come and gone) took its switches with it. One that started counts from zero: nothing lost.
+ */
+export function losesSwitches(change: WorkerChange | undefined): boolean {
+  return change !== undefined && (change.exited.length > 0 || change.passing);
+}
+
+/**
  * Pure: the processes below `root` that exited or started between the readings, or undefined if
  * none did. A worker that came and went in between is in neither reading, but its parent's
  * reaped time grew.

@@ -1,7 +1,7 @@
 /** One load run against a running target, bracketed by /proc and /metrics readings. */
 import { hostname } from 'node:os';
 import { greetingText } from '../../src/worker/replies.js';
-import { accountCpu, type WorkerChange, workerChange } from './cpu-account.js';
+import { accountCpu, losesSwitches, type WorkerChange, workerChange } from './cpu-account.js';
 import type { CpuPlan } from './cpu-plan.js';
 import { type LoadResult, unusableRun, withUnexplainedLength } from './load-output.js';
 import {
@@ -59,6 +59,16 @@ export interface RunSample {
   /** Requests per worker during the run (our service, when its workers stayed the same). */
   readonly spread?: readonly WorkerCount[];
   readonly imbalance?: number | undefined;
+}
+
+/**
+ * Pure: the greeting's length from each serving process, which ab's Length failures are told apart
+ * by (a pid of another number of digits). Not the primary's: it never answers.
+ */
+export function greetingLengths(processes: readonly ProcessSample[], host: string): number[] {
+  return processes
+    .filter((p) => p.role === 'worker')
+    .map((p) => Buffer.byteLength(greetingText(host, p.pid)));
 }
 
 /** Runs `profile` once against `target` and measures what the server spent on it. */
@@ -123,10 +133,7 @@ export async function measure(
   const countsAfter = serverExit === undefined ? await readRequestCounts(target.metricsUrl) : undefined;
   let error = toolError;
   if (load) {
-    const greetingBytes = processes
-      .filter((p) => p.role === 'worker')
-      .map((p) => Buffer.byteLength(greetingText(hostname(), p.pid)));
-    load = withUnexplainedLength(load, greetingBytes);
+    load = withUnexplainedLength(load, greetingLengths(processes, hostname()));
     error = unusableRun(load, serverExit);
   } else if (serverExit !== undefined) {
     error = `the server exited during the run (${serverExit}); ${toolError}`;
@@ -136,8 +143,7 @@ export async function measure(
   const contextSwitches = processes.reduce((sum, p) => sum + p.contextSwitches, 0);
   const perRequest = (total: number): number | undefined =>
     serverExit === undefined && load && load.requests > 0 ? total / load.requests : undefined;
-  // A process gone by the end took its context switches with it, while its requests still count.
-  const switchesLost = changed !== undefined && (changed.exited.length > 0 || changed.passing);
+  const switchesLost = losesSwitches(changed);
   const spread = countsBefore && countsAfter && !changed ? countDeltas(countsBefore, countsAfter) : undefined;
   return {
     round,
