@@ -740,7 +740,9 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
   }, async (t) => {
     // 38 bytes at one per 100 ms: whole after 3.8 s, so a timeout that restarts with each byte passes.
     const reply = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+    const sockets: Socket[] = [];
     const trickle = createServer((socket) => {
+      sockets.push(socket);
       let i = 0;
       const timer = setInterval(() => {
         if (i < reply.length) socket.write(reply[i++] as string);
@@ -749,7 +751,11 @@ describe('--healthcheck (Docker HEALTHCHECK)', () => {
       socket.on('error', () => clearInterval(timer));
     }).listen(0, '127.0.0.1');
     await once(trickle, 'listening');
-    t.after(() => trickle.close());
+    // Destroyed, not waited for: a check that failed this test may have left its connection open.
+    t.after(() => {
+      for (const socket of sockets) socket.destroy();
+      trickle.close();
+    });
     const { code, stdout } = await healthcheck((trickle.address() as { port: number }).port);
     assert.equal(code, 1, stdout);
     assert.match(stdout, /no answer within 2000 ms/);
