@@ -25,8 +25,8 @@ export interface CpuLimit {
 
 function affinityOf(read: ReadFile): { count: number; list: string } | undefined {
   const list = affinityList(read);
-  const count = list === undefined ? undefined : parseCpuList(list)?.length;
-  return list === undefined || count === undefined ? undefined : { count, list };
+  const cpus = list === undefined ? undefined : parseCpuList(list);
+  return list && cpus ? { count: cpus.length, list } : undefined;
 }
 
 interface Quota {

@@ -11,13 +11,6 @@ export interface CpuPlan {
   readonly reason: string;
 }
 
-/** The CPUs in a kernel CPU list; throws on text that is not one. */
-export function cpusOf(text: string): number[] {
-  const cpus = parseCpuList(text);
-  if (!cpus) throw new Error(`not a CPU list: "${text}"`);
-  return cpus;
-}
-
 /** Formats CPUs the way taskset -c reads them, ranges collapsed. */
 export function formatCpuList(cpus: readonly number[]): string {
   const parts: string[] = [];

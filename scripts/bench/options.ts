@@ -1,6 +1,7 @@
 /** The bench's command line, validated once; each error names the option and the value given. */
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
-import { cpusOf, formatCpuList } from './cpu-plan.js';
+import { parseCpuList } from '../../src/cpu-list.js';
+import { formatCpuList } from './cpu-plan.js';
 import { AB_CONCURRENCY } from './profiles.js';
 import type { CompareTool } from './targets.js';
 
@@ -78,11 +79,9 @@ function workerList(value: string | undefined): number[] | undefined {
 
 function cpuList(name: string, value: string | undefined): number[] | undefined {
   if (value === undefined) return undefined;
-  try {
-    return cpusOf(value);
-  } catch {
-    throw new OptionError(`--${name} must be a CPU list such as "0-3,8", got "${value}"`);
-  }
+  const cpus = parseCpuList(value);
+  if (!cpus) throw new OptionError(`--${name} must be a CPU list such as "0-3,8", got "${value}"`);
+  return cpus;
 }
 
 function compareList(value: string | undefined): BenchOptions['compare'] {
