@@ -12,9 +12,10 @@ import { parseConfig } from '../src/config.js';
 import { closeGracefully } from '../src/worker/connections.js';
 import { MAX_HEADS_PER_READ } from '../src/worker/fast-path.js';
 import { recognizeGreetingRequest } from '../src/worker/request-head.js';
-import { RequestStats } from '../src/worker/request-stats.js';
-import { createGreetingServer, type Readiness } from '../src/worker/server.js';
+import type { RequestStats } from '../src/worker/request-stats.js';
+import type { Readiness } from '../src/worker/server.js';
 import { mulberry32 } from './helpers/fuzz.js';
+import { listenInProcess } from './helpers/in-process.js';
 import { RawConnection } from './helpers/raw-http.js';
 import { pollUntil } from './helpers/service.js';
 
@@ -205,21 +206,16 @@ after(() => {
 });
 
 async function listen(env: Record<string, string> = {}, hostname = 'test-host'): Promise<InProcess> {
-  const stats = new RequestStats();
   let readiness: Readiness = 'ready';
-  const server = createGreetingServer({
-    hostname,
-    pid: 4242,
+  const { server, port, stats } = await listenInProcess({
     limits: parseConfig(env).http,
-    stats,
     readiness: () => readiness,
+    hostname,
   });
   servers.push(server);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
   const state: InProcess = {
     server,
-    port: (server.address() as AddressInfo).port,
+    port,
     stats,
     parsedByNode: 0,
     get readiness() {

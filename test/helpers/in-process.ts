@@ -12,6 +12,8 @@ export interface InProcessOptions {
   /** The primary's side of /metrics; without it, /metrics is 404. */
   readonly metrics?: () => Promise<string | null>;
   readonly readiness?: () => Readiness;
+  /** test-host when left out. */
+  readonly hostname?: string;
 }
 
 export interface InProcess {
@@ -20,11 +22,11 @@ export interface InProcess {
   readonly stats: RequestStats;
 }
 
-/** Starts a greeting server for test-host, pid 4242, on 127.0.0.1. */
+/** Starts a greeting server for pid 4242 on 127.0.0.1. */
 export async function listenInProcess(options: InProcessOptions = {}): Promise<InProcess> {
   const stats = new RequestStats();
   const server = createGreetingServer({
-    hostname: 'test-host',
+    hostname: options.hostname ?? 'test-host',
     pid: 4242,
     limits: options.limits ?? parseConfig({}).http,
     stats,
